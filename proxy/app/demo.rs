@@ -1,0 +1,58 @@
+//! `ddlgate demo`: a throwaway PostgreSQL with ddlgate in front, for trying
+//! the proxy with nothing but the server package installed.
+
+use std::process::ExitCode;
+
+use crate::config::{LogFormat, Settings};
+use crate::pgcluster::{ClusterOptions, PgCluster};
+use crate::server::{Runtime, Server};
+use crate::telemetry::logging;
+use crate::upstream::UpstreamTarget;
+
+pub fn run(listen: &str) -> ExitCode {
+    logging::init(LogFormat::Text, "info");
+    let listen = match listen.parse() {
+        Ok(a) => a,
+        Err(_) => {
+            eprintln!(
+                "ddlgate: config key 'listen': '{listen}' is not an address like 127.0.0.1:6432"
+            );
+            return ExitCode::from(super::EXIT_CONFIG);
+        }
+    };
+    eprintln!("starting a throwaway PostgreSQL cluster...");
+    let mut cluster = match PgCluster::start(ClusterOptions::default()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ddlgate demo: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let upstream = UpstreamTarget::parse(&cluster.url()).expect("cluster URL parses");
+    let mut settings = Settings::for_upstream(upstream);
+    settings.listen = listen;
+    settings.shutdown_timeout = std::time::Duration::from_secs(2);
+    let rt = super::runtime(1).expect("tokio runtime");
+    let code = rt.block_on(async {
+        let server = match Server::bind(Runtime::build(settings).expect("no TLS in demo")).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("ddlgate demo: cannot listen on {listen}: {e} (choose another with --listen)");
+                return ExitCode::FAILURE;
+            }
+        };
+        let handle = server.handle();
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            handle.shutdown();
+        });
+        println!(
+            "\nddlgate is relaying {listen} -> PostgreSQL on 127.0.0.1:{}\n\nconnect with:\n  psql \"postgres://postgres@{listen}/postgres\"\n\nCtrl-C stops ddlgate and removes the cluster.\n",
+            cluster.port
+        );
+        server.run().await;
+        ExitCode::SUCCESS
+    });
+    cluster.stop();
+    code
+}

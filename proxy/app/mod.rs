@@ -1,0 +1,35 @@
+//! The `ddlgate` command: running the proxy (with signals and reload) and the
+//! `demo` subcommand.
+
+mod demo;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::config::cli::{Cli, Command};
+
+/// Exit code for configuration problems.
+pub const EXIT_CONFIG: u8 = 2;
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Demo { listen }) => demo::run(&listen),
+        None => run::run(cli.proxy),
+    }
+}
+
+fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if workers <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+    }
+}

@@ -1,0 +1,13 @@
+//! ddlgate: a PostgreSQL wire-protocol proxy that relays ordinary traffic
+//! untouched and intercepts schema changes. See ARCHITECTURE.md for the map.
+
+pub mod app;
+pub mod cancel;
+pub mod config;
+pub mod pgcluster;
+pub mod protocol;
+pub mod server;
+pub mod session;
+pub mod telemetry;
+pub mod tls;
+pub mod upstream;

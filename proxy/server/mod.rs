@@ -1,0 +1,91 @@
+//! The listener: accepts clients, admits them up to the connection limit,
+//! spawns one session task each, and drains them on shutdown.
+
+mod shared;
+
+pub use shared::{Admission, Runtime, ServerHandle, Shared, Slot, StartError};
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::session;
+
+pub struct Server {
+    shared: Arc<Shared>,
+    listener: TcpListener,
+}
+
+impl Server {
+    /// Binds the listen address of `runtime`'s settings.
+    pub async fn bind(runtime: Runtime) -> io::Result<Self> {
+        let listener = TcpListener::bind(runtime.settings.listen).await?;
+        Ok(Server {
+            shared: Arc::new(Shared::new(runtime)),
+            listener,
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle(self.shared.clone())
+    }
+
+    /// Serves until shutdown is requested, then drains: sessions close as soon
+    /// as they are idle, and all are closed once `shutdown_timeout` has passed.
+    pub async fn run(self) {
+        let tracker = TaskTracker::new();
+        let shared = self.shared;
+        info!(listen = %self.listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+              upstream = %shared.runtime().settings.upstream, "ddlgate accepting connections");
+        loop {
+            let accepted = tokio::select! {
+                a = self.listener.accept() => a,
+                _ = shared.drain.cancelled() => break,
+            };
+            let (socket, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Usually out of file descriptors: back off instead of spinning.
+                    error!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = socket.set_nodelay(true);
+            let (slot, admission) = shared.admit();
+            tracker.spawn(session::serve(
+                socket,
+                peer,
+                shared.clone(),
+                slot,
+                admission,
+            ));
+        }
+        drop(self.listener);
+        tracker.close();
+        let timeout = shared.runtime().settings.shutdown_timeout;
+        info!(
+            sessions = tracker.len(),
+            timeout_secs = timeout.as_secs_f64(),
+            "draining sessions"
+        );
+        if tokio::time::timeout(timeout, tracker.wait()).await.is_err() {
+            warn!(
+                sessions = tracker.len(),
+                "shutdown timeout reached, closing remaining sessions"
+            );
+            shared.force.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+        }
+        info!("ddlgate stopped");
+    }
+}

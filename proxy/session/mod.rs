@@ -1,0 +1,233 @@
+//! One client connection, from accept to close, as an explicit sequence of
+//! phases: negotiation (SSL/GSS/cancel), startup, upstream connect,
+//! authentication, relay. Runs inside one tracing span whose fields are
+//! filled in as they become known.
+
+mod auth;
+mod conn;
+mod control;
+mod error;
+pub mod intercept;
+mod negotiate;
+mod pipe;
+mod relay;
+mod state;
+
+pub use error::SessionError;
+pub use relay::End;
+pub use state::SessionState;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant as StdInstant;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::{timeout_at, Instant};
+use tokio_util::either::Either;
+use tracing::field::Empty;
+use tracing::{debug, info, info_span, warn, Instrument, Span};
+
+use crate::cancel::{CancelTarget, Registration};
+use crate::protocol::startup::CancelKey;
+use crate::server::{Admission, Runtime, Shared, Slot};
+use crate::upstream;
+
+use conn::{Conn, ReadError};
+use control::Control;
+use intercept::Interceptor;
+use negotiate::{negotiate, report, Opening};
+use pipe::Pipe;
+use relay::Relay;
+
+/// How a session ended without error.
+#[derive(Debug)]
+enum Outcome {
+    Cancel,
+    Relayed(End),
+}
+
+/// Serves one client connection to completion.
+pub async fn serve<C>(
+    io: C,
+    peer: SocketAddr,
+    shared: Arc<Shared>,
+    slot: Slot,
+    admission: Admission,
+) where
+    C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let runtime = shared.runtime();
+    let span = info_span!(
+        "session",
+        id = shared.next_id(),
+        client = %peer,
+        user = Empty,
+        database = Empty,
+        application_name = Empty,
+        backend_pid = Empty,
+    );
+    let started = StdInstant::now();
+    let result = run(io, &shared, runtime, admission, &span)
+        .instrument(span.clone())
+        .await;
+    let _enter = span.enter();
+    let secs = started.elapsed().as_secs_f64();
+    match result {
+        Ok(Outcome::Cancel) => {}
+        Ok(Outcome::Relayed(end)) => info!(?end, duration_secs = secs, "session closed"),
+        Err(e) => {
+            shared.metrics.error(e.kind());
+            match &e {
+                SessionError::Client(_) | SessionError::UpstreamRejected => {
+                    debug!(error = %e, duration_secs = secs, "session ended during startup")
+                }
+                _ => warn!(error = %e, duration_secs = secs, "session failed"),
+            }
+        }
+    }
+    drop(slot);
+}
+
+async fn run<C>(
+    io: C,
+    shared: &Shared,
+    runtime: Arc<Runtime>,
+    admission: Admission,
+    span: &Span,
+) -> Result<Outcome, SessionError>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let settings = &runtime.settings;
+    let deadline = Instant::now() + settings.handshake_timeout;
+    let opening = match timeout_at(deadline, negotiate(io, runtime.tls_acceptor.as_ref())).await {
+        Ok(r) => r?,
+        // The stream went with the timed-out future; the client just sees a close.
+        Err(_) => return Err(SessionError::HandshakeTimeout),
+    };
+    let (mut client, startup) = match opening {
+        Opening::Cancel(key) => {
+            cancel(shared, &key).await;
+            return Ok(Outcome::Cancel);
+        }
+        Opening::Startup { conn, msg } => (conn, msg),
+    };
+    for (key, field) in [
+        ("user", "user"),
+        ("database", "database"),
+        ("application_name", "application_name"),
+    ] {
+        if let Some(v) = startup.param(key) {
+            span.record(field, v.as_str());
+        }
+    }
+    if let Admission::OverLimit(max) = admission {
+        return Err(report(&mut client.io, SessionError::TooManyClients(max)).await);
+    }
+
+    let client_tls = matches!(client.io, Either::Right(_));
+    let mut state = SessionState::default();
+    let mut registration: Option<Registration> = None;
+    let setup = async {
+        let t0 = StdInstant::now();
+        let upstream = upstream::connect(
+            &settings.upstream,
+            runtime.upstream_tls.as_ref(),
+            settings.connect_timeout,
+        )
+        .await?;
+        shared
+            .metrics
+            .upstream_connect
+            .record(t0.elapsed().as_secs_f64());
+        let upstream_tls = matches!(upstream, Either::Right(_));
+        let mut server = Conn::new(upstream);
+        server.send(&startup.raw);
+        server
+            .flush()
+            .await
+            .map_err(|e| SessionError::UpstreamLost(ReadError::Io(e)))?;
+        auth::authenticate(&mut client, &mut server, client_tls && upstream_tls).await?;
+        auth::finish_startup(&mut client, &mut server, &mut state, |upstream_key| {
+            span.record("backend_pid", upstream_key.pid);
+            let (ours, reg) = shared.cancels.register(CancelTarget {
+                upstream_key,
+                runtime: runtime.clone(),
+            });
+            registration = Some(reg);
+            ours
+        })
+        .await?;
+        Ok::<_, SessionError>(server)
+    };
+    let server = match timeout_at(deadline, setup).await {
+        Ok(Ok(server)) => server,
+        Ok(Err(e)) => {
+            // Anything the server said (its own ErrorResponse) goes first.
+            let _ = client.flush().await;
+            return Err(report(&mut client.io, e).await);
+        }
+        Err(_) => {
+            let _ = client.flush().await;
+            return Err(report(&mut client.io, SessionError::HandshakeTimeout).await);
+        }
+    };
+    debug!(server_version = %state.server_version, "session ready");
+
+    let Conn {
+        io: mut client_io,
+        rbuf: client_buf,
+        ..
+    } = *client;
+    let Conn {
+        io: mut server_io,
+        rbuf: server_buf,
+        ..
+    } = server;
+    let mut relay = Relay {
+        client: &mut client_io,
+        server: &mut server_io,
+        c2s: Pipe::new(client_buf),
+        s2c: Pipe::new(server_buf),
+        state,
+        intercept: Interceptor,
+        control: Control::new(
+            settings.idle_timeout,
+            shared.drain.clone(),
+            shared.force.clone(),
+        ),
+        metrics: &shared.metrics,
+        max_message_size: settings.max_message_size,
+    };
+    let end = relay.run().await;
+    drop(registration);
+    Ok(Outcome::Relayed(end))
+}
+
+/// Forwards a CancelRequest for a key this proxy issued; others are dropped,
+/// as PostgreSQL drops unknown keys, without telling the sender.
+async fn cancel(shared: &Shared, key: &CancelKey) {
+    let Some(target) = shared.cancels.lookup(key) else {
+        shared.metrics.cancel("unknown_key");
+        debug!(pid = key.pid, "cancel request with an unknown key ignored");
+        return;
+    };
+    let rt = &target.runtime;
+    match upstream::send_cancel(
+        &rt.settings.upstream,
+        rt.upstream_tls.as_ref(),
+        rt.settings.connect_timeout,
+        &target.upstream_key,
+    )
+    .await
+    {
+        Ok(()) => {
+            shared.metrics.cancel("forwarded");
+            info!(pid = key.pid, "cancel request forwarded");
+        }
+        Err(e) => {
+            shared.metrics.cancel("failed");
+            warn!(pid = key.pid, error = %e, "cancel request could not be forwarded");
+        }
+    }
+}

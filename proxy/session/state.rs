@@ -1,0 +1,52 @@
+//! What the proxy knows about a session once it is relaying: the transaction
+//! status from ReadyForQuery, the server's version, and how many requests
+//! still await their ReadyForQuery. The DDL gate decides with these.
+
+use crate::protocol::backend::TxStatus;
+
+#[derive(Debug, Clone, Default)]
+pub struct SessionState {
+    pub tx: TxStatus,
+    /// `server_version` as the upstream reported it, e.g. "15.4 (Debian ...)".
+    pub server_version: String,
+    /// Query, Sync and FunctionCall messages sent that have not yet been
+    /// answered by ReadyForQuery.
+    pub outstanding: u32,
+    /// The last ErrorResponse from the server was FATAL or PANIC.
+    pub server_sent_fatal: bool,
+}
+
+impl SessionState {
+    /// The server's major version (e.g. 15), once known.
+    pub fn server_major(&self) -> Option<u32> {
+        let digits: String = self
+            .server_version
+            .chars()
+            .take_while(|c| c.is_ascii_digit())
+            .collect();
+        digits.parse().ok()
+    }
+
+    /// Outside a transaction with no request in flight.
+    pub fn is_idle(&self) -> bool {
+        self.tx == TxStatus::Idle && self.outstanding == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_major_reads_leading_digits() {
+        let mut s = SessionState {
+            server_version: "15.18 (Debian 15.18-0+deb12u1)".into(),
+            ..Default::default()
+        };
+        assert_eq!(s.server_major(), Some(15));
+        s.server_version = "9.6.24".into();
+        assert_eq!(s.server_major(), Some(9));
+        s.server_version.clear();
+        assert_eq!(s.server_major(), None);
+    }
+}
