@@ -106,7 +106,7 @@ mod tests {
     fn header_rejects_frames_over_the_maximum() {
         assert_eq!(
             parse_header(b"d\0\0\x01\0", 100),
-            Err(FrameError::TooLarge { len: 261, max: 100 })
+            Err(FrameError::TooLarge { len: 257, max: 100 })
         );
     }
 

@@ -100,11 +100,7 @@ where
 {
     let settings = &runtime.settings;
     let deadline = Instant::now() + settings.handshake_timeout;
-    let opening = match timeout_at(deadline, negotiate(io, runtime.tls_acceptor.as_ref())).await {
-        Ok(r) => r?,
-        // The stream went with the timed-out future; the client just sees a close.
-        Err(_) => return Err(SessionError::HandshakeTimeout),
-    };
+    let opening = negotiate(io, runtime.tls_acceptor.as_ref(), deadline).await?;
     let (mut client, startup) = match opening {
         Opening::Cancel(key) => {
             cancel(shared, &key).await;

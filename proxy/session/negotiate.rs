@@ -3,6 +3,7 @@
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::{timeout_at, Instant};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::either::Either;
 
@@ -23,16 +24,22 @@ pub enum Opening<C> {
 }
 
 /// Runs negotiation. On a client error the client has been told already.
-pub async fn negotiate<C>(io: C, tls: Option<&TlsAcceptor>) -> Result<Opening<C>, SessionError>
+/// Every step must finish by `deadline` (the handshake timeout).
+pub async fn negotiate<C>(
+    io: C,
+    tls: Option<&TlsAcceptor>,
+    deadline: Instant,
+) -> Result<Opening<C>, SessionError>
 where
     C: AsyncRead + AsyncWrite + Unpin,
 {
     let mut io: ClientStream<C> = Either::Left(io);
     let mut ssl_answered = false;
     loop {
-        let packet = match read_packet(&mut io).await {
-            Ok(p) => p,
-            Err(e) => return Err(report(&mut io, e).await),
+        let packet = match timeout_at(deadline, read_packet(&mut io)).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(e)) => return Err(report(&mut io, e).await),
+            Err(_) => return Err(report(&mut io, SessionError::HandshakeTimeout).await),
         };
         let packet = match startup::decode(packet.freeze()) {
             Ok(p) => p,

@@ -1,0 +1,10 @@
+//! Integration tests: ddlgate in front of a real PostgreSQL, driven by real
+//! clients (tokio-postgres, psql, pgbench). PostgreSQL's server binaries must
+//! be installed; the harness says how when they are not.
+
+mod harness;
+
+mod auth;
+mod errors;
+mod relay;
+mod tools;
