@@ -3,6 +3,7 @@
 //! be installed; the harness says how when they are not.
 
 mod harness;
+mod raw;
 
 mod auth;
 mod errors;
