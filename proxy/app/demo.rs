@@ -43,7 +43,12 @@ pub fn run(listen: &str) -> ExitCode {
         };
         let handle = server.handle();
         tokio::spawn(async move {
-            let _ = tokio::signal::ctrl_c().await;
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut term) = signal(SignalKind::terminate()) else { return };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
             handle.shutdown();
         });
         println!(

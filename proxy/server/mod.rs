@@ -48,8 +48,9 @@ impl Server {
               upstream = %shared.runtime().settings.upstream, "ddlgate accepting connections");
         loop {
             let accepted = tokio::select! {
-                a = self.listener.accept() => a,
+                biased;
                 _ = shared.drain.cancelled() => break,
+                a = self.listener.accept() => a,
             };
             let (socket, peer) = match accepted {
                 Ok(a) => a,

@@ -35,6 +35,8 @@ pub enum SessionError {
     TooManyClients(usize),
     #[error("upstream ended the session with an error")]
     UpstreamRejected,
+    #[error("connection arrived while shutting down")]
+    ShuttingDown,
 }
 
 impl SessionError {
@@ -65,6 +67,10 @@ impl SessionError {
                 sqlstate::CONNECTION_FAILURE,
                 "startup and authentication did not complete within ddlgate's handshake_timeout",
             ),
+            ShuttingDown => Report::fatal(
+                sqlstate::CANNOT_CONNECT_NOW,
+                "ddlgate is shutting down and accepts no new sessions",
+            ),
             TooManyClients(max) => Report::fatal(
                 sqlstate::TOO_MANY_CONNECTIONS,
                 format!(
@@ -87,6 +93,7 @@ impl SessionError {
             ClientTls(_) => "client_tls",
             HandshakeTimeout => "handshake_timeout",
             TooManyClients(_) => "too_many_clients",
+            ShuttingDown => "shutting_down",
             UpstreamRejected => "upstream_rejected",
         }
     }

@@ -120,6 +120,9 @@ where
     if let Admission::OverLimit(max) = admission {
         return Err(report(&mut client.io, SessionError::TooManyClients(max)).await);
     }
+    if shared.drain.is_cancelled() {
+        return Err(report(&mut client.io, SessionError::ShuttingDown).await);
+    }
 
     let client_tls = matches!(client.io, Either::Right(_));
     let mut state = SessionState::default();
