@@ -166,13 +166,12 @@ pub fn settings() -> Settings {
 pub struct Proxy {
     pub addr: SocketAddr,
     pub handle: ServerHandle,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Proxy {
     pub fn start(settings: Settings) -> Proxy {
         let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
+        std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -187,11 +186,7 @@ impl Proxy {
             });
         });
         let (addr, handle) = rx.recv().expect("proxy started");
-        Proxy {
-            addr,
-            handle,
-            thread: Some(thread),
-        }
+        Proxy { addr, handle }
     }
 
     pub fn port(&self) -> u16 {
@@ -208,14 +203,6 @@ impl Proxy {
 
     pub async fn connect(&self, user: &str) -> Client {
         connect(&self.conninfo(user, "postgres")).await
-    }
-
-    /// Shuts down and waits for the server thread to finish.
-    pub fn stop(mut self) {
-        self.handle.shutdown();
-        if let Some(t) = self.thread.take() {
-            t.join().unwrap();
-        }
     }
 }
 
