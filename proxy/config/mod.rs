@@ -279,6 +279,16 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_config_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ddlgate.toml");
+        let file = FileConfig::load(&path).unwrap();
+        let s = resolve(&ProxyArgs::default(), file).unwrap();
+        assert_eq!(s.listen.port(), 6432);
+        assert_eq!(s.max_message_size, 1 << 30);
+        assert_eq!(s.idle_timeout, None);
+    }
+
+    #[test]
     fn sizes_and_durations_parse() {
         assert_eq!(parse_size("k", "64kB").unwrap(), 65536);
         assert_eq!(parse_size("k", "1GB").unwrap(), 1 << 30);
