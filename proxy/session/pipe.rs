@@ -85,6 +85,13 @@ impl Pipe {
         self.ready = self.buf.len();
     }
 
+    /// Drops everything, written or not (the destination is gone).
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.ready = 0;
+        self.streaming = 0;
+    }
+
     /// Drops everything not yet cleared for writing (a bad message's bytes).
     pub fn discard_unscanned(&mut self) {
         self.buf.truncate(self.ready);

@@ -79,6 +79,14 @@ where
 
             match write_out(cx, self.server, &mut self.c2s, &mut flush.server) {
                 Ok(p) => progress |= p,
+                Err(()) if matches!(phase, Phase::Relaying) => {
+                    // What could not be sent is lost with the connection; the
+                    // client still hears why.
+                    self.c2s.clear();
+                    flush.server = false;
+                    *phase = Phase::Closing(self.close_server_gone());
+                    continue;
+                }
                 Err(()) => return Poll::Ready(End::ServerClosed),
             }
             match write_out(cx, self.client, &mut self.s2c, &mut flush.client) {
