@@ -37,6 +37,10 @@ pub enum SessionError {
     UpstreamRejected,
     #[error("connection arrived while shutting down")]
     ShuttingDown,
+    #[error("idle_timeout reached")]
+    IdleTimeout,
+    #[error("closed by shutdown")]
+    Shutdown,
 }
 
 impl SessionError {
@@ -47,13 +51,25 @@ impl SessionError {
             // The client is gone, or already has the server's own error.
             Client(_) | UpstreamRejected | ClientTls(_) => return None,
             Startup(e) => Report::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string()),
-            ClientFrame(e) => Report::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string())
-                .with_hint("max_message_size in ddlgate's configuration bounds client messages"),
+            ClientFrame(e) => Report::fatal(
+                sqlstate::PROTOCOL_VIOLATION,
+                format!("invalid client message: {e}"),
+            )
+            .with_hint("max_message_size in ddlgate's configuration bounds client messages"),
             ClientProtocol(what) => Report::fatal(sqlstate::PROTOCOL_VIOLATION, *what),
             Upstream(e) => Report::fatal(sqlstate::CONNECTION_FAILURE, e.to_string()),
             UpstreamLost(_) => Report::fatal(
                 sqlstate::CONNECTION_FAILURE,
                 "the upstream server closed the connection unexpectedly",
+            )
+            .with_detail("The server may have been restarted or terminated this backend."),
+            IdleTimeout => Report::fatal(
+                sqlstate::IDLE_SESSION_TIMEOUT,
+                "terminating connection due to ddlgate's idle_timeout",
+            ),
+            Shutdown => Report::fatal(
+                sqlstate::ADMIN_SHUTDOWN,
+                "terminating connection because ddlgate is shutting down",
             ),
             UpstreamProtocol(_) => Report::fatal(
                 sqlstate::PROTOCOL_VIOLATION,
@@ -94,6 +110,8 @@ impl SessionError {
             HandshakeTimeout => "handshake_timeout",
             TooManyClients(_) => "too_many_clients",
             ShuttingDown => "shutting_down",
+            IdleTimeout => "idle_timeout",
+            Shutdown => "shutdown",
             UpstreamRejected => "upstream_rejected",
         }
     }

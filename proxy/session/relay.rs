@@ -8,12 +8,13 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::protocol::backend::{self, Report, TxStatus};
+use crate::protocol::backend::{self, TxStatus};
 use crate::protocol::frame::FrameError;
-use crate::protocol::sqlstate;
 use crate::telemetry::metrics::Metrics;
 
+use super::conn::ReadError;
 use super::control::{Control, Signal};
+use super::error::SessionError;
 use super::intercept::{Action, Interceptor, SqlMessage};
 use super::pipe::{Pipe, Seen};
 use super::state::SessionState;
@@ -25,10 +26,9 @@ pub enum End {
     ClientClosed,
     /// The upstream closed its connection.
     ServerClosed,
-    /// The proxy ended the session and told the client why.
-    Ended(&'static str),
-    /// The client broke the protocol; it was told.
-    ClientError(FrameError),
+    /// The proxy ended the session (bad client message, idle timeout,
+    /// shutdown) and told the client why.
+    ClosedByProxy(SessionError),
 }
 
 /// Scanning a client message failed.
@@ -124,7 +124,7 @@ where
                         self.control.activity();
                         self.metrics.client_bytes.increment(n as u64);
                         if let Err(ScanStop::Frame(e)) = self.scan_client() {
-                            *phase = Phase::Closing(self.close_with(End::ClientError(e)));
+                            *phase = Phase::Closing(self.close_with(SessionError::ClientFrame(e)));
                             continue;
                         }
                     }
@@ -155,18 +155,20 @@ where
                 }
             }
 
-            if let Some(signal) = self.control.poll(cx, &self.state, self.quiet()) {
-                let end = match signal {
-                    Signal::IdleTimeout => End::Ended("idle_timeout"),
-                    Signal::Shutdown => End::Ended("shutdown"),
-                };
-                *phase = Phase::Closing(self.close_with(end));
+            if progress {
                 continue;
             }
-
-            if !progress {
-                return Poll::Pending;
+            // About to wait: only now check what ends a session from outside
+            // its traffic, so busy iterations never pay for it.
+            if let Some(signal) = self.control.poll(cx, &self.state, self.quiet()) {
+                let reason = match signal {
+                    Signal::IdleTimeout => SessionError::IdleTimeout,
+                    Signal::Shutdown => SessionError::Shutdown,
+                };
+                *phase = Phase::Closing(self.close_with(reason));
+                continue;
             }
+            return Poll::Pending;
         }
     }
 
@@ -238,46 +240,25 @@ where
         // the server said goodbye itself, the client learns what happened.
         let _ = self.scan_server();
         if self.s2c.at_boundary() && !self.state.server_sent_fatal {
-            let report = Report::fatal(
-                sqlstate::CONNECTION_FAILURE,
-                "the upstream server closed the connection unexpectedly",
-            )
-            .with_detail("The server may have been restarted or terminated this backend.");
-            self.s2c.inject(&report.to_bytes());
+            if let Some(report) = SessionError::UpstreamLost(ReadError::Closed).report() {
+                self.s2c.inject(&report.to_bytes());
+            }
         }
         self.c2s.discard_unscanned();
         End::ServerClosed
     }
 
-    fn close_with(&mut self, end: End) -> End {
-        let report = match &end {
-            End::ClientError(e) => Some(
-                Report::fatal(
-                    sqlstate::PROTOCOL_VIOLATION,
-                    format!("invalid client message: {e}"),
-                )
-                .with_hint("ddlgate's max_message_size bounds client messages"),
-            ),
-            End::Ended("idle_timeout") => Some(Report::fatal(
-                sqlstate::IDLE_SESSION_TIMEOUT,
-                "terminating connection due to ddlgate's idle_timeout",
-            )),
-            End::Ended(_) => Some(Report::fatal(
-                sqlstate::ADMIN_SHUTDOWN,
-                "terminating connection because ddlgate is shutting down",
-            )),
-            _ => None,
-        };
+    fn close_with(&mut self, reason: SessionError) -> End {
         self.c2s.discard_unscanned();
         if self.c2s.at_boundary() {
             self.c2s.inject(TERMINATE);
         }
-        if let Some(r) = report {
+        if let Some(report) = reason.report() {
             if self.s2c.at_boundary() {
-                self.s2c.inject(&r.to_bytes());
+                self.s2c.inject(&report.to_bytes());
             }
         }
-        end
+        End::ClosedByProxy(reason)
     }
 }
 

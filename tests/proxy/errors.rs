@@ -56,11 +56,7 @@ async fn upstream_unreachable() {
 async fn upstream_terminates_the_backend() {
     let p = proxy();
     let c = p.connect("postgres").await;
-    let pid: i32 = c
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let pid = backend_pid(&c).await;
     direct("postgres")
         .await
         .execute("SELECT pg_terminate_backend($1)", &[&pid])
@@ -240,11 +236,7 @@ async fn too_many_clients() {
 async fn unknown_cancel_keys_are_ignored() {
     let p = proxy();
     let c = p.connect("postgres").await;
-    let pid: i32 = c
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let pid = backend_pid(&c).await;
     let mut s = TcpStream::connect(p.addr).await.unwrap();
     let mut packet = vec![0, 0, 0, 16, 4, 210, 22, 46];
     packet.extend_from_slice(&pid.to_be_bytes());

@@ -226,6 +226,15 @@ pub async fn connect(conninfo: &str) -> Client {
     client
 }
 
+/// The upstream backend pid serving `client`.
+pub async fn backend_pid(client: &Client) -> i32 {
+    client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 /// A direct connection to the cluster, not through ddlgate.
 pub async fn direct(user: &str) -> Client {
     connect(&format!(

@@ -4,7 +4,7 @@ use futures_util::future::join_all;
 use futures_util::{stream, SinkExt, StreamExt, TryStreamExt};
 use tokio_postgres::{AsyncMessage, NoTls, SimpleQueryMessage};
 
-use crate::harness::{connect, direct, proxy, sqlstate};
+use crate::harness::{backend_pid, connect, direct, proxy, sqlstate};
 
 #[tokio::test]
 async fn simple_multi_statement_and_extended_queries() {
@@ -182,11 +182,7 @@ async fn listen_notify_and_notices() {
     let (listener, mut rx) = connect_with_messages(&p.conninfo("postgres", "postgres")).await;
     listener.batch_execute("LISTEN ddlgate_chan").await.unwrap();
     let notifier = p.connect("postgres").await;
-    let pid: i32 = notifier
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let pid = backend_pid(&notifier).await;
     notifier
         .batch_execute("NOTIFY ddlgate_chan, 'hello'")
         .await
