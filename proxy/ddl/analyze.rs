@@ -1,0 +1,185 @@
+//! Classifying a whole query string (or a migration file): statement by
+//! statement, tracking the transaction they run in, so that rules about
+//! "the same transaction" and "inside a transaction block" see the truth.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use super::fastpath::is_ddl_word;
+use super::lexer::{first_word, skip_trivia, split, word_at};
+use super::op::{fold_name, ConstraintKind, Op};
+use super::read::{read, ReadBy};
+use super::rule::Finding;
+use super::rules::{check, Catalog, Context, TxFacts};
+
+/// How statements reach the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One simple-protocol Query: several statements share an implicit
+    /// transaction.
+    QueryString,
+    /// One statement per Query, as psql runs a file.
+    Script,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Ddl,
+    Begin,
+    End,
+    Other,
+}
+
+#[derive(Debug, Clone)]
+pub struct Analyzed {
+    /// Where the statement is in the input (with its leading comments).
+    pub range: Range<usize>,
+    pub kind: Kind,
+    pub ops: Vec<Op>,
+    pub read_by: Option<ReadBy>,
+    pub findings: Vec<Finding>,
+    /// It ran inside a transaction block.
+    pub in_transaction: bool,
+}
+
+impl Analyzed {
+    /// The first table the statement names, for logs.
+    pub fn table(&self) -> Option<&str> {
+        self.findings
+            .iter()
+            .find_map(|f| f.table.as_deref())
+            .or_else(|| self.ops.iter().find_map(Op::table))
+    }
+}
+
+/// Carries transaction facts from one statement to the next.
+#[derive(Debug, Default)]
+pub struct Analyzer {
+    facts: TxFacts,
+    explicit_block: bool,
+}
+
+impl Analyzer {
+    /// The transaction ended (the session saw ReadyForQuery 'I').
+    pub fn end_transaction(&mut self) {
+        self.facts = TxFacts::default();
+        self.explicit_block = false;
+    }
+
+    pub fn analyze(
+        &mut self,
+        sql: &[u8],
+        mode: Mode,
+        session_in_tx: bool,
+        server_major: u32,
+        catalog: &Catalog,
+    ) -> Vec<Analyzed> {
+        self.explicit_block |= session_in_tx;
+        let pieces = split(sql);
+        let implicit = mode == Mode::QueryString && pieces.len() > 1;
+        let mut out = Vec::with_capacity(pieces.len());
+        for range in pieces {
+            let text = &sql[range.clone()];
+            let kind = kind_of(text);
+            let in_transaction = self.explicit_block || implicit;
+            let mut a = Analyzed {
+                range,
+                kind,
+                ops: Vec::new(),
+                read_by: None,
+                findings: Vec::new(),
+                in_transaction,
+            };
+            match kind {
+                Kind::Begin => self.explicit_block = true,
+                Kind::End => {
+                    self.explicit_block = false;
+                    self.facts = TxFacts::default();
+                }
+                Kind::Ddl => {
+                    let text = decode(text);
+                    let (mut ops, by) = read(&text);
+                    if ops.is_empty() {
+                        ops.push(Op::Unrecognized {
+                            alter_table: first_word(text.as_bytes()).eq_ignore_ascii_case(b"ALTER")
+                                && second_word(text.as_bytes()).eq_ignore_ascii_case(b"TABLE"),
+                            table: None,
+                        });
+                    }
+                    let ctx = Context {
+                        server_major,
+                        in_transaction,
+                        tx: &self.facts,
+                        catalog,
+                    };
+                    a.findings = ops.iter().flat_map(|op| check(op, &ctx)).collect();
+                    for op in &ops {
+                        self.remember(op);
+                    }
+                    a.ops = ops;
+                    a.read_by = Some(by);
+                }
+                Kind::Other => {}
+            }
+            if !self.explicit_block && mode == Mode::Script {
+                self.facts = TxFacts::default();
+            }
+            out.push(a);
+        }
+        if !self.explicit_block {
+            self.facts = TxFacts::default();
+        }
+        out
+    }
+
+    fn remember(&mut self, op: &Op) {
+        match op {
+            Op::CreateTable { table } => {
+                self.facts.created_tables.insert(fold_name(table));
+            }
+            Op::AddConstraint {
+                table,
+                name: Some(name),
+                kind: ConstraintKind::Check | ConstraintKind::ForeignKey { .. },
+                not_valid: true,
+            } => {
+                self.facts
+                    .not_valid
+                    .insert((fold_name(table), fold_name(name)));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// SQL arrives in the client's encoding; keywords and names that matter
+/// here are ASCII, so a lossy decode classifies the same.
+pub fn decode(bytes: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
+}
+
+fn kind_of(text: &[u8]) -> Kind {
+    let w = first_word(text);
+    if is_ddl_word(w) {
+        return Kind::Ddl;
+    }
+    let second = second_word(text);
+    if w.eq_ignore_ascii_case(b"BEGIN") || w.eq_ignore_ascii_case(b"START") {
+        Kind::Begin
+    } else if [&b"COMMIT"[..], b"END", b"ROLLBACK", b"ABORT"]
+        .iter()
+        .any(|k| w.eq_ignore_ascii_case(k))
+        && !second.eq_ignore_ascii_case(b"TO")
+        && !second.eq_ignore_ascii_case(b"PREPARED")
+    {
+        Kind::End
+    } else {
+        Kind::Other
+    }
+}
+
+fn second_word(text: &[u8]) -> &[u8] {
+    let start = skip_trivia(text, 0);
+    let first = word_at(text, start);
+    word_at(text, skip_trivia(text, start + first.len()))
+}

@@ -1,0 +1,57 @@
+//! The check every Query and Parse pays: can this SQL be a schema change at
+//! all? It reads only leading keywords (after comments, whitespace and
+//! parentheses), and splits the string only when it holds a semicolon.
+
+use super::lexer::{first_word, split};
+
+/// Leading keywords of statements that the gate classifies.
+const DDL_WORDS: &[&[u8]] = &[
+    b"ALTER",
+    b"CREATE",
+    b"DROP",
+    b"TRUNCATE",
+    b"VACUUM",
+    b"CLUSTER",
+    b"LOCK",
+    b"REINDEX",
+    b"REFRESH",
+    b"DO",
+];
+
+#[inline]
+pub fn is_ddl_word(word: &[u8]) -> bool {
+    (2..=8).contains(&word.len()) && DDL_WORDS.iter().any(|w| w.eq_ignore_ascii_case(word))
+}
+
+/// Whether any statement in `sql` starts with a DDL keyword.
+#[inline]
+pub fn may_contain_ddl(sql: &[u8]) -> bool {
+    if is_ddl_word(first_word(sql)) {
+        return true;
+    }
+    if memchr::memchr(b';', sql).is_none() {
+        return false;
+    }
+    split(sql)
+        .into_iter()
+        .any(|r| is_ddl_word(first_word(&sql[r])))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_ddl_anywhere_in_the_string() {
+        assert!(may_contain_ddl(b"alter table t add column c int"));
+        assert!(may_contain_ddl(b"/* hi */ -- x\n  CREATE INDEX i ON t (a)"));
+        assert!(may_contain_ddl(b"SELECT 1; DROP TABLE t"));
+        assert!(may_contain_ddl(b"do $$ begin end $$"));
+        assert!(!may_contain_ddl(b"SELECT 'x; DROP TABLE t'"));
+        assert!(!may_contain_ddl(b"SELECT * FROM alter_log"));
+        assert!(!may_contain_ddl(b"(SELECT 1) UNION (SELECT 2)"));
+        assert!(!may_contain_ddl(b"INSERT INTO t VALUES ('create')"));
+        assert!(!may_contain_ddl(b"  "));
+        assert!(!may_contain_ddl(b"DOCUMENT"));
+    }
+}

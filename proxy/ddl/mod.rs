@@ -1,0 +1,25 @@
+//! The DDL gate's pure half: from SQL text and the server's major version to
+//! findings and decisions, with no I/O. The session layer calls it for each
+//! Query and Parse that passes the fast path; `ddlgate lint` calls it for
+//! migration files.
+//!
+//! - `lexer`, `fastpath`: byte-level splitting and the cheap keyword check.
+//! - `read/`: sqlparser and token front ends, both producing `op::Op`.
+//! - `rules/`: one file per rule family, `Op` + `Context` to `Finding`s.
+//! - `analyze`: statement sequences and their transaction.
+//! - `policy`: findings to decisions.
+
+pub mod analyze;
+pub mod fastpath;
+pub mod lexer;
+pub mod op;
+pub mod policy;
+pub mod read;
+pub mod rule;
+pub mod rules;
+pub mod types;
+
+pub use analyze::{Analyzed, Analyzer, Kind, Mode};
+pub use policy::{Judgement, Policy, Who};
+pub use rule::{Decision, Finding, Lock, Rule};
+pub use rules::Catalog;

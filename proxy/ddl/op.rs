@@ -1,0 +1,243 @@
+//! What a schema change does, independent of how it was read: the sqlparser
+//! front end (`parsed.rs`) and the token front end (`tokens.rs`) both turn a
+//! statement into [`Op`]s, and the rules look only at these.
+
+use super::rule::Lock;
+use super::types::SqlType;
+
+/// A DEFAULT or generation expression, reduced to what the rules need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Volatility {
+    /// Constants and stable functions such as `now()`: evaluated once.
+    Stable,
+    /// Evaluated per row (`random()`, `clock_timestamp()`, or a function
+    /// ddlgate does not know, named here).
+    Volatile(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConstraintKind {
+    Check,
+    ForeignKey { references: String },
+    Unique { using_index: bool },
+    PrimaryKey { using_index: bool },
+    Exclude,
+    NotNull,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddColumn {
+    pub table: String,
+    pub column: String,
+    pub ty: SqlType,
+    pub default: Option<Volatility>,
+    pub not_null: bool,
+    pub identity: bool,
+    pub generated_stored: bool,
+    /// Constraints written on the column itself (`c int UNIQUE`).
+    pub constraints: Vec<ConstraintKind>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    AddColumn(AddColumn),
+    SetNotNull {
+        table: String,
+        column: String,
+    },
+    AlterType {
+        table: String,
+        column: String,
+        to: SqlType,
+        using: bool,
+    },
+    AddConstraint {
+        table: String,
+        name: Option<String>,
+        kind: ConstraintKind,
+        not_valid: bool,
+    },
+    ValidateConstraint {
+        table: String,
+        name: String,
+    },
+    RenameColumn {
+        table: String,
+        from: String,
+        to: String,
+    },
+    RenameTable {
+        table: String,
+        to: String,
+    },
+    DropColumn {
+        table: String,
+        columns: Vec<String>,
+    },
+    DropTable {
+        tables: Vec<String>,
+    },
+    Truncate {
+        tables: Vec<String>,
+    },
+    CreateTable {
+        table: String,
+    },
+    CreateIndex {
+        table: String,
+        name: Option<String>,
+        concurrently: bool,
+        unique: bool,
+    },
+    DropIndex {
+        names: Vec<String>,
+        concurrently: bool,
+    },
+    Reindex {
+        target: String,
+        concurrently: bool,
+    },
+    Vacuum {
+        full: bool,
+        tables: Vec<String>,
+    },
+    Cluster {
+        table: Option<String>,
+    },
+    LockTable {
+        tables: Vec<String>,
+        mode: Lock,
+    },
+    AttachPartition {
+        table: String,
+        partition: String,
+    },
+    DetachPartition {
+        table: String,
+        partition: String,
+        concurrently: bool,
+    },
+    SetTablespace {
+        table: String,
+    },
+    SetLogged {
+        table: String,
+    },
+    RefreshMaterializedView {
+        name: String,
+        concurrently: bool,
+    },
+    EnumAddValue {
+        type_name: String,
+    },
+    /// A change known to be brief (catalog only), still taking `lock`.
+    Brief {
+        table: Option<String>,
+        lock: Lock,
+    },
+    /// Procedural code (DO) whose effect cannot be known.
+    Opaque,
+    /// A DDL form neither front end understands.
+    Unrecognized {
+        alter_table: bool,
+        table: Option<String>,
+    },
+}
+
+impl Op {
+    /// The table the operation acts on, when it names one.
+    pub fn table(&self) -> Option<&str> {
+        match self {
+            Op::AddColumn(a) => Some(&a.table),
+            Op::SetNotNull { table, .. }
+            | Op::AlterType { table, .. }
+            | Op::AddConstraint { table, .. }
+            | Op::ValidateConstraint { table, .. }
+            | Op::RenameColumn { table, .. }
+            | Op::RenameTable { table, .. }
+            | Op::DropColumn { table, .. }
+            | Op::CreateTable { table }
+            | Op::CreateIndex { table, .. }
+            | Op::AttachPartition { table, .. }
+            | Op::DetachPartition { table, .. }
+            | Op::SetTablespace { table }
+            | Op::SetLogged { table } => Some(table),
+            Op::DropTable { tables }
+            | Op::Truncate { tables }
+            | Op::Vacuum { tables, .. }
+            | Op::LockTable { tables, .. } => tables.first().map(String::as_str),
+            Op::Cluster { table } | Op::Brief { table, .. } | Op::Unrecognized { table, .. } => {
+                table.as_deref()
+            }
+            Op::Reindex { target, .. } => Some(target),
+            Op::RefreshMaterializedView { name, .. } => Some(name),
+            Op::DropIndex { .. } | Op::EnumAddValue { .. } | Op::Opaque => None,
+        }
+    }
+
+    /// Whether PostgreSQL refuses to run it inside a transaction block.
+    pub fn needs_own_transaction(&self) -> bool {
+        match self {
+            Op::CreateIndex { concurrently, .. }
+            | Op::DropIndex { concurrently, .. }
+            | Op::Reindex { concurrently, .. }
+            | Op::DetachPartition { concurrently, .. } => *concurrently,
+            Op::Vacuum { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+/// Folds an identifier as PostgreSQL does: unquoted parts to lower case.
+/// Used to compare names across statements (`T` and `t` are one table).
+pub fn fold_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut quoted = false;
+    for c in name.chars() {
+        if c == '"' {
+            quoted = !quoted;
+            continue;
+        }
+        if quoted {
+            out.push(c);
+        } else {
+            out.extend(c.to_lowercase());
+        }
+    }
+    // Unqualified and `public.` names are the same table in the common
+    // search_path.
+    out.strip_prefix("public.")
+        .map(str::to_owned)
+        .unwrap_or(out)
+}
+
+/// Quotes an identifier for generated SQL unless it is plainly safe.
+pub fn quote_ident(name: &str) -> String {
+    let plain = !name.is_empty()
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if plain {
+        name.to_owned()
+    } else {
+        format!("\"{}\"", name.replace('"', "\"\""))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folds_and_quotes_names() {
+        assert_eq!(fold_name("Public.Users"), "users");
+        assert_eq!(fold_name("\"Users\""), "Users");
+        assert_eq!(quote_ident("users"), "users");
+        assert_eq!(quote_ident("Users"), "\"Users\"");
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+}

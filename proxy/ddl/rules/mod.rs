@@ -1,0 +1,104 @@
+//! The rule families. Each file looks at [`Op`]s and emits [`Finding`]s;
+//! nothing here does I/O. What the rules may know beyond the statement is in
+//! [`Context`]: the server's major version, whether a transaction block is
+//! open, what earlier statements of that transaction did, and catalog facts
+//! when the caller has them.
+
+mod columns;
+mod constraints;
+mod destructive;
+mod indexes;
+mod maintenance;
+mod partitions;
+mod types;
+mod unrecognized;
+
+use std::collections::{HashMap, HashSet};
+
+use super::op::{fold_name, quote_ident, Op};
+use super::rule::Finding;
+use super::types::SqlType;
+
+/// What is known about the transaction a statement runs in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TxFacts {
+    /// Tables created earlier in this transaction (folded names): invisible
+    /// to other sessions, so nothing done to them can stall anyone.
+    pub created_tables: HashSet<String>,
+    /// `(table, constraint)` added NOT VALID earlier in this transaction.
+    pub not_valid: HashSet<(String, String)>,
+}
+
+/// Facts read from the server's catalog, when the caller has them.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    /// Current column types by folded `(table, column)`.
+    pub column_types: HashMap<(String, String), SqlType>,
+    /// Columns with a validated `CHECK (col IS NOT NULL)`, folded.
+    pub not_null_checks: HashSet<(String, String)>,
+}
+
+impl Catalog {
+    pub fn column_type(&self, table: &str, column: &str) -> Option<&SqlType> {
+        self.column_types
+            .get(&(fold_name(table), fold_name(column)))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The server's major version (e.g. 15).
+    pub server_major: u32,
+    /// The statement runs inside a transaction block (explicit, or the
+    /// implicit one of a multi-statement query string).
+    pub in_transaction: bool,
+    pub tx: &'a TxFacts,
+    pub catalog: &'a Catalog,
+}
+
+/// Every finding for one operation.
+pub fn check(op: &Op, ctx: &Context<'_>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    indexes::check_transaction(op, ctx, &mut out);
+    if let Some(t) = op.table() {
+        if ctx.tx.created_tables.contains(&fold_name(t)) {
+            // Created in this transaction: no other session can see it yet.
+            return out;
+        }
+    }
+    columns::check(op, ctx, &mut out);
+    constraints::check(op, ctx, &mut out);
+    indexes::check(op, ctx, &mut out);
+    destructive::check(op, ctx, &mut out);
+    maintenance::check(op, ctx, &mut out);
+    partitions::check(op, ctx, &mut out);
+    types::check(op, ctx, &mut out);
+    unrecognized::check(op, ctx, &mut out);
+    out
+}
+
+/// An identifier without quotes or schema, for building new names.
+fn bare(name: &str) -> String {
+    let last = name.rsplit('.').next().unwrap_or(name);
+    if last.starts_with('"') {
+        last.trim_matches('"').replace("\"\"", "\"")
+    } else {
+        last.to_lowercase()
+    }
+}
+
+/// A new object name derived from existing ones, quoted when needed and
+/// kept within PostgreSQL's 63-byte limit.
+fn derived_name(parts: &[&str], suffix: &str) -> String {
+    let mut base: String = parts.iter().map(|p| bare(p)).collect::<Vec<_>>().join("_");
+    let max = 63 - suffix.len() - 1;
+    while base.len() > max {
+        base.pop();
+    }
+    quote_ident(&format!("{base}_{suffix}"))
+}
+
+/// A name as a string literal (for `nextval('...')`).
+fn literal_of_name(name: &str) -> String {
+    format!("'{}'", name.replace('\'', "''"))
+}

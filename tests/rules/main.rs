@@ -1,0 +1,4 @@
+//! The DDL rules: snapshot tables of findings per rule family, and the test
+//! that holds each rule's claims against a real PostgreSQL.
+
+mod findings;
