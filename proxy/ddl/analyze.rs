@@ -9,7 +9,7 @@ use super::fastpath::is_ddl_word;
 use super::lexer::{first_word, skip_trivia, split, word_at};
 use super::op::{fold_name, ConstraintKind, Op};
 use super::read::{read, ReadBy};
-use super::rule::Finding;
+use super::rule::{Finding, Lock};
 use super::rules::{check, Catalog, Context, TxFacts};
 
 /// How statements reach the server.
@@ -140,12 +140,16 @@ impl Analyzer {
             Op::AddConstraint {
                 table,
                 name: Some(name),
-                kind: ConstraintKind::Check | ConstraintKind::ForeignKey { .. },
+                kind,
                 not_valid: true,
             } => {
+                let lock = match kind {
+                    ConstraintKind::ForeignKey { .. } => Lock::ShareRowExclusive,
+                    _ => Lock::AccessExclusive,
+                };
                 self.facts
                     .not_valid
-                    .insert((fold_name(table), fold_name(name)));
+                    .insert((fold_name(table), fold_name(name)), lock);
             }
             _ => {}
         }

@@ -2,3 +2,5 @@
 //! that holds each rule's claims against a real PostgreSQL.
 
 mod findings;
+mod locks;
+mod server;

@@ -14,27 +14,21 @@ pub fn check(op: &Op, ctx: &Context<'_>, out: &mut Vec<Finding>) {
             kind,
             not_valid,
         } => add(table, name.as_deref(), kind, *not_valid, out),
-        Op::ValidateConstraint { table, name }
-            if ctx
-                .tx
-                .not_valid
-                .contains(&(fold_name(table), fold_name(name))) =>
-        {
+        Op::ValidateConstraint { table, name } => {
+            let Some(held) = ctx.tx.not_valid.get(&(fold_name(table), fold_name(name))) else {
+                return;
+            };
             out.push(
-                Finding::new(
-                    Rule::ValidateInSameTransaction,
-                    Some(table),
-                    Some(Lock::AccessExclusive),
-                )
-                .scan()
-                .detail(format!(
-                    "validates {name} while this transaction still holds the lock taken by \
+                Finding::new(Rule::ValidateInSameTransaction, Some(table), Some(*held))
+                    .scan()
+                    .detail(format!(
+                        "validates {name} while this transaction still holds the lock taken by \
                          adding it, so {table} stays locked for the whole scan"
-                ))
-                .alternative(format!(
-                    "COMMIT; then, in its own transaction: ALTER TABLE {table} VALIDATE \
+                    ))
+                    .alternative(format!(
+                        "COMMIT; then, in its own transaction: ALTER TABLE {table} VALIDATE \
                          CONSTRAINT {name};"
-                )),
+                    )),
             );
         }
         _ => {}

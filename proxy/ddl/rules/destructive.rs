@@ -59,9 +59,12 @@ pub fn check(op: &Op, _ctx: &Context<'_>, out: &mut Vec<Finding>) {
         }
         Op::Truncate { tables } => {
             let names = tables.join(", ");
+            let mut f = Finding::new(Rule::Truncate, tables.first().map(String::as_str), AE);
+            // A fresh, empty file replaces the table's: no scan, but a new
+            // relfilenode like a rewrite.
+            f.rewrite = true;
             out.push(
-                Finding::new(Rule::Truncate, tables.first().map(String::as_str), AE)
-                    .breaks_clients()
+                f.breaks_clients()
                     .detail(format!(
                         "empties {names} under ACCESS EXCLUSIVE (CASCADE empties referencing \
                          tables too)"

@@ -64,7 +64,7 @@ pub fn check(op: &Op, ctx: &Context<'_>, out: &mut Vec<Finding>) {
             };
             out.push(
                 Finding::new(Rule::Reindex, Some(target), Some(Lock::Share))
-                    .rewrite()
+                    .scan()
                     .detail(format!(
                         "rebuilds indexes of {target}, blocking writes and any query that uses \
                          the index being rebuilt"

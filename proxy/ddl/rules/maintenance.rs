@@ -46,14 +46,18 @@ pub fn check(op: &Op, _ctx: &Context<'_>, out: &mut Vec<Finding>) {
         Op::RefreshMaterializedView {
             name,
             concurrently: false,
-        } => Finding::new(Rule::RefreshMaterializedView, Some(name), AE)
-            .rewrite()
-            .detail(format!(
+        } => {
+            // A new file for the view, filled from its query: the view
+            // itself is not read.
+            let mut f = Finding::new(Rule::RefreshMaterializedView, Some(name), AE);
+            f.rewrite = true;
+            f.detail(format!(
                 "recomputes {name}, blocking its readers until done"
             ))
             .alternative(format!(
                 "REFRESH MATERIALIZED VIEW CONCURRENTLY {name}; -- needs a unique index on it"
-            )),
+            ))
+        }
         Op::LockTable { tables, mode } if mode.blocks_writes() => {
             let names = tables.join(", ");
             let blocks = if mode.blocks_reads() {

@@ -16,7 +16,7 @@ mod unrecognized;
 use std::collections::{HashMap, HashSet};
 
 use super::op::{fold_name, quote_ident, Op};
-use super::rule::Finding;
+use super::rule::{Finding, Lock};
 use super::types::SqlType;
 
 /// What is known about the transaction a statement runs in.
@@ -25,8 +25,9 @@ pub struct TxFacts {
     /// Tables created earlier in this transaction (folded names): invisible
     /// to other sessions, so nothing done to them can stall anyone.
     pub created_tables: HashSet<String>,
-    /// `(table, constraint)` added NOT VALID earlier in this transaction.
-    pub not_valid: HashSet<(String, String)>,
+    /// `(table, constraint)` added NOT VALID earlier in this transaction,
+    /// with the lock that adding it took (held until the transaction ends).
+    pub not_valid: HashMap<(String, String), Lock>,
 }
 
 /// Facts read from the server's catalog, when the caller has them.

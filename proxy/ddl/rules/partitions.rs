@@ -41,10 +41,9 @@ pub fn check(op: &Op, ctx: &Context<'_>, out: &mut Vec<Finding>) {
             };
             out.push(
                 Finding::new(Rule::AttachPartition, Some(table), Some(lock))
-                    .scan()
                     .detail(format!(
-                        "attaches {partition} to {table}, scanning {partition} under ACCESS \
-                         EXCLUSIVE to prove its rows fit the bound"
+                        "attaches {partition} to {table} ({lock} on {table}), scanning \
+                         {partition} under ACCESS EXCLUSIVE to prove its rows fit the bound"
                     ))
                     .alternative(format!(
                         "first ALTER TABLE {partition} ADD CONSTRAINT ... CHECK (<the bound>) \
