@@ -1,7 +1,8 @@
-//! The `ddlgate` command: running the proxy (with signals and reload) and the
-//! `demo` subcommand.
+//! The `ddlgate` command: running the proxy (with signals and reload), and
+//! the `demo` and `lint` subcommands.
 
 mod demo;
+mod lint;
 mod run;
 
 use std::process::ExitCode;
@@ -17,6 +18,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Demo { listen }) => demo::run(&listen),
+        Some(Command::Lint(args)) => lint::run(cli.proxy.config.as_deref(), args),
         None => run::run(cli.proxy),
     }
 }

@@ -32,6 +32,41 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:6432")]
         listen: String,
     },
+    /// Check migration files with the proxy's own rules and policy (use
+    /// --config for the policy). Exits 1 if any statement would be stopped.
+    Lint(LintArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LintFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// Major version of the PostgreSQL the migrations will run on.
+    #[arg(long, default_value_t = 16)]
+    pub pg_version: u32,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: LintFormat,
+
+    /// Apply the per-role policy (and honour ddlgate:allow comments) as this role.
+    #[arg(long)]
+    pub user: Option<String>,
+
+    /// Apply the per-database policy of this database.
+    #[arg(long)]
+    pub database: Option<String>,
+
+    /// Print every rule with its default decision and exit.
+    #[arg(long)]
+    pub list_rules: bool,
+
+    /// Migration files, directories of .sql files, or - for standard input.
+    pub paths: Vec<PathBuf>,
 }
 
 /// Flags of the proxy itself; every one is optional so the file can supply it.

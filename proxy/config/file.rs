@@ -25,6 +25,8 @@ pub struct FileConfig {
     pub log: LogSection,
     #[serde(default)]
     pub metrics: MetricsSection,
+    #[serde(default)]
+    pub ddl: super::ddl::DdlSection,
 }
 
 #[derive(Debug, Default, Deserialize)]

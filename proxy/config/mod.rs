@@ -3,6 +3,7 @@
 //! a single [`ConfigError`] naming the key.
 
 pub mod cli;
+pub mod ddl;
 pub mod file;
 
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use std::time::Duration;
 
 use crate::upstream::UpstreamTarget;
 use cli::ProxyArgs;
+pub use ddl::DdlSettings;
 use file::FileConfig;
 
 /// One configuration problem: which key, and what is wrong with it.
@@ -56,6 +58,7 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub log_level: String,
     pub metrics_listen: Option<SocketAddr>,
+    pub ddl: DdlSettings,
 }
 
 impl Settings {
@@ -75,6 +78,7 @@ impl Settings {
             log_format: LogFormat::Text,
             log_level: "info".into(),
             metrics_listen: None,
+            ddl: DdlSettings::default(),
         }
     }
 
@@ -159,6 +163,7 @@ pub fn resolve(args: &ProxyArgs, file: FileConfig) -> Result<Settings, ConfigErr
     if let Some(v) = args.metrics_listen.clone().or(file.metrics.listen) {
         s.metrics_listen = Some(parse_addr("metrics.listen", &v)?);
     }
+    s.ddl = file.ddl.resolve()?;
     Ok(s)
 }
 

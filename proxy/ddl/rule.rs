@@ -7,8 +7,7 @@ use std::fmt;
 use serde::Serialize;
 
 /// Table lock levels, weakest first, as PostgreSQL names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Lock {
     AccessShare,
     RowShare,
@@ -68,6 +67,12 @@ impl Lock {
     /// Whether it stops INSERT/UPDATE/DELETE.
     pub fn blocks_writes(self) -> bool {
         self >= Lock::Share
+    }
+}
+
+impl Serialize for Lock {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.sql_name())
     }
 }
 

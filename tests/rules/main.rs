@@ -2,5 +2,6 @@
 //! that holds each rule's claims against a real PostgreSQL.
 
 mod findings;
+mod lint;
 mod locks;
 mod server;

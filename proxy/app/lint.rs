@@ -1,0 +1,195 @@
+//! `ddlgate lint`: the proxy's classifier and policy run over migration
+//! files, for CI. Exit status 1 when anything would be stopped, 2 when the
+//! input or configuration cannot be read.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+use crate::config::cli::{LintArgs, LintFormat};
+use crate::config::file::FileConfig;
+use crate::ddl::analyze::decode;
+use crate::ddl::lexer::{line_of, skip_trivia};
+use crate::ddl::{Analyzer, Catalog, Decision, Mode, Policy, Rule, Who};
+
+use super::EXIT_CONFIG;
+
+#[derive(Debug, Serialize)]
+struct Item {
+    file: String,
+    line: usize,
+    rule: Rule,
+    decision: Decision,
+    lock: Option<crate::ddl::Lock>,
+    table: Option<String>,
+    rewrite: bool,
+    scan: bool,
+    breaks_clients: bool,
+    detail: String,
+    alternative: String,
+    statement: String,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    pg_version: u32,
+    files: usize,
+    statements: usize,
+    stopped: usize,
+    findings: Vec<Item>,
+}
+
+pub fn run(config: Option<&Path>, args: LintArgs) -> ExitCode {
+    if args.list_rules {
+        let mut out = String::new();
+        for r in Rule::ALL {
+            out.push_str(&format!(
+                "{:<38} {:<8} {}\n",
+                r.id(),
+                r.default_decision().as_str(),
+                r.summary()
+            ));
+        }
+        // A closed pipe (`| head`) is not an error worth a panic.
+        let _ = std::io::stdout().write_all(out.as_bytes());
+        return ExitCode::SUCCESS;
+    }
+    let policy = match config.map(FileConfig::load).transpose() {
+        Ok(file) => match file.map(|f| f.ddl.resolve()).transpose() {
+            Ok(ddl) => ddl.map(|d| d.policy).unwrap_or_default(),
+            Err(e) => return fail(&e.to_string()),
+        },
+        Err(e) => return fail(&e.to_string()),
+    };
+    if args.paths.is_empty() {
+        return fail("no input: give migration files, directories, or - for stdin");
+    }
+    let mut inputs = Vec::new();
+    for p in &args.paths {
+        if let Err(e) = collect(p, &mut inputs) {
+            return fail(&format!("{}: {e}", p.display()));
+        }
+    }
+    let who = Who {
+        user: args.user.as_deref().unwrap_or(""),
+        database: args.database.as_deref().unwrap_or(""),
+    };
+    let mut report = Report {
+        pg_version: args.pg_version,
+        files: inputs.len(),
+        statements: 0,
+        stopped: 0,
+        findings: Vec::new(),
+    };
+    for input in &inputs {
+        let (name, bytes) = match read_input(input) {
+            Ok(v) => v,
+            Err(e) => return fail(&format!("{}: {e}", input.display())),
+        };
+        lint_one(&name, &bytes, args.pg_version, &policy, who, &mut report);
+    }
+    let out = match args.format {
+        LintFormat::Json => serde_json::to_string_pretty(&report).expect("serializable") + "\n",
+        LintFormat::Text => text(&report),
+    };
+    let _ = std::io::stdout().write_all(out.as_bytes());
+    if report.stopped > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn lint_one(name: &str, sql: &[u8], major: u32, policy: &Policy, who: Who<'_>, r: &mut Report) {
+    let mut analyzer = Analyzer::default();
+    let catalog = Catalog::default();
+    for a in analyzer.analyze(sql, Mode::Script, false, major, &catalog) {
+        r.statements += 1;
+        let text = &sql[a.range.clone()];
+        let judgement = policy.judge(text, &a.findings, who);
+        if judgement.decision().stops() {
+            r.stopped += 1;
+        }
+        let start = skip_trivia(sql, a.range.start);
+        let line = line_of(sql, start);
+        let statement = decode(&sql[start..a.range.end]).trim().to_owned();
+        for (f, j) in a.findings.iter().zip(&judgement.judged) {
+            r.findings.push(Item {
+                file: name.to_owned(),
+                line,
+                rule: f.rule,
+                decision: j.decision,
+                lock: f.lock,
+                table: f.table.clone(),
+                rewrite: f.rewrite,
+                scan: f.scan,
+                breaks_clients: f.breaks_clients,
+                detail: f.detail.clone(),
+                alternative: f.alternative.clone(),
+                statement: statement.clone(),
+            });
+        }
+    }
+}
+
+fn text(r: &Report) -> String {
+    let mut out = String::new();
+    for f in &r.findings {
+        out.push_str(&format!(
+            "{}:{}: {} [{}] {}\n    instead: {}\n",
+            f.file,
+            f.line,
+            f.decision.as_str(),
+            f.rule,
+            f.detail,
+            f.alternative
+        ));
+    }
+    out.push_str(&format!(
+        "{} file(s), {} statement(s), {} finding(s), {} statement(s) would be stopped \
+         (PostgreSQL {})\n",
+        r.files,
+        r.statements,
+        r.findings.len(),
+        r.stopped,
+        r.pg_version
+    ));
+    out
+}
+
+/// Files as given, and `.sql` files under directories in name order (the
+/// order migration tools apply them).
+fn collect(p: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    if p.as_os_str() == "-" || !p.is_dir() {
+        out.push(p.to_owned());
+        return Ok(());
+    }
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(p)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    entries.sort();
+    for e in entries {
+        if e.is_dir() {
+            collect(&e, out)?;
+        } else if e.extension().is_some_and(|x| x == "sql") {
+            out.push(e);
+        }
+    }
+    Ok(())
+}
+
+fn read_input(p: &Path) -> std::io::Result<(String, Vec<u8>)> {
+    if p.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin().read_to_end(&mut buf)?;
+        return Ok(("<stdin>".into(), buf));
+    }
+    Ok((p.display().to_string(), std::fs::read(p)?))
+}
+
+fn fail(msg: &str) -> ExitCode {
+    eprintln!("ddlgate lint: {msg}");
+    ExitCode::from(EXIT_CONFIG)
+}
