@@ -2,7 +2,7 @@
 //! all? It reads only leading keywords (after comments, whitespace and
 //! parentheses), and splits the string only when it holds a semicolon.
 
-use super::lexer::{first_word, split};
+use super::lexer::{first_word, statements};
 
 /// Leading keywords of statements that the gate classifies.
 const DDL_WORDS: &[&[u8]] = &[
@@ -29,12 +29,16 @@ pub fn may_contain_ddl(sql: &[u8]) -> bool {
     if is_ddl_word(first_word(sql)) {
         return true;
     }
-    if memchr::memchr(b';', sql).is_none() {
+    // A trailing semicolon (as psql and many drivers send) ends the only
+    // statement; only an inner one can start another.
+    let end = sql
+        .iter()
+        .rposition(|c| !(c.is_ascii_whitespace() || *c == b';'))
+        .map_or(0, |i| i + 1);
+    if memchr::memchr(b';', &sql[..end]).is_none() {
         return false;
     }
-    split(sql)
-        .into_iter()
-        .any(|r| is_ddl_word(first_word(&sql[r])))
+    statements(sql).any(|r| is_ddl_word(first_word(&sql[r])))
 }
 
 #[cfg(test)]

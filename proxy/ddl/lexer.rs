@@ -57,26 +57,37 @@ pub fn word_at(sql: &[u8], pos: usize) -> &[u8] {
 /// comments) and excludes its own; pieces holding only whitespace and
 /// comments are dropped.
 pub fn split(sql: &[u8]) -> Vec<Range<usize>> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut pos = 0;
-    while pos < sql.len() {
-        match sql[pos] {
-            b';' => {
-                push_piece(sql, start..pos, &mut out);
-                pos += 1;
-                start = pos;
-            }
-            _ => pos = token_end(sql, pos),
-        }
-    }
-    push_piece(sql, start..sql.len(), &mut out);
-    out
+    statements(sql).collect()
 }
 
-fn push_piece(sql: &[u8], range: Range<usize>, out: &mut Vec<Range<usize>>) {
-    if skip_trivia(&sql[..range.end], range.start) < range.end {
-        out.push(range);
+/// The statements of `sql` as [`split`] finds them, without allocating.
+pub fn statements(sql: &[u8]) -> Statements<'_> {
+    Statements { sql, pos: 0 }
+}
+
+pub struct Statements<'a> {
+    sql: &'a [u8],
+    pos: usize,
+}
+
+impl Iterator for Statements<'_> {
+    type Item = Range<usize>;
+
+    fn next(&mut self) -> Option<Range<usize>> {
+        let sql = self.sql;
+        while self.pos < sql.len() {
+            let start = self.pos;
+            let mut pos = start;
+            while pos < sql.len() && sql[pos] != b';' {
+                pos = token_end(sql, pos);
+            }
+            let end = pos.min(sql.len());
+            self.pos = end + 1;
+            if skip_trivia(&sql[..end], start) < end {
+                return Some(start..end);
+            }
+        }
+        None
     }
 }
 
