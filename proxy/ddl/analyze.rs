@@ -62,8 +62,17 @@ pub struct Analyzer {
 impl Analyzer {
     /// The transaction ended (the session saw ReadyForQuery 'I').
     pub fn end_transaction(&mut self) {
-        self.facts = TxFacts::default();
+        self.clear_facts();
         self.explicit_block = false;
+    }
+
+    /// Forgets what the transaction did; temporary tables stay known.
+    fn clear_facts(&mut self) {
+        let temp = std::mem::take(&mut self.facts.temp_tables);
+        self.facts = TxFacts {
+            temp_tables: temp,
+            ..TxFacts::default()
+        };
     }
 
     pub fn analyze(
@@ -94,7 +103,7 @@ impl Analyzer {
                 Kind::Begin => self.explicit_block = true,
                 Kind::End => {
                     self.explicit_block = false;
-                    self.facts = TxFacts::default();
+                    self.clear_facts();
                 }
                 Kind::Ddl => {
                     let text = decode(text);
@@ -122,20 +131,25 @@ impl Analyzer {
                 Kind::Other => {}
             }
             if !self.explicit_block && mode == Mode::Script {
-                self.facts = TxFacts::default();
+                self.clear_facts();
             }
             out.push(a);
         }
         if !self.explicit_block {
-            self.facts = TxFacts::default();
+            self.clear_facts();
         }
         out
     }
 
     fn remember(&mut self, op: &Op) {
         match op {
-            Op::CreateTable { table } => {
-                self.facts.created_tables.insert(fold_name(table));
+            Op::CreateTable { table, temporary } => {
+                let set = if *temporary {
+                    &mut self.facts.temp_tables
+                } else {
+                    &mut self.facts.created_tables
+                };
+                set.insert(fold_name(table));
             }
             Op::AddConstraint {
                 table,

@@ -188,6 +188,57 @@ fn dollar_end(sql: &[u8], pos: usize) -> usize {
     }
 }
 
+/// The statement with every literal (quoted strings, dollar-quoted bodies,
+/// numbers) replaced by `?`, for logs that must not carry data or secrets.
+pub fn redact(sql: &[u8]) -> String {
+    let mut out = Vec::with_capacity(sql.len());
+    let mut pos = 0;
+    while pos < sql.len() {
+        let end = token_end(sql, pos);
+        let c = sql[pos];
+        let literal = c == b'\''
+            || (c == b'$' && end > pos + 1)
+            || (c.is_ascii_digit() && !(pos > 0 && sql[pos - 1] == b'$'))
+            || (matches!(c, b'e' | b'E' | b'b' | b'B' | b'x' | b'X' | b'n' | b'N')
+                && end == pos + 1
+                && sql.get(end) == Some(&b'\''));
+        if literal {
+            // A prefixed string (E'...') is its prefix plus the quote.
+            let end = if c.is_ascii_digit() {
+                number_end(sql, pos)
+            } else if c != b'\'' && sql.get(end) == Some(&b'\'') {
+                token_end(sql, end)
+            } else {
+                end
+            };
+            out.push(b'?');
+            pos = end;
+        } else {
+            out.extend_from_slice(&sql[pos..end]);
+            pos = end;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn number_end(sql: &[u8], mut pos: usize) -> usize {
+    while pos < sql.len() {
+        match sql[pos] {
+            b'0'..=b'9' | b'.' | b'_' => pos += 1,
+            b'e' | b'E'
+                if sql
+                    .get(pos + 1)
+                    .is_some_and(|c| c.is_ascii_digit() || *c == b'-' || *c == b'+') =>
+            {
+                pos += 2
+            }
+            c if c.is_ascii_alphanumeric() => pos += 1,
+            _ => break,
+        }
+    }
+    pos
+}
+
 /// 1-based line number of byte `pos`.
 pub fn line_of(sql: &[u8], pos: usize) -> usize {
     memchr::memchr_iter(b'\n', &sql[..pos.min(sql.len())]).count() + 1
@@ -272,6 +323,18 @@ mod tests {
         );
         assert_eq!(first_word(b"ALTER TABLE t"), b"ALTER");
         assert_eq!(first_word(b"; x"), b"");
+    }
+
+    #[test]
+    fn redaction_hides_literals_only() {
+        assert_eq!(
+            redact(b"ALTER TABLE t2 ADD COLUMN c text DEFAULT 'secret' CHECK (n > 10.5)"),
+            "ALTER TABLE t2 ADD COLUMN c text DEFAULT ? CHECK (n > ?)"
+        );
+        assert_eq!(
+            redact(b"ALTER ROLE a PASSWORD E'x\\'y'; DO $f$ s $f$; SELECT $1, a$b"),
+            "ALTER ROLE a PASSWORD ?; DO ?; SELECT $1, a$b"
+        );
     }
 
     #[test]

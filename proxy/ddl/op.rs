@@ -82,6 +82,8 @@ pub enum Op {
     },
     CreateTable {
         table: String,
+        /// TEMP/TEMPORARY: private to the session.
+        temporary: bool,
     },
     CreateIndex {
         table: String,
@@ -156,7 +158,7 @@ impl Op {
             | Op::RenameColumn { table, .. }
             | Op::RenameTable { table, .. }
             | Op::DropColumn { table, .. }
-            | Op::CreateTable { table }
+            | Op::CreateTable { table, .. }
             | Op::CreateIndex { table, .. }
             | Op::AttachPartition { table, .. }
             | Op::DetachPartition { table, .. }

@@ -122,6 +122,23 @@ pub fn parameter_status(body: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((name, value))
 }
 
+/// The value of field `code` (e.g. `b'C'` for SQLSTATE, `b'M'` for the
+/// message) in an ErrorResponse or NoticeResponse body.
+pub fn error_field(body: &[u8], code: u8) -> Option<&[u8]> {
+    let mut rest = body;
+    while let Some((&c, after)) = rest.split_first() {
+        if c == 0 {
+            break;
+        }
+        let (value, after) = take_cstr(after)?;
+        if c == code {
+            return Some(value);
+        }
+        rest = after;
+    }
+    None
+}
+
 /// Whether an ErrorResponse body ends the session (FATAL or PANIC).
 pub fn error_is_fatal(body: &[u8]) -> bool {
     let mut rest = body;

@@ -7,3 +7,12 @@ pub const ADMIN_SHUTDOWN: &str = "57P01";
 pub const CANNOT_CONNECT_NOW: &str = "57P03";
 pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
 pub const INVALID_AUTHORIZATION: &str = "28000";
+pub const LOCK_NOT_AVAILABLE: &str = "55P03";
+/// ddlgate's own class (implementation-defined classes start with I-Z).
+/// A schema change stopped by policy.
+pub const DDL_BLOCKED: &str = "ZD001";
+/// A schema change that must run as ddlgate's safe phased plan; until the
+/// rewriter runs it, it is stopped like a blocked one.
+pub const DDL_NEEDS_REWRITE: &str = "ZD002";
+/// NOTICE-level messages that report no condition.
+pub const SUCCESSFUL_COMPLETION: &str = "00000";

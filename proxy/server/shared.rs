@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cancel::CancelRegistry;
 use crate::config::Settings;
+use crate::telemetry::audit::Audit;
 use crate::telemetry::metrics::Metrics;
 use crate::tls::{self, TlsError};
 
@@ -20,6 +21,11 @@ pub enum StartError {
     ClientTls(TlsError),
     #[error("TLS to upstream: {0}")]
     UpstreamTls(TlsError),
+    #[error("config key 'ddl.audit_log': cannot open {path}: {source}")]
+    Audit {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// Settings plus what is built from them; swapped whole on reload, so a
@@ -28,6 +34,8 @@ pub struct Runtime {
     pub settings: Settings,
     pub tls_acceptor: Option<TlsAcceptor>,
     pub upstream_tls: Option<Arc<ClientConfig>>,
+    /// The DDL audit file, opened anew on each reload (log rotation).
+    pub audit: Option<Arc<Audit>>,
 }
 
 impl Runtime {
@@ -43,10 +51,20 @@ impl Runtime {
             settings.upstream.root_cert.as_deref(),
         )
         .map_err(StartError::UpstreamTls)?;
+        let audit = match &settings.ddl.audit_log {
+            Some(path) => Some(Arc::new(Audit::open(path).map_err(|source| {
+                StartError::Audit {
+                    path: path.display().to_string(),
+                    source,
+                }
+            })?)),
+            None => None,
+        };
         Ok(Runtime {
             settings,
             tls_acceptor,
             upstream_tls,
+            audit,
         })
     }
 }

@@ -7,7 +7,7 @@ mod auth;
 mod conn;
 mod control;
 mod error;
-pub mod intercept;
+mod gate;
 mod negotiate;
 mod pipe;
 mod relay;
@@ -34,7 +34,7 @@ use crate::upstream;
 
 use conn::{Conn, ReadError};
 use control::Control;
-use intercept::Interceptor;
+use gate::{Gate, SessionInfo};
 use negotiate::{negotiate, report, Opening};
 use pipe::Pipe;
 use relay::Relay;
@@ -67,7 +67,7 @@ pub async fn serve<C>(
         backend_pid = Empty,
     );
     let started = StdInstant::now();
-    let result = run(io, &shared, runtime, admission, &span)
+    let result = run(io, peer, &shared, runtime, admission, &span)
         .instrument(span.clone())
         .await;
     let _enter = span.enter();
@@ -90,6 +90,7 @@ pub async fn serve<C>(
 
 async fn run<C>(
     io: C,
+    peer: SocketAddr,
     shared: &Shared,
     runtime: Arc<Runtime>,
     admission: Admission,
@@ -173,6 +174,13 @@ where
     };
     debug!(server_version = %state.server_version, "session ready");
 
+    let user = startup.param("user").unwrap_or_default();
+    let who = SessionInfo {
+        database: startup.param("database").unwrap_or_else(|| user.clone()),
+        application_name: startup.param("application_name").unwrap_or_default(),
+        user,
+        client_addr: peer,
+    };
     let Conn {
         io: mut client_io,
         rbuf: client_buf,
@@ -189,7 +197,7 @@ where
         c2s: Pipe::new(client_buf),
         s2c: Pipe::new(server_buf),
         state,
-        intercept: Interceptor,
+        gate: Gate::new(runtime.clone(), who),
         control: Control::new(
             settings.idle_timeout,
             shared.drain.clone(),

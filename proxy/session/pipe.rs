@@ -24,6 +24,27 @@ pub struct Pipe {
     streaming: usize,
 }
 
+/// What the handler makes of a scanned message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Keep,
+    /// Put these bytes before the message, then keep it.
+    Before(Vec<u8>),
+    /// Put these bytes in place of the message (whole messages only).
+    Replace(Vec<u8>),
+    /// Leave this message, and all after it, unscanned for now.
+    Stop,
+}
+
+/// A side's handler: which messages it holds whole, and what it makes of
+/// each one.
+pub trait Handler {
+    type Error: From<FrameError>;
+    /// Whether the message with this tag and length is held until complete.
+    fn whole(&mut self, tag: u8, frame_len: usize) -> bool;
+    fn seen(&mut self, seen: Seen<'_>) -> Result<Verdict, Self::Error>;
+}
+
 /// How a scanned message is presented to the side's handler.
 pub enum Seen<'a> {
     /// A message held whole: tag and body.
@@ -58,6 +79,11 @@ impl Pipe {
         self.buf.is_empty()
     }
 
+    /// Bytes read but not yet scanned.
+    pub fn unscanned_len(&self) -> usize {
+        self.buf.len() - self.ready
+    }
+
     pub fn wants_read(&self) -> bool {
         self.ready < HIGH_WATER
     }
@@ -85,6 +111,21 @@ impl Pipe {
         self.ready = self.buf.len();
     }
 
+    /// Puts proxy-made messages in front of everything not yet scanned; only
+    /// valid between messages (not half-way through a streamed one).
+    pub fn insert_ready(&mut self, bytes: &[u8]) {
+        debug_assert_eq!(self.streaming, 0);
+        self.splice(self.ready, 0, bytes);
+        self.ready += bytes.len();
+    }
+
+    fn splice(&mut self, at: usize, remove: usize, insert: &[u8]) {
+        let tail = self.buf.split_off(at + remove);
+        self.buf.truncate(at);
+        self.buf.extend_from_slice(insert);
+        self.buf.unsplit(tail);
+    }
+
     /// Drops everything, written or not (the destination is gone).
     pub fn clear(&mut self) {
         self.buf.clear();
@@ -98,14 +139,9 @@ impl Pipe {
         self.streaming = 0;
     }
 
-    /// Scans newly read bytes. `whole` says which tags are held until complete;
-    /// `seen` is called once per message, in order.
-    pub fn scan<E: From<FrameError>>(
-        &mut self,
-        max_len: usize,
-        whole: impl Fn(u8) -> bool,
-        mut seen: impl FnMut(Seen<'_>) -> Result<(), E>,
-    ) -> Result<(), E> {
+    /// Scans newly read bytes: `h.seen` is called once per message, in
+    /// order, and its [`Verdict`] applied.
+    pub fn scan<H: Handler>(&mut self, max_len: usize, h: &mut H) -> Result<(), H::Error> {
         loop {
             let unscanned = self.buf.len() - self.ready;
             if self.streaming > 0 {
@@ -117,21 +153,38 @@ impl Pipe {
                 }
                 continue;
             }
-            let Some(h) = parse_header(&self.buf[self.ready..], max_len)? else {
+            let Some(hd) = parse_header(&self.buf[self.ready..], max_len)? else {
                 return Ok(());
             };
-            if whole(h.tag) {
-                if unscanned < h.frame_len() {
-                    self.buf.reserve(h.frame_len() - unscanned);
+            if h.whole(hd.tag, hd.frame_len()) {
+                if unscanned < hd.frame_len() {
+                    self.buf.reserve(hd.frame_len() - unscanned);
                     return Ok(());
                 }
-                let body = &self.buf[self.ready + HEADER_LEN..self.ready + h.frame_len()];
-                seen(Seen::Whole(h.tag, body))?;
-                self.ready += h.frame_len();
+                let body = &self.buf[self.ready + HEADER_LEN..self.ready + hd.frame_len()];
+                match h.seen(Seen::Whole(hd.tag, body))? {
+                    Verdict::Keep => self.ready += hd.frame_len(),
+                    Verdict::Before(bytes) => {
+                        self.splice(self.ready, 0, &bytes);
+                        self.ready += bytes.len() + hd.frame_len();
+                    }
+                    Verdict::Replace(bytes) => {
+                        self.splice(self.ready, hd.frame_len(), &bytes);
+                        self.ready += bytes.len();
+                    }
+                    Verdict::Stop => return Ok(()),
+                }
             } else {
-                seen(Seen::Streamed(h.tag))?;
+                match h.seen(Seen::Streamed(hd.tag))? {
+                    Verdict::Keep | Verdict::Replace(_) => {}
+                    Verdict::Before(bytes) => {
+                        self.splice(self.ready, 0, &bytes);
+                        self.ready += bytes.len();
+                    }
+                    Verdict::Stop => return Ok(()),
+                }
                 self.ready += HEADER_LEN;
-                self.streaming = h.body_len;
+                self.streaming = hd.body_len;
             }
         }
     }
@@ -141,18 +194,45 @@ impl Pipe {
 mod tests {
     use super::*;
 
+    struct Fns<W, S>(W, S);
+
+    impl<W: FnMut(u8, usize) -> bool, S: FnMut(Seen<'_>) -> Result<Verdict, FrameError>> Handler
+        for Fns<W, S>
+    {
+        type Error = FrameError;
+        fn whole(&mut self, tag: u8, len: usize) -> bool {
+            (self.0)(tag, len)
+        }
+        fn seen(&mut self, seen: Seen<'_>) -> Result<Verdict, FrameError> {
+            (self.1)(seen)
+        }
+    }
+
+    /// Builds a handler from closures (the bound makes them higher-ranked).
+    fn fns<W, S>(w: W, s: S) -> Fns<W, S>
+    where
+        W: FnMut(u8, usize) -> bool,
+        S: FnMut(Seen<'_>) -> Result<Verdict, FrameError>,
+    {
+        Fns(w, s)
+    }
+
     fn collect(pipe: &mut Pipe) -> Vec<String> {
         let mut out = Vec::new();
-        pipe.scan::<FrameError>(
+        pipe.scan(
             1 << 20,
-            |t| t == b'Q',
-            |s| {
-                out.push(match s {
-                    Seen::Whole(t, b) => format!("{}:{}", t as char, String::from_utf8_lossy(b)),
-                    Seen::Streamed(t) => format!("{}~", t as char),
-                });
-                Ok(())
-            },
+            &mut fns(
+                |t, _| t == b'Q',
+                |s| {
+                    out.push(match s {
+                        Seen::Whole(t, b) => {
+                            format!("{}:{}", t as char, String::from_utf8_lossy(b))
+                        }
+                        Seen::Streamed(t) => format!("{}~", t as char),
+                    });
+                    Ok(Verdict::Keep)
+                },
+            ),
         )
         .unwrap();
         out
@@ -183,9 +263,32 @@ mod tests {
     }
 
     #[test]
+    fn verdicts_edit_the_stream_in_place() {
+        let mut p = Pipe::new(BytesMut::from(&b"Q\0\0\0\x05aQ\0\0\0\x05bQ\0\0\0\x05c"[..]));
+        p.scan(
+            1024,
+            &mut fns(
+                |_, _| true,
+                |s| {
+                    Ok(match s {
+                        Seen::Whole(_, b"a") => Verdict::Before(b"<".to_vec()),
+                        Seen::Whole(_, b"b") => Verdict::Replace(b"B".to_vec()),
+                        _ => Verdict::Stop,
+                    })
+                },
+            ),
+        )
+        .unwrap();
+        assert_eq!(p.ready(), b"<Q\0\0\0\x05aB");
+        assert_eq!(&p.buf[p.ready().len()..], b"Q\0\0\0\x05c");
+        p.insert_ready(b"!");
+        assert_eq!(p.ready(), b"<Q\0\0\0\x05aB!");
+    }
+
+    #[test]
     fn oversized_frames_are_refused() {
         let mut p = Pipe::new(BytesMut::from(&b"Q\0\x10\0\0"[..]));
-        let r = p.scan::<FrameError>(1024, |_| true, |_| Ok(()));
+        let r = p.scan(1024, &mut fns(|_, _| true, |_| Ok(Verdict::Keep)));
         assert!(matches!(r, Err(FrameError::TooLarge { .. })));
     }
 }

@@ -15,8 +15,8 @@ use crate::telemetry::metrics::Metrics;
 use super::conn::ReadError;
 use super::control::{Control, Signal};
 use super::error::SessionError;
-use super::intercept::{Action, Interceptor, SqlMessage};
-use super::pipe::{Pipe, Seen};
+use super::gate::Gate;
+use super::pipe::{Handler, Pipe, Seen, Verdict};
 use super::state::SessionState;
 
 /// How a relay ended.
@@ -50,7 +50,7 @@ pub struct Relay<'a, C, S> {
     pub c2s: Pipe,
     pub s2c: Pipe,
     pub state: SessionState,
-    pub intercept: Interceptor,
+    pub gate: Gate,
     pub control: Control,
     pub metrics: &'a Metrics,
     pub max_message_size: usize,
@@ -108,7 +108,10 @@ where
                 return Poll::Ready(end);
             }
 
-            if self.c2s.wants_read() {
+            // While later client messages wait for a schema change, read no
+            // more than a pipe's worth of them.
+            let held_full = self.gate.holding_client() && self.c2s.unscanned_len() > HELD_LIMIT;
+            if self.c2s.wants_read() && !held_full {
                 self.c2s.reserve_for_read();
                 match tokio_util::io::poll_read_buf(
                     Pin::new(&mut *self.client),
@@ -150,12 +153,25 @@ where
                             *phase = Phase::Closing(self.close_server_gone());
                             continue;
                         }
+                        if self.gate.take_released() {
+                            if let Err(ScanStop::Frame(e)) = self.scan_client() {
+                                *phase =
+                                    Phase::Closing(self.close_with(SessionError::ClientFrame(e)));
+                                continue;
+                            }
+                        }
                     }
                     Poll::Pending => {}
                 }
             }
 
             if progress {
+                continue;
+            }
+            // A schema change's retry whose wait is over goes in front of
+            // whatever the client sent meanwhile.
+            if let Some(bytes) = self.gate.poll_retry(cx, &mut self.state) {
+                self.c2s.insert_ready(&bytes);
                 continue;
             }
             // About to wait: only now check what ends a session from outside
@@ -178,53 +194,20 @@ where
     }
 
     fn scan_client(&mut self) -> Result<(), ScanStop> {
-        let (state, intercept, metrics) = (&mut self.state, &mut self.intercept, self.metrics);
-        self.c2s
-            .scan(self.max_message_size, Interceptor::wants, |seen| {
-                match seen {
-                    Seen::Whole(tag, body) => {
-                        if tag == b'Q' {
-                            state.outstanding += 1;
-                            metrics.queries.increment(1);
-                        }
-                        if let Some(msg) = SqlMessage::decode(tag, body) {
-                            match intercept.inspect(msg, state) {
-                                Action::Forward => {}
-                            }
-                        }
-                    }
-                    Seen::Streamed(b'S') | Seen::Streamed(b'F') => state.outstanding += 1,
-                    Seen::Streamed(b'E') => metrics.queries.increment(1),
-                    Seen::Streamed(_) => {}
-                }
-                Ok(())
-            })
+        let mut side = ClientSide {
+            state: &mut self.state,
+            gate: &mut self.gate,
+            metrics: self.metrics,
+        };
+        self.c2s.scan(self.max_message_size, &mut side)
     }
 
     fn scan_server(&mut self) -> Result<(), FrameError> {
-        let state = &mut self.state;
-        self.s2c.scan(
-            usize::MAX,
-            |tag| matches!(tag, b'Z' | b'S' | b'E'),
-            |seen| {
-                if let Seen::Whole(tag, body) = seen {
-                    match tag {
-                        b'Z' => {
-                            state.tx =
-                                backend::ready_for_query_status(body).unwrap_or(TxStatus::Idle);
-                            state.outstanding = state.outstanding.saturating_sub(1);
-                        }
-                        b'S' => {
-                            if let Some((b"server_version", v)) = backend::parameter_status(body) {
-                                state.server_version = String::from_utf8_lossy(v).into_owned();
-                            }
-                        }
-                        _ => state.server_sent_fatal = backend::error_is_fatal(body),
-                    }
-                }
-                Ok(())
-            },
-        )
+        let mut side = ServerSide {
+            state: &mut self.state,
+            gate: &mut self.gate,
+        };
+        self.s2c.scan(usize::MAX, &mut side)
     }
 
     fn close_client_gone(&mut self) -> End {
@@ -259,6 +242,69 @@ where
             }
         }
         End::ClosedByProxy(reason)
+    }
+}
+
+/// Client messages held behind a schema change are read up to this much.
+const HELD_LIMIT: usize = 256 * 1024;
+
+/// The client-to-server side: the gate sees SQL and keeps groups in order.
+struct ClientSide<'a> {
+    state: &'a mut SessionState,
+    gate: &'a mut Gate,
+    metrics: &'a Metrics,
+}
+
+impl Handler for ClientSide<'_> {
+    type Error = ScanStop;
+
+    fn whole(&mut self, tag: u8, _frame_len: usize) -> bool {
+        self.gate.wants_client(tag)
+    }
+
+    fn seen(&mut self, seen: Seen<'_>) -> Result<Verdict, ScanStop> {
+        let (tag, verdict) = match seen {
+            Seen::Whole(tag, body) => (tag, self.gate.on_client(tag, body, self.state)),
+            Seen::Streamed(tag) => (tag, self.gate.on_client_streamed(tag, self.state)),
+        };
+        if verdict != Verdict::Stop && matches!(tag, b'Q' | b'E') {
+            self.metrics.queries.increment(1);
+        }
+        Ok(verdict)
+    }
+}
+
+/// The server-to-client side: session state from ReadyForQuery,
+/// ParameterStatus and errors; the gate for everything it must see.
+struct ServerSide<'a> {
+    state: &'a mut SessionState,
+    gate: &'a mut Gate,
+}
+
+impl Handler for ServerSide<'_> {
+    type Error = FrameError;
+
+    fn whole(&mut self, tag: u8, frame_len: usize) -> bool {
+        self.gate.wants_server(tag, frame_len)
+    }
+
+    fn seen(&mut self, seen: Seen<'_>) -> Result<Verdict, FrameError> {
+        let Seen::Whole(tag, body) = seen else {
+            return Ok(self.gate.on_server_streamed());
+        };
+        match tag {
+            b'Z' => {
+                self.state.tx = backend::ready_for_query_status(body).unwrap_or(TxStatus::Idle);
+            }
+            b'S' => {
+                if let Some((b"server_version", v)) = backend::parameter_status(body) {
+                    self.state.server_version = String::from_utf8_lossy(v).into_owned();
+                }
+            }
+            b'E' => self.state.server_sent_fatal = backend::error_is_fatal(body),
+            _ => {}
+        }
+        Ok(self.gate.on_server(tag, body, self.state))
     }
 }
 

@@ -9,8 +9,9 @@ pub struct SessionState {
     pub tx: TxStatus,
     /// `server_version` as the upstream reported it, e.g. "15.4 (Debian ...)".
     pub server_version: String,
-    /// Query, Sync and FunctionCall messages sent that have not yet been
-    /// answered by ReadyForQuery.
+    /// ReadyForQuery messages still expected: for the client's Query, Sync
+    /// and FunctionCall messages and for ddlgate's own (kept by the gate),
+    /// plus one while a schema change waits to be retried.
     pub outstanding: u32,
     /// The last ErrorResponse from the server was FATAL or PANIC.
     pub server_sent_fatal: bool,
@@ -19,8 +20,12 @@ pub struct SessionState {
 impl SessionState {
     /// The server's major version (e.g. 15), once known.
     pub fn server_major(&self) -> Option<u32> {
-        let digits: String = self
-            .server_version
+        Self::major_of(&self.server_version)
+    }
+
+    /// The major version in a `server_version` string ("15.4 (Debian)").
+    pub fn major_of(server_version: &str) -> Option<u32> {
+        let digits: String = server_version
             .chars()
             .take_while(|c| c.is_ascii_digit())
             .collect();

@@ -1,4 +1,5 @@
 //! Logs and metrics.
 
+pub mod audit;
 pub mod logging;
 pub mod metrics;

@@ -24,6 +24,7 @@ pub fn read(stmt: &Statement) -> Option<Vec<Op>> {
         }],
         Statement::CreateTable(ct) => vec![Op::CreateTable {
             table: ct.name.to_string(),
+            temporary: ct.temporary,
         }],
         Statement::Drop {
             object_type: ObjectType::Table,

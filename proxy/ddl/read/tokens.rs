@@ -359,13 +359,15 @@ fn create(mut c: Cursor) -> Vec<Op> {
             unique,
         }];
     }
+    let mut temporary = false;
     for k in ["GLOBAL", "LOCAL", "TEMPORARY", "TEMP", "UNLOGGED"] {
-        c.eat(k);
+        temporary |= c.eat(k) && k.starts_with("TEMP");
     }
     if c.eat("TABLE") {
         c.eat_all(&["IF", "NOT", "EXISTS"]);
         return vec![Op::CreateTable {
             table: c.name().unwrap_or_default(),
+            temporary,
         }];
     }
     if c.eat("TRIGGER") || c.eat_all(&["CONSTRAINT", "TRIGGER"]) {

@@ -25,6 +25,9 @@ pub struct TxFacts {
     /// Tables created earlier in this transaction (folded names): invisible
     /// to other sessions, so nothing done to them can stall anyone.
     pub created_tables: HashSet<String>,
+    /// Temporary tables the session created (folded names): private to it
+    /// for the session's life, so they outlive the transaction.
+    pub temp_tables: HashSet<String>,
     /// `(table, constraint)` added NOT VALID earlier in this transaction,
     /// with the lock that adding it took (held until the transaction ends).
     pub not_valid: HashMap<(String, String), Lock>,
@@ -62,8 +65,10 @@ pub fn check(op: &Op, ctx: &Context<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
     indexes::check_transaction(op, ctx, &mut out);
     if let Some(t) = op.table() {
-        if ctx.tx.created_tables.contains(&fold_name(t)) {
-            // Created in this transaction: no other session can see it yet.
+        let t = fold_name(t);
+        if ctx.tx.created_tables.contains(&t) || ctx.tx.temp_tables.contains(&t) {
+            // Created in this transaction, or temporary: no other session
+            // can see it.
             return out;
         }
     }

@@ -1,0 +1,230 @@
+//! Judging the SQL of one Query or Parse: classify, apply the policy, emit
+//! one event per schema change, and build what the client is told.
+
+use crate::ddl::analyze::Kind as StmtKind;
+use crate::ddl::{Analyzed, Catalog, Decision, Finding, Judgement, Mode, Rule, Who};
+use crate::protocol::backend::{Report, Severity};
+use crate::protocol::sqlstate;
+
+use super::event::{self, Event, Kind};
+use super::Gate;
+
+/// The verdict on a query string.
+pub struct Judged {
+    pub stmts: Vec<Analyzed>,
+    /// The first statement the policy stops, its event id and the error
+    /// the client gets.
+    pub stop: Option<(usize, String, Report)>,
+    /// Some schema change takes a lock readers or writers can queue behind,
+    /// and none must run outside a transaction block: worth a lock_timeout.
+    pub guard: bool,
+    /// The string holds BEGIN/COMMIT/ROLLBACK: it cannot be replayed whole.
+    pub tx_control: bool,
+    /// Warnings (NoticeResponse messages) for the client.
+    pub notices: Vec<u8>,
+    /// The events of the statements let through, to repeat on a retry.
+    pub events: Vec<Event>,
+}
+
+impl Gate {
+    pub(super) fn judge(
+        &mut self,
+        sql: &[u8],
+        mode: Mode,
+        in_tx: bool,
+        server_version: &str,
+    ) -> Judged {
+        let major = crate::session::SessionState::major_of(server_version).unwrap_or(16);
+        let stmts = self
+            .analyzer
+            .analyze(sql, mode, in_tx, major, &Catalog::default());
+        let ddl = &self.runtime.settings.ddl;
+        let who = Who {
+            user: &self.who.user,
+            database: &self.who.database,
+        };
+        let mut j = Judged {
+            stmts: Vec::new(),
+            stop: None,
+            guard: false,
+            tx_control: false,
+            notices: Vec::new(),
+            events: Vec::new(),
+        };
+        for (i, a) in stmts.iter().enumerate() {
+            match a.kind {
+                StmtKind::Begin | StmtKind::End => j.tx_control = true,
+                StmtKind::Other => {}
+                StmtKind::Ddl => {
+                    let text = &sql[a.range.clone()];
+                    let judgement = ddl.policy.judge(text, &a.findings, who);
+                    let decision = judgement.decision();
+                    let e = self.event(Kind::of(decision), text, a, &judgement, server_version);
+                    event::emit(&e, self.runtime.audit.as_deref());
+                    if decision.stops() {
+                        let report = block_report(&e.id, &a.findings, &judgement);
+                        j.stop = Some((i, e.id, report));
+                        break;
+                    }
+                    j.events.push(e);
+                    if decision == Decision::Warn {
+                        warn_report(&a.findings, &judgement).encode_into(&mut j.notices);
+                    }
+                    j.guard |= a.ops.iter().all(|op| !op.needs_own_transaction());
+                }
+            }
+        }
+        j.stmts = stmts;
+        j
+    }
+
+    fn event(
+        &self,
+        kind: Kind,
+        text: &[u8],
+        a: &Analyzed,
+        judgement: &Judgement,
+        server_version: &str,
+    ) -> Event {
+        let ddl = &self.runtime.settings.ddl;
+        let (lock, table) = event::strongest(&a.findings);
+        Event {
+            event: kind,
+            id: event::next_id(),
+            at: event::now_rfc3339(),
+            decision: judgement.decision(),
+            statement: event::statement_text(text, ddl.redact_literals),
+            fingerprint: event::fingerprint(text),
+            rules: a.findings.iter().map(|f| f.rule.id()).collect(),
+            lock,
+            table: table.or_else(|| a.table().map(str::to_owned)),
+            who: (*self.who).clone(),
+            server_version: server_version.to_owned(),
+            ignored_overrides: judgement.ignored_overrides.clone(),
+            overridden: judgement
+                .judged
+                .iter()
+                .filter(|j| j.overridden)
+                .map(|j| j.rule.id())
+                .collect(),
+            attempt: None,
+        }
+    }
+}
+
+trait EncodeInto {
+    fn encode_into(&self, out: &mut Vec<u8>);
+}
+
+impl EncodeInto for Report {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_bytes());
+    }
+}
+
+fn describe(f: &Finding) -> String {
+    let mut s = f.detail.clone();
+    let mut facts = Vec::new();
+    if let Some(l) = f.lock {
+        facts.push(match &f.table {
+            Some(t) => format!("{l} lock on {t}"),
+            None => format!("{l} lock"),
+        });
+    }
+    if f.rewrite {
+        facts.push("rewrites the table".into());
+    } else if f.scan {
+        facts.push("reads the whole table".into());
+    }
+    if f.breaks_clients {
+        facts.push("breaks running clients".into());
+    }
+    if !facts.is_empty() {
+        s.push_str(&format!(" [{}]", facts.join("; ")));
+    }
+    s
+}
+
+/// The ErrorResponse for a stopped statement: message naming the rule,
+/// DETAIL with what it would do, HINT with the safe alternative.
+fn block_report(id: &str, findings: &[Finding], judgement: &Judgement) -> Report {
+    let stopped: Vec<(&Finding, Decision)> = findings
+        .iter()
+        .zip(&judgement.judged)
+        .filter(|(_, j)| j.decision.stops())
+        .map(|(f, j)| (f, j.decision))
+        .collect();
+    let rewrite_only = stopped.iter().all(|(_, d)| *d == Decision::Rewrite);
+    let (first, _) = stopped[0];
+    let rules: Vec<&str> = stopped.iter().map(|(f, _)| f.rule.id()).collect();
+    let (code, message) = if rewrite_only {
+        (
+            sqlstate::DDL_NEEDS_REWRITE,
+            format!(
+                "ddlgate: {} ({}): run it as the safe phased change in HINT",
+                rules.join(", "),
+                first.rule.summary()
+            ),
+        )
+    } else {
+        (
+            sqlstate::DDL_BLOCKED,
+            format!(
+                "ddlgate blocked this statement: {} ({})",
+                rules.join(", "),
+                first.rule.summary()
+            ),
+        )
+    };
+    let detail = stopped
+        .iter()
+        .map(|(f, _)| describe(f))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut hint = stopped
+        .iter()
+        .map(|(f, _)| f.alternative.clone())
+        .collect::<Vec<_>>()
+        .join("\n");
+    hint.push_str(&format!(
+        "\nAfter review, a role listed in ddl.override_roles may run it with /* ddlgate:allow {} */ (event {id}).",
+        rules.join(",")
+    ));
+    Report::new(Severity::Error, code, message)
+        .with_detail(detail)
+        .with_hint(hint)
+}
+
+fn warn_report(findings: &[Finding], judgement: &Judgement) -> Report {
+    let warned: Vec<&Finding> = findings
+        .iter()
+        .zip(&judgement.judged)
+        .filter(|(_, j)| j.decision == Decision::Warn)
+        .map(|(f, _)| f)
+        .collect();
+    let rules: Vec<&str> = warned.iter().map(|f| f.rule.id()).collect();
+    let first: Option<Rule> = warned.first().map(|f| f.rule);
+    Report::new(
+        Severity::Warning,
+        "01000",
+        format!(
+            "ddlgate: {} ({})",
+            rules.join(", "),
+            first.map_or("", Rule::summary)
+        ),
+    )
+    .with_detail(
+        warned
+            .iter()
+            .map(|f| describe(f))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+    .with_hint(
+        warned
+            .iter()
+            .map(|f| f.alternative.clone())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+}

@@ -1,0 +1,661 @@
+//! The DDL gate inside a session: decides each Query and Parse that may be a
+//! schema change, and keeps the server's responses in step with what was
+//! sent.
+//!
+//! Responses arrive in order, one ReadyForQuery per Query or Sync, so the
+//! gate keeps a queue of [`Group`]s, one per ReadyForQuery expected: the
+//! client's own, ddlgate's own (`lock_timeout` guard and restore, whose
+//! responses are dropped), and guarded DDL units (whose responses are held
+//! until their ReadyForQuery, so a lock timeout can be retried unseen).
+//!
+//! - A stopped statement never reaches the server: a statement that fails
+//!   during parse analysis with a unique marker takes its place, so the
+//!   server aborts the transaction and skips the rest of an extended batch
+//!   exactly as it would have; its error is then replaced by ddlgate's.
+//! - An allowed one runs between a guard that sets `lock_timeout` (unless
+//!   the client set one) and a restore; run outside a transaction, it is
+//!   retried with backoff on SQLSTATE 55P03 while later client messages wait.
+
+mod event;
+mod judge;
+mod sql;
+
+pub use event::SessionInfo;
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Context;
+use std::time::Duration;
+
+use tokio::time::Sleep;
+
+use crate::ddl::fastpath::may_contain_ddl;
+use crate::ddl::{Analyzer, Mode};
+use crate::protocol::backend::{error_field, ready_for_query_status, Report, Severity, TxStatus};
+use crate::protocol::frame::take_cstr;
+use crate::protocol::{frontend, sqlstate};
+use crate::server::Runtime;
+
+use super::pipe::Verdict;
+use super::state::SessionState;
+
+/// Responses of one unit held for a possible retry, at most this much;
+/// beyond it they are released and the unit is not retried.
+const HOLD_LIMIT: usize = 1 << 20;
+
+/// One ReadyForQuery the session is waiting for, and whose it is.
+enum Group {
+    Client,
+    /// ddlgate's guard or restore: responses dropped.
+    Proxy {
+        restore: bool,
+    },
+    Unit(Box<Unit>),
+}
+
+/// A schema change let through, from its Query (or the start of its
+/// extended batch) to its ReadyForQuery.
+struct Unit {
+    /// The decisions that let it through, repeated as `ddl.retried`.
+    events: Vec<event::Event>,
+    /// Sent as an extended batch (guards must be too).
+    extended: bool,
+    guard: bool,
+    /// The client's messages, for a retry; `None` when it cannot be
+    /// replayed (inside a transaction, behind other requests, too large).
+    copy: Option<Vec<u8>>,
+    attempt: u32,
+    held: Vec<u8>,
+    lock_timeout_hit: bool,
+    /// Warnings for the client, sent before its ReadyForQuery.
+    notices: Vec<u8>,
+}
+
+impl Unit {
+    fn holding(&self) -> bool {
+        self.copy.is_some()
+    }
+}
+
+/// A statement replaced by a failing one: the marker in the server's error,
+/// and what the client gets instead.
+struct Stopped {
+    marker: String,
+    /// Sequence number of the group the replacement belongs to.
+    group: u64,
+    report: Vec<u8>,
+}
+
+struct Retry {
+    sleep: Pin<Box<Sleep>>,
+    unit: Box<Unit>,
+}
+
+pub struct Gate {
+    runtime: Arc<Runtime>,
+    who: Arc<SessionInfo>,
+    analyzer: Analyzer,
+    groups: VecDeque<Group>,
+    /// Groups pushed so far (the next one's sequence number) and popped.
+    pushed: u64,
+    popped: u64,
+    /// Extended-protocol messages sent since the last Sync.
+    in_batch: bool,
+    /// The unit whose extended batch is being sent.
+    batch: Option<Box<Unit>>,
+    /// Prepared statements and portals that are allowed schema changes,
+    /// with their decisions.
+    statements: HashMap<Vec<u8>, Arc<Vec<event::Event>>>,
+    portals: HashMap<Vec<u8>, Arc<Vec<event::Event>>>,
+    stopped: Vec<Stopped>,
+    /// Later client messages wait until the current unit is done.
+    hold_client: bool,
+    /// The client side was held and may be scanned again.
+    released: bool,
+    retry: Option<Retry>,
+    /// A restore failed (aborted transaction): send it again when idle.
+    restore_pending: bool,
+}
+
+impl Gate {
+    pub fn new(runtime: Arc<Runtime>, who: SessionInfo) -> Self {
+        Gate {
+            runtime,
+            who: Arc::new(who),
+            analyzer: Analyzer::default(),
+            groups: VecDeque::new(),
+            pushed: 0,
+            popped: 0,
+            in_batch: false,
+            batch: None,
+            statements: HashMap::new(),
+            portals: HashMap::new(),
+            stopped: Vec::new(),
+            hold_client: false,
+            released: false,
+            retry: None,
+            restore_pending: false,
+        }
+    }
+
+    fn enabled(&self) -> bool {
+        self.runtime.settings.ddl.enabled
+    }
+
+    fn lock_timeout(&self) -> Duration {
+        self.runtime.settings.ddl.lock_timeout
+    }
+
+    fn tracking(&self) -> bool {
+        self.batch.is_some() || !self.statements.is_empty() || !self.portals.is_empty()
+    }
+
+    /// Client messages read whole: SQL carriers and Sync always; the rest
+    /// of the extended protocol while schema changes are prepared.
+    #[inline]
+    pub fn wants_client(&self, tag: u8) -> bool {
+        match tag {
+            b'Q' | b'P' | b'S' => true,
+            b'B' | b'E' | b'C' | b'D' | b'H' => self.tracking(),
+            _ => false,
+        }
+    }
+
+    /// Server messages read whole: ReadyForQuery, ParameterStatus and
+    /// errors always; everything while ddlgate's own or held responses are
+    /// at the head of the queue.
+    #[inline]
+    pub fn wants_server(&self, tag: u8, len: usize) -> bool {
+        matches!(tag, b'Z' | b'S' | b'E')
+            || match self.groups.front() {
+                Some(Group::Proxy { .. }) => true,
+                Some(Group::Unit(u)) => u.holding() && len <= HOLD_LIMIT,
+                _ => false,
+            }
+    }
+
+    fn push(&mut self, g: Group, state: &mut SessionState) {
+        self.groups.push_back(g);
+        self.pushed += 1;
+        self.sync_outstanding(state);
+    }
+
+    fn pop(&mut self, state: &mut SessionState) -> Option<Group> {
+        let g = self.groups.pop_front();
+        if g.is_some() {
+            self.popped += 1;
+            let done = self.popped;
+            self.stopped.retain(|s| s.group >= done);
+        }
+        self.sync_outstanding(state);
+        g
+    }
+
+    fn sync_outstanding(&self, state: &mut SessionState) {
+        state.outstanding = self.groups.len() as u32 + u32::from(self.retry.is_some());
+    }
+
+    /// Later client messages are waiting for a unit.
+    pub fn holding_client(&self) -> bool {
+        self.hold_client
+    }
+
+    /// Whether held client messages may be scanned again (once).
+    pub fn take_released(&mut self) -> bool {
+        std::mem::take(&mut self.released)
+    }
+
+    /// A whole client message.
+    pub fn on_client(&mut self, tag: u8, body: &[u8], state: &mut SessionState) -> Verdict {
+        if self.hold_client {
+            return Verdict::Stop;
+        }
+        match tag {
+            b'Q' => self.on_query(body, state),
+            b'P' => self.on_parse(body, state),
+            b'B' => self.on_bind(body, state),
+            b'S' => self.on_sync(body, state),
+            b'C' | b'E' | b'D' | b'H' => {
+                self.in_batch = true;
+                if tag == b'C' {
+                    if let Some((kind, name)) = frontend::target(body) {
+                        let map = if kind == b'S' {
+                            &mut self.statements
+                        } else {
+                            &mut self.portals
+                        };
+                        map.remove(name);
+                    }
+                }
+                self.copy_into_batch(tag, body);
+                Verdict::Keep
+            }
+            _ => Verdict::Keep,
+        }
+    }
+
+    /// The header of a client message that streams through.
+    pub fn on_client_streamed(&mut self, tag: u8, state: &mut SessionState) -> Verdict {
+        if self.hold_client {
+            return Verdict::Stop;
+        }
+        if tag == b'F' {
+            self.push(Group::Client, state);
+        }
+        if let Some(b) = &mut self.batch {
+            // Cannot be replayed without its bytes.
+            b.copy = None;
+        }
+        Verdict::Keep
+    }
+
+    fn copy_into_batch(&mut self, tag: u8, body: &[u8]) {
+        if let Some(b) = &mut self.batch {
+            if let Some(copy) = &mut b.copy {
+                put_frame(copy, tag, body);
+                if copy.len() > HOLD_LIMIT {
+                    b.copy = None;
+                }
+            }
+        }
+    }
+
+    /// Before a client message at a boundary: a restore that failed earlier.
+    fn pending_restore(&mut self, extended: bool, state: &mut SessionState, out: &mut Vec<u8>) {
+        if self.restore_pending && state.tx == TxStatus::Idle && self.groups.is_empty() {
+            self.restore_pending = false;
+            if extended {
+                sql::restore_batch(self.lock_timeout(), out);
+            } else {
+                sql::restore_query(self.lock_timeout(), out);
+            }
+            self.push(Group::Proxy { restore: true }, state);
+        }
+    }
+
+    fn retry_allowed(&self, state: &SessionState) -> bool {
+        self.runtime.settings.ddl.lock_retries > 0
+            && self.groups.is_empty()
+            && state.tx == TxStatus::Idle
+    }
+
+    fn on_query(&mut self, body: &[u8], state: &mut SessionState) -> Verdict {
+        let boundary = !self.in_batch;
+        self.in_batch = false;
+        let mut out = Vec::new();
+        if boundary {
+            self.pending_restore(false, state, &mut out);
+        }
+        let sql = take_cstr(body).map_or(&[][..], |(s, _)| s);
+        if !self.enabled() || !may_contain_ddl(sql) {
+            self.push(Group::Client, state);
+            return keep_after(out);
+        }
+        let in_tx = state.tx != TxStatus::Idle;
+        let j = self.judge(sql, Mode::QueryString, in_tx, &state.server_version);
+        if let Some((i, id, report)) = j.stop {
+            let marker = format!("ddlgate:block:{id}");
+            let mut replacement = sql[..j.stmts[i].range.start].to_vec();
+            replacement.extend_from_slice(sql::failing_statement(&marker).as_bytes());
+            self.stopped.push(Stopped {
+                marker,
+                group: self.pushed,
+                report: report.to_bytes().to_vec(),
+            });
+            frontend::query(&String::from_utf8_lossy(&replacement), &mut out);
+            self.push(Group::Client, state);
+            return Verdict::Replace(out);
+        }
+        let guard = j.guard && boundary;
+        let retry = guard && !j.tx_control && self.retry_allowed(state);
+        let mut frame = Vec::with_capacity(body.len() + 5);
+        put_frame(&mut frame, b'Q', body);
+        let unit = Box::new(Unit {
+            events: j.events,
+            extended: false,
+            guard,
+            copy: retry.then(|| frame.clone()),
+            attempt: 0,
+            held: Vec::new(),
+            lock_timeout_hit: false,
+            notices: j.notices,
+        });
+        self.send_unit(unit, frame, state, &mut out);
+        Verdict::Replace(out)
+    }
+
+    /// Writes a simple-protocol unit with its guard and restore.
+    fn send_unit(
+        &mut self,
+        unit: Box<Unit>,
+        frame: Vec<u8>,
+        state: &mut SessionState,
+        out: &mut Vec<u8>,
+    ) {
+        let guard = unit.guard;
+        if guard {
+            sql::guard_query(self.lock_timeout(), out);
+            self.push(Group::Proxy { restore: false }, state);
+        }
+        out.extend_from_slice(&frame);
+        if unit.holding() {
+            self.hold_client = true;
+        }
+        self.push(Group::Unit(unit), state);
+        if guard {
+            sql::restore_query(self.lock_timeout(), out);
+            self.push(Group::Proxy { restore: true }, state);
+        }
+    }
+
+    fn on_parse(&mut self, body: &[u8], state: &mut SessionState) -> Verdict {
+        let boundary = !self.in_batch;
+        self.in_batch = true;
+        let Some((name, rest)) = take_cstr(body) else {
+            return Verdict::Keep;
+        };
+        let sql = take_cstr(rest).map_or(&[][..], |(s, _)| s);
+        let mut out = Vec::new();
+        if boundary {
+            self.pending_restore(true, state, &mut out);
+        }
+        if !self.enabled() || !may_contain_ddl(sql) {
+            self.statements.remove(name);
+            self.copy_into_batch(b'P', body);
+            return keep_after(out);
+        }
+        let in_tx = state.tx != TxStatus::Idle;
+        let j = self.judge(sql, Mode::QueryString, in_tx, &state.server_version);
+        self.statements.remove(name);
+        if let Some((_, id, report)) = j.stop {
+            let marker = format!("ddlgate:block:{id}");
+            self.stopped.push(Stopped {
+                marker: marker.clone(),
+                group: self.pushed,
+                report: report.to_bytes().to_vec(),
+            });
+            frontend::parse(name, sql::failing_statement(&marker).as_bytes(), &mut out);
+            return Verdict::Replace(out);
+        }
+        if j.stmts.is_empty() {
+            return keep_after(out);
+        }
+        let events = Arc::new(j.events);
+        self.statements.insert(name.to_vec(), events.clone());
+        if boundary && self.batch.is_none() {
+            self.start_batch(j.guard, j.notices, &events, state, &mut out);
+        }
+        self.copy_into_batch(b'P', body);
+        keep_after(out)
+    }
+
+    fn on_bind(&mut self, body: &[u8], state: &mut SessionState) -> Verdict {
+        let boundary = !self.in_batch;
+        self.in_batch = true;
+        let mut out = Vec::new();
+        if boundary {
+            self.pending_restore(true, state, &mut out);
+        }
+        if let Some((portal, statement)) = frontend::bind_names(body) {
+            if let Some(events) = self.statements.get(statement).cloned() {
+                self.portals.insert(portal.to_vec(), events.clone());
+                if boundary && self.batch.is_none() {
+                    self.start_batch(true, Vec::new(), &events, state, &mut out);
+                }
+            } else {
+                self.portals.remove(portal);
+            }
+        }
+        self.copy_into_batch(b'B', body);
+        keep_after(out)
+    }
+
+    /// A schema change starts an extended batch: guard first.
+    fn start_batch(
+        &mut self,
+        guard: bool,
+        notices: Vec<u8>,
+        events: &[event::Event],
+        state: &mut SessionState,
+        out: &mut Vec<u8>,
+    ) {
+        let retry = guard && self.retry_allowed(state);
+        if guard {
+            sql::guard_batch(self.lock_timeout(), out);
+            self.push(Group::Proxy { restore: false }, state);
+        }
+        self.batch = Some(Box::new(Unit {
+            events: events.to_vec(),
+            extended: true,
+            guard,
+            copy: retry.then(Vec::new),
+            attempt: 0,
+            held: Vec::new(),
+            lock_timeout_hit: false,
+            notices,
+        }));
+    }
+
+    fn on_sync(&mut self, body: &[u8], state: &mut SessionState) -> Verdict {
+        self.in_batch = false;
+        let Some(unit) = self.batch.take() else {
+            self.push(Group::Client, state);
+            return Verdict::Keep;
+        };
+        let mut unit = unit;
+        if let Some(copy) = &mut unit.copy {
+            put_frame(copy, b'S', body);
+        }
+        let mut out = Vec::new();
+        put_frame(&mut out, b'S', body);
+        let guard = unit.guard;
+        if unit.holding() {
+            self.hold_client = true;
+        }
+        self.push(Group::Unit(unit), state);
+        if guard {
+            sql::restore_batch(self.lock_timeout(), &mut out);
+            self.push(Group::Proxy { restore: true }, state);
+        }
+        Verdict::Replace(out)
+    }
+
+    /// A whole server message.
+    pub fn on_server(&mut self, tag: u8, body: &[u8], state: &mut SessionState) -> Verdict {
+        if tag == b'Z' && state.tx == TxStatus::Idle {
+            self.analyzer.end_transaction();
+        }
+        let ours = matches!(self.groups.front(), Some(Group::Proxy { .. }));
+        if tag == b'E' && !ours && !self.stopped.is_empty() {
+            if let Some(report) = self.substitute(body) {
+                return match self.groups.front_mut() {
+                    Some(Group::Unit(u)) if u.holding() => {
+                        u.held.extend_from_slice(&report);
+                        Verdict::Replace(Vec::new())
+                    }
+                    _ => Verdict::Replace(report),
+                };
+            }
+        }
+        match self.groups.front_mut() {
+            None => Verdict::Keep,
+            Some(Group::Client) => {
+                if tag == b'Z' {
+                    self.pop(state);
+                }
+                Verdict::Keep
+            }
+            Some(Group::Proxy { restore }) => match tag {
+                b'Z' => {
+                    self.pop(state);
+                    Verdict::Replace(Vec::new())
+                }
+                b'E' => {
+                    if *restore {
+                        self.restore_pending = true;
+                    }
+                    Verdict::Replace(Vec::new())
+                }
+                // Not responses: the session's own news.
+                b'S' | b'A' | b'N' => Verdict::Keep,
+                _ => Verdict::Replace(Vec::new()),
+            },
+            Some(Group::Unit(u)) => {
+                if tag == b'E'
+                    && error_field(body, b'C') == Some(sqlstate::LOCK_NOT_AVAILABLE.as_bytes())
+                {
+                    u.lock_timeout_hit = true;
+                }
+                if tag == b'Z' {
+                    return self.unit_done(body, state);
+                }
+                if u.holding() {
+                    put_frame(&mut u.held, tag, body);
+                    if u.held.len() > HOLD_LIMIT {
+                        u.copy = None;
+                        return Verdict::Replace(std::mem::take(&mut u.held));
+                    }
+                    return Verdict::Replace(Vec::new());
+                }
+                Verdict::Keep
+            }
+        }
+    }
+
+    /// ddlgate's error for a stopped statement, if `body` is the error of its
+    /// stand-in.
+    fn substitute(&mut self, body: &[u8]) -> Option<Vec<u8>> {
+        let msg = error_field(body, b'M').unwrap_or_default();
+        let i = self
+            .stopped
+            .iter()
+            .position(|s| memchr::memmem::find(msg, s.marker.as_bytes()).is_some())?;
+        Some(self.stopped.swap_remove(i).report)
+    }
+
+    /// The header of a server message that streams through.
+    pub fn on_server_streamed(&mut self) -> Verdict {
+        match self.groups.front_mut() {
+            Some(Group::Unit(u)) if u.holding() => {
+                // Too large to hold: release what is held, give up the retry.
+                u.copy = None;
+                Verdict::Before(std::mem::take(&mut u.held))
+            }
+            _ => Verdict::Keep,
+        }
+    }
+
+    fn unit_done(&mut self, z_body: &[u8], state: &mut SessionState) -> Verdict {
+        let Some(Group::Unit(mut unit)) = self.pop(state) else {
+            unreachable!("unit_done is called with a unit at the head");
+        };
+        let ddl = &self.runtime.settings.ddl;
+        let idle = ready_for_query_status(z_body) == Some(TxStatus::Idle);
+        if unit.holding() && unit.lock_timeout_hit && idle && unit.attempt < ddl.lock_retries {
+            unit.attempt += 1;
+            let delay = backoff(ddl.retry_backoff, ddl.retry_backoff_max, unit.attempt);
+            let notice = Report::new(
+                Severity::Warning,
+                "01000",
+                format!(
+                    "ddlgate: the schema change gave up waiting for its lock after lock_timeout; \
+                     retry {} of {} in {} ms",
+                    unit.attempt,
+                    ddl.lock_retries,
+                    delay.as_millis()
+                ),
+            )
+            .with_detail(
+                "Waiting longer would have queued every query on the table behind it.".to_owned(),
+            )
+            .to_bytes()
+            .to_vec();
+            self.retried(&unit);
+            unit.held.clear();
+            unit.lock_timeout_hit = false;
+            self.retry = Some(Retry {
+                sleep: Box::pin(tokio::time::sleep(delay)),
+                unit,
+            });
+            self.sync_outstanding(state);
+            return Verdict::Replace(notice);
+        }
+        if unit.holding() {
+            self.hold_client = false;
+            self.released = true;
+        }
+        let mut out = std::mem::take(&mut unit.held);
+        out.extend_from_slice(&unit.notices);
+        put_frame(&mut out, b'Z', z_body);
+        Verdict::Replace(out)
+    }
+
+    fn retried(&self, unit: &Unit) {
+        for e in &unit.events {
+            let mut e = e.clone();
+            e.event = event::Kind::Retried;
+            e.at = event::now_rfc3339();
+            e.attempt = Some(unit.attempt);
+            event::emit(&e, self.runtime.audit.as_deref());
+        }
+    }
+
+    /// When a retry's wait is over: the messages to send again, in front
+    /// of anything the client sent meanwhile.
+    pub fn poll_retry(
+        &mut self,
+        cx: &mut Context<'_>,
+        state: &mut SessionState,
+    ) -> Option<Vec<u8>> {
+        let r = self.retry.as_mut()?;
+        if r.sleep.as_mut().poll(cx).is_pending() {
+            return None;
+        }
+        let Retry { mut unit, .. } = self.retry.take()?;
+        let copy = unit.copy.clone().unwrap_or_default();
+        let mut out = Vec::new();
+        let timeout = self.lock_timeout();
+        if unit.extended {
+            sql::guard_batch(timeout, &mut out);
+        } else {
+            sql::guard_query(timeout, &mut out);
+        }
+        self.push(Group::Proxy { restore: false }, state);
+        out.extend_from_slice(&copy);
+        unit.held.clear();
+        let extended = unit.extended;
+        self.push(Group::Unit(unit), state);
+        if extended {
+            sql::restore_batch(timeout, &mut out);
+        } else {
+            sql::restore_query(timeout, &mut out);
+        }
+        self.push(Group::Proxy { restore: true }, state);
+        Some(out)
+    }
+}
+
+/// Exponential backoff with jitter: between half and all of
+/// `base * 2^(attempt-1)`, capped at `max`.
+fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << (attempt - 1).min(16)).min(max);
+    let half = exp / 2;
+    half + half.mul_f64(rand::random::<f64>())
+}
+
+fn put_frame(out: &mut Vec<u8>, tag: u8, body: &[u8]) {
+    out.push(tag);
+    out.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    out.extend_from_slice(body);
+}
+
+/// Keeps the message, with `before` (if any) in front of it.
+fn keep_after(before: Vec<u8>) -> Verdict {
+    if before.is_empty() {
+        Verdict::Keep
+    } else {
+        Verdict::Before(before)
+    }
+}
