@@ -7,5 +7,6 @@ mod raw;
 
 mod auth;
 mod errors;
+mod gate;
 mod relay;
 mod tools;

@@ -323,6 +323,11 @@ impl Gate {
             notices: j.notices,
         });
         self.send_unit(unit, frame, state, &mut out);
+        if guard && j.tx_control {
+            // The guard ran before a transaction the string opens, the
+            // restore inside it: a rollback would undo the restore alone.
+            self.restore_pending = true;
+        }
         Verdict::Replace(out)
     }
 

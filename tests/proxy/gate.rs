@@ -1,0 +1,342 @@
+//! The DDL gate through a running ddlgate, with psql (simple protocol) and
+//! tokio-postgres (extended protocol): blocked statements, transactions,
+//! warnings, overrides, the lock_timeout guard and the audit trail.
+
+use std::process::Stdio;
+
+use tokio_postgres::Client;
+
+use crate::harness::{direct, proxy, psql, settings, sqlstate, Proxy};
+
+/// A fresh table with a few rows, made directly (not through the gate).
+async fn table(name: &str) {
+    direct("postgres")
+        .await
+        .batch_execute(&format!(
+            "DROP TABLE IF EXISTS {name} CASCADE; \
+             CREATE TABLE {name} (id int PRIMARY KEY, a int, v varchar(10)); \
+             INSERT INTO {name} SELECT g, g, 'x' FROM generate_series(1, 50) g;"
+        ))
+        .await
+        .unwrap();
+}
+
+async fn columns(name: &str) -> Vec<String> {
+    direct("postgres")
+        .await
+        .query(
+            "SELECT attname::text FROM pg_attribute WHERE attrelid = ($1::text)::regclass \
+             AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            &[&name],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn blocked_statements_over_the_extended_protocol() {
+    table("g_ext").await;
+    let c = proxy().connect("postgres").await;
+    for (sql, rule, code) in [
+        (
+            "ALTER TABLE g_ext ADD COLUMN t timestamptz DEFAULT clock_timestamp()",
+            "add-column-volatile-default",
+            "ZD002",
+        ),
+        (
+            "ALTER TABLE g_ext ALTER COLUMN a SET NOT NULL",
+            "set-not-null",
+            "ZD002",
+        ),
+        (
+            "CREATE INDEX g_ext_a ON g_ext (a)",
+            "create-index-non-concurrent",
+            "ZD002",
+        ),
+        ("ALTER TABLE g_ext DROP COLUMN a", "drop-column", "ZD001"),
+        ("TRUNCATE g_ext", "truncate", "ZD001"),
+        (
+            "ALTER TABLE g_ext ADD CONSTRAINT ex EXCLUDE USING btree (a WITH =)",
+            "add-exclude-constraint",
+            "ZD001",
+        ),
+    ] {
+        let e = c.execute(sql, &[]).await.unwrap_err();
+        assert_eq!(sqlstate(&e), code, "{sql}: {e}");
+        let db = e.as_db_error().unwrap();
+        assert!(db.message().contains(rule), "{sql}: {}", db.message());
+        assert!(
+            db.detail().unwrap_or("").contains("on g_ext"),
+            "{sql}: {db:?}"
+        );
+        assert!(!db.hint().unwrap_or("").is_empty(), "{sql}: {db:?}");
+        // The session goes on.
+        assert_eq!(
+            c.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0),
+            1
+        );
+    }
+    // Nothing reached the server.
+    assert_eq!(columns("g_ext").await, ["id", "a", "v"]);
+    let n: i64 = direct("postgres")
+        .await
+        .query_one("SELECT count(*) FROM g_ext", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 50);
+
+    // Prepared apart from execution (as tokio-postgres, sqlx, asyncpg do):
+    // the error comes at prepare, and the statement does not exist.
+    let e = c
+        .prepare("ALTER TABLE g_ext DROP COLUMN v")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "ZD001");
+    // Allowed DDL prepared and executed later runs normally.
+    let st = c
+        .prepare("ALTER TABLE g_ext ADD COLUMN b int")
+        .await
+        .unwrap();
+    c.execute(&st, &[]).await.unwrap();
+    assert_eq!(columns("g_ext").await, ["id", "a", "v", "b"]);
+}
+
+#[tokio::test]
+async fn a_blocked_statement_aborts_the_transaction_like_postgres() {
+    table("g_tx").await;
+    let mut c = proxy().connect("postgres").await;
+    let tx = c.transaction().await.unwrap();
+    tx.execute("INSERT INTO g_tx VALUES (100, 1, 'y')", &[])
+        .await
+        .unwrap();
+    let e = tx
+        .execute("ALTER TABLE g_tx RENAME COLUMN a TO b", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "ZD001");
+    let e = tx.execute("SELECT 1", &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "25P02", "{e}");
+    tx.rollback().await.unwrap();
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM g_tx", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 50);
+
+    // Simple protocol: statements before the blocked one in the same string
+    // share its implicit transaction and are rolled back with it.
+    let e = c
+        .batch_execute("INSERT INTO g_tx VALUES (101, 1, 'y'); DROP TABLE g_tx; INSERT INTO g_tx VALUES (102, 1, 'y')")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "ZD001");
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM g_tx", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 50);
+    // Explicit BEGIN in the string: the transaction is left aborted.
+    let e = c
+        .batch_execute("BEGIN; INSERT INTO g_tx VALUES (103, 1, 'y'); TRUNCATE g_tx")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "ZD001");
+    let e = c.batch_execute("SELECT 1").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "25P02");
+    c.batch_execute("ROLLBACK").await.unwrap();
+    c.batch_execute("SELECT 1").await.unwrap();
+}
+
+#[test]
+fn psql_sees_the_rule_detail_and_hint() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(table("g_psql"));
+    let out = psql(proxy())
+        .args(["-c", "ALTER TABLE g_psql ADD COLUMN s bigserial"])
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("ERROR:  ddlgate: add-column-serial"), "{err}");
+    assert!(err.contains("DETAIL:  adds g_psql.s as a serial"), "{err}");
+    assert!(
+        err.contains("ACCESS EXCLUSIVE lock on g_psql; rewrites the table"),
+        "{err}"
+    );
+    assert!(
+        err.contains("HINT:  ALTER TABLE g_psql ADD COLUMN s bigint;"),
+        "{err}"
+    );
+    // Allowed changes run; the session's lock_timeout is untouched after.
+    let out = psql(proxy())
+        .args([
+            "-c",
+            "ALTER TABLE g_psql ADD COLUMN n int DEFAULT 0",
+            "-c",
+            "SHOW lock_timeout",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("ALTER TABLE"), "{stdout}");
+    assert!(stdout.lines().any(|l| l.trim() == "0"), "{stdout}");
+}
+
+async fn setting(c: &Client, name: &str) -> String {
+    c.query_one(&format!("SHOW {name}"), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn lock_timeout_is_set_around_ddl_and_never_clobbered() {
+    table("g_lt").await;
+    let c = proxy().connect("postgres").await;
+    c.execute("ALTER TABLE g_lt ADD COLUMN x int", &[]).await.unwrap();
+    assert_eq!(setting(&c, "lock_timeout").await, "0");
+    // BEGIN in the DDL's own string: the guard ran before the transaction,
+    // the restore inside it, so a ROLLBACK would bring the guard's value
+    // back; it is restored again once the transaction is over.
+    c.batch_execute("BEGIN; ALTER TABLE g_lt ADD COLUMN gone int")
+        .await
+        .unwrap();
+    c.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(setting(&c, "lock_timeout").await, "0");
+    // A value the client chose stays, during and after.
+    c.batch_execute("SET lock_timeout = '7s'").await.unwrap();
+    c.execute("ALTER TABLE g_lt ADD COLUMN y int", &[])
+        .await
+        .unwrap();
+    assert_eq!(setting(&c, "lock_timeout").await, "7s");
+    c.batch_execute("RESET lock_timeout").await.unwrap();
+    // A failed transaction that began inside the DDL's own query string
+    // cannot restore at once; the restore follows once it is over.
+    let e = c
+        .batch_execute("BEGIN; ALTER TABLE g_lt ADD COLUMN z int; SELECT 1/0")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "22012");
+    c.batch_execute("ROLLBACK").await.unwrap();
+    c.batch_execute("SELECT 1").await.unwrap();
+    assert_eq!(setting(&c, "lock_timeout").await, "0");
+    assert_eq!(columns("g_lt").await, ["id", "a", "v", "x", "y"]);
+}
+
+#[tokio::test]
+async fn warnings_overrides_and_the_audit_log() {
+    table("g_pol").await;
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let mut s = settings();
+    s.ddl.audit_log = Some(audit.clone());
+    s.ddl.policy.override_roles.insert("postgres".into());
+    s.ddl.policy.rules.insert(
+        ddlgate::ddl::Rule::RenameColumn,
+        ddlgate::ddl::Decision::Warn,
+    );
+    let p = Proxy::start(s);
+
+    // A warning reaches the client as a notice; the change runs.
+    let (c, notices) = connect_with_notices(&p).await;
+    c.batch_execute("ALTER TABLE g_pol RENAME COLUMN v TO w")
+        .await
+        .unwrap();
+    let got = notices.lock().unwrap().clone();
+    assert!(got.iter().any(|n| n.contains("rename-column")), "{got:?}");
+    // A trusted role's reviewed override.
+    c.batch_execute("/* ddlgate:allow drop-column */ ALTER TABLE g_pol DROP COLUMN w")
+        .await
+        .unwrap();
+    assert_eq!(columns("g_pol").await, ["id", "a"]);
+    // The same comment from an untrusted role is ignored.
+    direct("postgres")
+        .await
+        .batch_execute(
+            "DO $$ BEGIN CREATE ROLE gate_user LOGIN; \
+             EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+        )
+        .await
+        .unwrap();
+    let other = p.connect("gate_user").await;
+    let e = other
+        .batch_execute("/* ddlgate:allow truncate */ TRUNCATE g_pol")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "ZD001");
+    c.batch_execute("ALTER TABLE g_pol ADD COLUMN secret text DEFAULT 'hunter2'")
+        .await
+        .unwrap();
+
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["ddl.warned", "ddl.allowed", "ddl.blocked", "ddl.allowed"]
+    );
+    assert_eq!(lines[0]["rules"][0], "rename-column");
+    assert_eq!(lines[0]["table"], "g_pol");
+    assert_eq!(lines[0]["lock"], "ACCESS EXCLUSIVE");
+    assert_eq!(lines[1]["overridden"][0], "drop-column");
+    assert_eq!(lines[2]["user"], "gate_user");
+    assert_eq!(lines[2]["ignored_overrides"][0], "truncate");
+    assert!(lines[2]["client_addr"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+    assert!(lines[2]["server_version"]
+        .as_str()
+        .unwrap()
+        .starts_with("15"));
+    assert_eq!(lines[2]["fingerprint"].as_str().unwrap().len(), 16);
+    // Literals are redacted by default.
+    assert!(
+        lines[3]["statement"]
+            .as_str()
+            .unwrap()
+            .contains("DEFAULT ?"),
+        "{}",
+        lines[3]
+    );
+    assert!(!std::fs::read_to_string(&audit).unwrap().contains("hunter2"));
+}
+
+/// A client whose notices are collected.
+pub async fn connect_with_notices(
+    p: &Proxy,
+) -> (Client, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use futures_util::StreamExt;
+    let (client, mut conn) =
+        tokio_postgres::connect(&p.conninfo("postgres", "postgres"), tokio_postgres::NoTls)
+            .await
+            .unwrap();
+    let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = notices.clone();
+    let mut stream = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+    tokio::spawn(async move {
+        while let Some(Ok(m)) = stream.next().await {
+            if let tokio_postgres::AsyncMessage::Notice(n) = m {
+                sink.lock()
+                    .unwrap()
+                    .push(format!("{}: {}", n.code().code(), n.message()));
+            }
+        }
+    });
+    (client, notices)
+}
