@@ -8,5 +8,6 @@ mod raw;
 mod auth;
 mod errors;
 mod gate;
+mod gate_locks;
 mod relay;
 mod tools;
