@@ -195,9 +195,7 @@ where
         let body = msg.body();
         match msg.tag {
             b'S' => {
-                if let Some((b"server_version", v)) = backend::parameter_status(body) {
-                    state.server_version = String::from_utf8_lossy(v).into_owned();
-                }
+                state.parameter_status(body);
                 client.send(&msg.frame);
             }
             b'K' if body.len() >= 8 => {

@@ -296,11 +296,17 @@ impl Handler for ServerSide<'_> {
             b'Z' => {
                 self.state.tx = backend::ready_for_query_status(body).unwrap_or(TxStatus::Idle);
             }
-            b'S' => {
-                if let Some((b"server_version", v)) = backend::parameter_status(body) {
+            b'S' => match backend::parameter_status(body) {
+                Some((b"server_version", v)) => {
                     self.state.server_version = String::from_utf8_lossy(v).into_owned();
                 }
-            }
+                Some((b"client_encoding", v)) => {
+                    self.state.client_utf8 = v.eq_ignore_ascii_case(b"UTF8")
+                        || v.eq_ignore_ascii_case(b"UTF-8")
+                        || v.eq_ignore_ascii_case(b"SQL_ASCII");
+                }
+                _ => {}
+            },
             b'E' => self.state.server_sent_fatal = backend::error_is_fatal(body),
             _ => {}
         }

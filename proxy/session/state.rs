@@ -4,7 +4,7 @@
 
 use crate::protocol::backend::TxStatus;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SessionState {
     pub tx: TxStatus,
     /// `server_version` as the upstream reported it, e.g. "15.4 (Debian ...)".
@@ -15,9 +15,37 @@ pub struct SessionState {
     pub outstanding: u32,
     /// The last ErrorResponse from the server was FATAL or PANIC.
     pub server_sent_fatal: bool,
+    /// The client's encoding can carry any text ddlgate writes (UTF8);
+    /// otherwise ddlgate's own messages are kept to ASCII.
+    pub client_utf8: bool,
+}
+
+impl Default for SessionState {
+    fn default() -> Self {
+        SessionState {
+            tx: TxStatus::Idle,
+            server_version: String::new(),
+            outstanding: 0,
+            server_sent_fatal: false,
+            client_utf8: true,
+        }
+    }
 }
 
 impl SessionState {
+    /// Takes in a ParameterStatus body (server_version, client_encoding).
+    pub fn parameter_status(&mut self, body: &[u8]) {
+        match crate::protocol::backend::parameter_status(body) {
+            Some((b"server_version", v)) => {
+                self.server_version = String::from_utf8_lossy(v).into_owned();
+            }
+            Some((b"client_encoding", v)) => {
+                self.client_utf8 = v.eq_ignore_ascii_case(b"UTF8");
+            }
+            _ => {}
+        }
+    }
+
     /// The server's major version (e.g. 15), once known.
     pub fn server_major(&self) -> Option<u32> {
         Self::major_of(&self.server_version)

@@ -205,7 +205,9 @@ async fn setting(c: &Client, name: &str) -> String {
 async fn lock_timeout_is_set_around_ddl_and_never_clobbered() {
     table("g_lt").await;
     let c = proxy().connect("postgres").await;
-    c.execute("ALTER TABLE g_lt ADD COLUMN x int", &[]).await.unwrap();
+    c.execute("ALTER TABLE g_lt ADD COLUMN x int", &[])
+        .await
+        .unwrap();
     assert_eq!(setting(&c, "lock_timeout").await, "0");
     // BEGIN in the DDL's own string: the guard ran before the transaction,
     // the restore inside it, so a ROLLBACK would bring the guard's value

@@ -8,6 +8,7 @@ mod raw;
 mod auth;
 mod errors;
 mod gate;
+mod gate_input;
 mod gate_locks;
 mod relay;
 mod tools;

@@ -20,8 +20,8 @@ pub struct Judged {
     pub guard: bool,
     /// The string holds BEGIN/COMMIT/ROLLBACK: it cannot be replayed whole.
     pub tx_control: bool,
-    /// Warnings (NoticeResponse messages) for the client.
-    pub notices: Vec<u8>,
+    /// Warnings for the client.
+    pub notices: Vec<Report>,
     /// The events of the statements let through, to repeat on a retry.
     pub events: Vec<Event>,
 }
@@ -68,7 +68,7 @@ impl Gate {
                     }
                     j.events.push(e);
                     if decision == Decision::Warn {
-                        warn_report(&a.findings, &judgement).encode_into(&mut j.notices);
+                        j.notices.push(warn_report(&a.findings, &judgement));
                     }
                     j.guard |= a.ops.iter().all(|op| !op.needs_own_transaction());
                 }
@@ -109,16 +109,6 @@ impl Gate {
                 .collect(),
             attempt: None,
         }
-    }
-}
-
-trait EncodeInto {
-    fn encode_into(&self, out: &mut Vec<u8>);
-}
-
-impl EncodeInto for Report {
-    fn encode_into(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.to_bytes());
     }
 }
 

@@ -264,7 +264,8 @@ impl Gate {
 
     /// Before a client message at a boundary: a restore that failed earlier.
     fn pending_restore(&mut self, extended: bool, state: &mut SessionState, out: &mut Vec<u8>) {
-        if self.restore_pending && state.tx == TxStatus::Idle && self.groups.is_empty() {
+        let quiet = self.groups.iter().all(|g| matches!(g, Group::Proxy { .. }));
+        if self.restore_pending && state.tx == TxStatus::Idle && quiet {
             self.restore_pending = false;
             if extended {
                 sql::restore_batch(self.lock_timeout(), out);
@@ -275,10 +276,13 @@ impl Gate {
         }
     }
 
+    /// A unit starting now may be replayed: the session is outside a
+    /// transaction, and nothing but ddlgate's own guard or restore (which
+    /// leave it so) is still in flight.
     fn retry_allowed(&self, state: &SessionState) -> bool {
         self.runtime.settings.ddl.lock_retries > 0
-            && self.groups.is_empty()
             && state.tx == TxStatus::Idle
+            && self.groups.iter().all(|g| matches!(g, Group::Proxy { .. }))
     }
 
     fn on_query(&mut self, body: &[u8], state: &mut SessionState) -> Verdict {
@@ -302,7 +306,7 @@ impl Gate {
             self.stopped.push(Stopped {
                 marker,
                 group: self.pushed,
-                report: report.to_bytes().to_vec(),
+                report: encode(report, state),
             });
             frontend::query(&String::from_utf8_lossy(&replacement), &mut out);
             self.push(Group::Client, state);
@@ -320,7 +324,11 @@ impl Gate {
             attempt: 0,
             held: Vec::new(),
             lock_timeout_hit: false,
-            notices: j.notices,
+            notices: j
+                .notices
+                .into_iter()
+                .flat_map(|r| encode(r, state))
+                .collect(),
         });
         self.send_unit(unit, frame, state, &mut out);
         if guard && j.tx_control {
@@ -379,7 +387,7 @@ impl Gate {
             self.stopped.push(Stopped {
                 marker: marker.clone(),
                 group: self.pushed,
-                report: report.to_bytes().to_vec(),
+                report: encode(report, state),
             });
             frontend::parse(name, sql::failing_statement(&marker).as_bytes(), &mut out);
             return Verdict::Replace(out);
@@ -390,7 +398,12 @@ impl Gate {
         let events = Arc::new(j.events);
         self.statements.insert(name.to_vec(), events.clone());
         if boundary && self.batch.is_none() {
-            self.start_batch(j.guard, j.notices, &events, state, &mut out);
+            let notices = j
+                .notices
+                .into_iter()
+                .flat_map(|r| encode(r, state))
+                .collect();
+            self.start_batch(j.guard, notices, &events, state, &mut out);
         }
         self.copy_into_batch(b'P', body);
         keep_after(out)
@@ -648,6 +661,23 @@ fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
     let exp = base.saturating_mul(1u32 << (attempt - 1).min(16)).min(max);
     let half = exp / 2;
     half + half.mul_f64(rand::random::<f64>())
+}
+
+/// A report in bytes the client can read: text ddlgate writes is UTF-8
+/// (names come from the client's own SQL, decoded lossily), so for clients
+/// in another encoding it is reduced to ASCII.
+fn encode(mut report: Report, state: &SessionState) -> Vec<u8> {
+    fn ascii(s: &str) -> String {
+        s.chars()
+            .map(|c| if c.is_ascii() { c } else { '?' })
+            .collect()
+    }
+    if !state.client_utf8 {
+        report.message = ascii(&report.message);
+        report.detail = report.detail.as_deref().map(ascii);
+        report.hint = report.hint.as_deref().map(ascii);
+    }
+    report.to_bytes().to_vec()
 }
 
 fn put_frame(out: &mut Vec<u8>, tag: u8, body: &[u8]) {

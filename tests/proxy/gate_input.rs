@@ -1,0 +1,163 @@
+//! Bad input to the gate: unparseable or unknown DDL, statements of several
+//! megabytes, a truncated Parse, SQL in a non-UTF-8 client encoding. The
+//! client gets a clear error or the statement passes by policy; the session
+//! and the proxy go on.
+
+use std::process::Command;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+use crate::harness::*;
+use crate::raw;
+
+#[tokio::test]
+async fn unparseable_and_unknown_ddl_follow_on_unrecognized() {
+    let c = proxy().connect("postgres").await;
+    // An ALTER TABLE nobody can read: blocked by default.
+    let e = c
+        .batch_execute("ALTER TABLE ((( garbage")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "ZD001");
+    assert!(e
+        .as_db_error()
+        .unwrap()
+        .message()
+        .contains("unrecognized-alter-table"));
+    // Another unknown form: warned and passed on; the server answers.
+    let e = c.batch_execute("CREATE FROBNICATOR x").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "42601");
+    let e = c.execute("ALTER TABLE", &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "ZD001");
+    assert_eq!(
+        c.query_one("SELECT 2", &[]).await.unwrap().get::<_, i32>(0),
+        2
+    );
+}
+
+#[tokio::test]
+async fn statements_of_several_megabytes() {
+    let c = proxy().connect("postgres").await;
+    let body = "x".repeat(4 << 20);
+    c.batch_execute(&format!(
+        "CREATE OR REPLACE FUNCTION g_big() RETURNS int LANGUAGE sql AS $b$ SELECT length('{body}') $b$"
+    ))
+    .await
+    .unwrap();
+    let n: i32 = c.query_one("SELECT g_big()", &[]).await.unwrap().get(0);
+    assert_eq!(n, 4 << 20);
+    // A blocked one of the same size; nothing of it reaches the server.
+    let e = c
+        .batch_execute(&format!("DROP TABLE IF EXISTS g_nothing /* {body} */"))
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "ZD001");
+    c.batch_execute("DROP FUNCTION g_big()").await.unwrap();
+}
+
+#[tokio::test]
+async fn a_truncated_parse_is_answered_and_the_proxy_goes_on() {
+    let p = proxy();
+    let mut s = TcpStream::connect(p.addr).await.unwrap();
+    raw::send(
+        &mut s,
+        &raw::startup_packet(&[("user", "postgres"), ("database", "postgres")]),
+    )
+    .await;
+    while let Some((tag, _)) = raw::read_message(&mut s).await {
+        if tag == b'Z' {
+            break;
+        }
+    }
+    // Parse whose SQL string has no terminator, then Sync.
+    let body = b"s1\0ALTER TABLE t DROP COLUMN a";
+    let mut msg = vec![b'P'];
+    msg.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    msg.extend_from_slice(body);
+    msg.extend_from_slice(b"S\0\0\0\x04");
+    raw::send(&mut s, &msg).await;
+    let (tag, body) = tokio::time::timeout(Duration::from_secs(10), raw::read_message(&mut s))
+        .await
+        .unwrap()
+        .expect("an answer");
+    assert_eq!(tag, b'E');
+    assert_eq!(
+        raw::error_code(&body),
+        "08P01",
+        "{}",
+        raw::field(&body, b'M')
+    );
+    let c = p.connect("postgres").await;
+    c.batch_execute("SELECT 1").await.unwrap();
+}
+
+#[test]
+fn ddl_in_a_latin1_client_encoding() {
+    let info = cluster();
+    psql_admin_db(
+        "latin1db",
+        b"CREATE TABLE IF NOT EXISTS caf\xe9 (a int, b int)",
+    );
+    let through = |sql: &[u8]| {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), sql).unwrap();
+        Command::new(info.bin_dir.join("psql"))
+            .env("PGCLIENTENCODING", "LATIN1")
+            .args([
+                "-X",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "latin1db",
+                "-p",
+            ])
+            .arg(proxy().port().to_string())
+            .arg("-f")
+            .arg(file.path())
+            .output()
+            .unwrap()
+    };
+    let out = through(b"ALTER TABLE caf\xe9 DROP COLUMN b;\n");
+    let err = out.stderr.clone();
+    let text = String::from_utf8_lossy(&err);
+    assert!(text.contains("drop-column"), "{text}");
+    // ddlgate's own text reaches a LATIN1 client as ASCII only.
+    assert!(err.is_ascii(), "{text}");
+    let out = through(b"ALTER TABLE caf\xe9 ADD COLUMN \"\xe9t\xe9\" int;\n");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Runs raw SQL bytes as the superuser in `db`, bypassing ddlgate.
+fn psql_admin_db(db: &str, sql: &[u8]) {
+    let info = cluster();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), sql).unwrap();
+    let out = Command::new(info.bin_dir.join("psql"))
+        .env("PGCLIENTENCODING", "LATIN1")
+        .args(["-X", "-v", "ON_ERROR_STOP=1", "-h"])
+        .arg(&info.socket_dir)
+        .args([
+            "-p",
+            &info.port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-f",
+        ])
+        .arg(file.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
