@@ -1,0 +1,199 @@
+//! The server side of the gate: each response goes to the group at the
+//! head of the queue (client's, ddlgate's own, or a held unit), stopped
+//! statements' errors are swapped for ddlgate's, and lock timeouts of
+//! replayable units are retried after a backoff.
+
+use std::future::Future;
+use std::task::Context;
+use std::time::Duration;
+
+use crate::protocol::backend::{error_field, ready_for_query_status, Report, Severity, TxStatus};
+use crate::protocol::sqlstate;
+
+use super::super::pipe::Verdict;
+use super::super::state::SessionState;
+use super::{event, put_frame, sql, Gate, Group, Retry, Unit, HOLD_LIMIT};
+
+impl Gate {
+    /// A whole server message.
+    pub fn on_server(&mut self, tag: u8, body: &[u8], state: &mut SessionState) -> Verdict {
+        if tag == b'Z' && state.tx == TxStatus::Idle {
+            self.analyzer.end_transaction();
+        }
+        let ours = matches!(self.groups.front(), Some(Group::Proxy { .. }));
+        if tag == b'E' && !ours && !self.stopped.is_empty() {
+            if let Some(report) = self.substitute(body) {
+                return match self.groups.front_mut() {
+                    Some(Group::Unit(u)) if u.holding() => {
+                        u.held.extend_from_slice(&report);
+                        Verdict::Replace(Vec::new())
+                    }
+                    _ => Verdict::Replace(report),
+                };
+            }
+        }
+        match self.groups.front_mut() {
+            None => Verdict::Keep,
+            Some(Group::Client) => {
+                if tag == b'Z' {
+                    self.pop(state);
+                }
+                Verdict::Keep
+            }
+            Some(Group::Proxy { restore }) => match tag {
+                b'Z' => {
+                    self.pop(state);
+                    Verdict::Replace(Vec::new())
+                }
+                b'E' => {
+                    if *restore {
+                        self.restore_pending = true;
+                    }
+                    Verdict::Replace(Vec::new())
+                }
+                // Not responses: the session's own news.
+                b'S' | b'A' | b'N' => Verdict::Keep,
+                _ => Verdict::Replace(Vec::new()),
+            },
+            Some(Group::Unit(u)) => {
+                if tag == b'E'
+                    && error_field(body, b'C') == Some(sqlstate::LOCK_NOT_AVAILABLE.as_bytes())
+                {
+                    u.lock_timeout_hit = true;
+                }
+                if tag == b'Z' {
+                    return self.unit_done(body, state);
+                }
+                if u.holding() {
+                    put_frame(&mut u.held, tag, body);
+                    if u.held.len() > HOLD_LIMIT {
+                        u.copy = None;
+                        return Verdict::Replace(std::mem::take(&mut u.held));
+                    }
+                    return Verdict::Replace(Vec::new());
+                }
+                Verdict::Keep
+            }
+        }
+    }
+
+    /// ddlgate's error for a stopped statement, if `body` is the error of its
+    /// stand-in.
+    fn substitute(&mut self, body: &[u8]) -> Option<Vec<u8>> {
+        let msg = error_field(body, b'M').unwrap_or_default();
+        let i = self
+            .stopped
+            .iter()
+            .position(|s| memchr::memmem::find(msg, s.marker.as_bytes()).is_some())?;
+        Some(self.stopped.swap_remove(i).report)
+    }
+
+    /// The header of a server message that streams through.
+    pub fn on_server_streamed(&mut self) -> Verdict {
+        match self.groups.front_mut() {
+            Some(Group::Unit(u)) if u.holding() => {
+                // Too large to hold: release what is held, give up the retry.
+                u.copy = None;
+                Verdict::Before(std::mem::take(&mut u.held))
+            }
+            _ => Verdict::Keep,
+        }
+    }
+
+    fn unit_done(&mut self, z_body: &[u8], state: &mut SessionState) -> Verdict {
+        let Some(Group::Unit(mut unit)) = self.pop(state) else {
+            unreachable!("unit_done is called with a unit at the head");
+        };
+        let ddl = &self.runtime.settings.ddl;
+        let idle = ready_for_query_status(z_body) == Some(TxStatus::Idle);
+        if unit.holding() && unit.lock_timeout_hit && idle && unit.attempt < ddl.lock_retries {
+            unit.attempt += 1;
+            let delay = backoff(ddl.retry_backoff, ddl.retry_backoff_max, unit.attempt);
+            let notice = Report::new(
+                Severity::Warning,
+                "01000",
+                format!(
+                    "ddlgate: the schema change gave up waiting for its lock after lock_timeout; \
+                     retry {} of {} in {} ms",
+                    unit.attempt,
+                    ddl.lock_retries,
+                    delay.as_millis()
+                ),
+            )
+            .with_detail(
+                "Waiting longer would have queued every query on the table behind it.".to_owned(),
+            )
+            .to_bytes()
+            .to_vec();
+            self.retried(&unit);
+            unit.held.clear();
+            unit.lock_timeout_hit = false;
+            self.retry = Some(Retry {
+                sleep: Box::pin(tokio::time::sleep(delay)),
+                unit,
+            });
+            self.sync_outstanding(state);
+            return Verdict::Replace(notice);
+        }
+        if unit.holding() {
+            self.hold_client = false;
+            self.released = true;
+        }
+        let mut out = std::mem::take(&mut unit.held);
+        out.extend_from_slice(&unit.notices);
+        put_frame(&mut out, b'Z', z_body);
+        Verdict::Replace(out)
+    }
+
+    fn retried(&self, unit: &Unit) {
+        for e in &unit.events {
+            let mut e = e.clone();
+            e.event = event::Kind::Retried;
+            e.at = event::now_rfc3339();
+            e.attempt = Some(unit.attempt);
+            event::emit(&e, self.runtime.audit.as_deref());
+        }
+    }
+
+    /// When a retry's wait is over: the messages to send again, in front
+    /// of anything the client sent meanwhile.
+    pub fn poll_retry(
+        &mut self,
+        cx: &mut Context<'_>,
+        state: &mut SessionState,
+    ) -> Option<Vec<u8>> {
+        let r = self.retry.as_mut()?;
+        if r.sleep.as_mut().poll(cx).is_pending() {
+            return None;
+        }
+        let Retry { mut unit, .. } = self.retry.take()?;
+        let copy = unit.copy.clone().unwrap_or_default();
+        let mut out = Vec::new();
+        let timeout = self.lock_timeout();
+        if unit.extended {
+            sql::guard_batch(timeout, &mut out);
+        } else {
+            sql::guard_query(timeout, &mut out);
+        }
+        self.push(Group::Proxy { restore: false }, state);
+        out.extend_from_slice(&copy);
+        unit.held.clear();
+        let extended = unit.extended;
+        self.push(Group::Unit(unit), state);
+        if extended {
+            sql::restore_batch(timeout, &mut out);
+        } else {
+            sql::restore_query(timeout, &mut out);
+        }
+        self.push(Group::Proxy { restore: true }, state);
+        Some(out)
+    }
+}
+
+/// Exponential backoff with jitter: between half and all of
+/// `base * 2^(attempt-1)`, capped at `max`.
+fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1u32 << (attempt - 1).min(16)).min(max);
+    let half = exp / 2;
+    half + half.mul_f64(rand::random::<f64>())
+}
