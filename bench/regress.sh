@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Non-DDL throughput of the current ddlgate against an earlier revision, on
+# one cluster in one run, alternating the two so drift and noise hit both.
+#
+#   bench/regress.sh BASE_REV [SECONDS_PER_RUN] [ROUNDS]     (default 5, 5)
+#
+# For pgbench -S (simple, extended, prepared) at 1 and 8 clients, prints the
+# median TPS of each binary over ROUNDS alternating runs and current/base.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BASE=${1:?usage: bench/regress.sh BASE_REV [SECONDS] [ROUNDS]}
+DUR=${2:-5}
+ROUNDS=${3:-5}
+
+BIN=${DDLGATE_PG_BINDIR:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
+[ -x "$BIN/initdb" ] || { echo "PostgreSQL server binaries not found: apt-get install -y postgresql" >&2; exit 1; }
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+cargo build --release --quiet
+WORK=$(mktemp -d /tmp/ddlgate-regress.XXXXXX)
+git worktree add --detach -q "$WORK/base" "$BASE"
+(cd "$WORK/base" && CARGO_TARGET_DIR="$WORK/target" cargo build --release --quiet)
+[ "$(id -u)" = 0 ] && chown postgres "$WORK"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  as_pg "$BIN/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true
+  git worktree remove --force "$WORK/base" 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+PGPORT=$(free_port); CUR=$(free_port); OLD=$(free_port)
+as_pg "$BIN/initdb" -D "$WORK/data" -U postgres --auth=trust -N >/dev/null
+cat >> "$WORK/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $PGPORT
+unix_socket_directories = '$WORK'
+max_connections = 200
+shared_buffers = 256MB
+fsync = off
+synchronous_commit = off
+CONF
+as_pg "$BIN/pg_ctl" -D "$WORK/data" -l "$WORK/pg.log" -w start >/dev/null
+"$BIN/pgbench" -i -q -s 10 -h 127.0.0.1 -p "$PGPORT" -U postgres postgres >/dev/null 2>&1
+UP="postgres://127.0.0.1:$PGPORT/postgres?sslmode=disable"
+target/release/ddlgate --listen "127.0.0.1:$CUR" --upstream "$UP" --log-level warn & PIDS+=($!)
+"$WORK/target/release/ddlgate" --listen "127.0.0.1:$OLD" --upstream "$UP" --log-level warn & PIDS+=($!)
+sleep 1
+
+tps() {
+  "$BIN/pgbench" -n -S -M "$2" -c "$3" -j $(( $3 < 2 ? 1 : 2 )) -T "$DUR" -h 127.0.0.1 -p "$1" -U postgres postgres 2>&1 |
+    sed -n 's/^tps = \([0-9.]*\).*/\1/p'
+}
+median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2)}'; }
+
+echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores; current $(git rev-parse --short HEAD) vs base $(git rev-parse --short "$BASE"); ${DUR}s x $ROUNDS rounds, medians"
+printf '%-9s %3s | %9s %9s | %6s\n' mode c base current cur/base
+for mode in simple extended prepared; do
+  for c in 1 8; do
+    b=(); n=()
+    for _ in $(seq "$ROUNDS"); do
+      b+=("$(tps "$OLD" "$mode" "$c")"); n+=("$(tps "$CUR" "$mode" "$c")")
+    done
+    mb=$(printf '%s\n' "${b[@]}" | median); mn=$(printf '%s\n' "${n[@]}" | median)
+    awk -v m="$mode" -v c="$c" -v b="$mb" -v n="$mn" 'BEGIN { printf "%-9s %3d | %9.0f %9.0f | %6.3f\n", m, c, b, n, n/b }'
+  done
+done
