@@ -5,7 +5,8 @@
 #   bench/regress.sh BASE_REV [SECONDS_PER_RUN] [ROUNDS]     (default 5, 5)
 #
 # For pgbench -S (simple, extended, prepared) at 1 and 8 clients, prints the
-# median TPS of each binary over ROUNDS alternating runs and current/base.
+# median TPS of each binary over ROUNDS runs (alternating which goes first)
+# and current/base.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BASE=${1:?usage: bench/regress.sh BASE_REV [SECONDS] [ROUNDS]}
@@ -60,8 +61,13 @@ printf '%-9s %3s | %9s %9s | %6s\n' mode c base current cur/base
 for mode in simple extended prepared; do
   for c in 1 8; do
     b=(); n=()
-    for _ in $(seq "$ROUNDS"); do
-      b+=("$(tps "$OLD" "$mode" "$c")"); n+=("$(tps "$CUR" "$mode" "$c")")
+    for r in $(seq "$ROUNDS"); do
+      # Alternate which goes first, so neither always runs on a warmer cache.
+      if (( r % 2 )); then
+        b+=("$(tps "$OLD" "$mode" "$c")"); n+=("$(tps "$CUR" "$mode" "$c")")
+      else
+        n+=("$(tps "$CUR" "$mode" "$c")"); b+=("$(tps "$OLD" "$mode" "$c")")
+      fi
     done
     mb=$(printf '%s\n' "${b[@]}" | median); mn=$(printf '%s\n' "${n[@]}" | median)
     awk -v m="$mode" -v c="$c" -v b="$mb" -v n="$mn" 'BEGIN { printf "%-9s %3d | %9.0f %9.0f | %6.3f\n", m, c, b, n, n/b }'

@@ -62,8 +62,11 @@ pub struct Analyzer {
 impl Analyzer {
     /// The transaction ended (the session saw ReadyForQuery 'I').
     pub fn end_transaction(&mut self) {
-        self.clear_facts();
         self.explicit_block = false;
+        // Called on every idle ReadyForQuery: free when there is nothing.
+        if !self.facts.created_tables.is_empty() || !self.facts.not_valid.is_empty() {
+            self.clear_facts();
+        }
     }
 
     /// Forgets what the transaction did; temporary tables stay known.

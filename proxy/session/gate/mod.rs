@@ -240,8 +240,12 @@ impl Gate {
         if self.hold_client {
             return Verdict::Stop;
         }
-        if tag == b'F' {
-            self.push(Group::Client, state);
+        match tag {
+            b'F' => self.push(Group::Client, state),
+            // Extended messages that stream (no schema change prepared):
+            // still part of the client's batch.
+            b'B' | b'E' | b'D' | b'C' | b'H' => self.in_batch = true,
+            _ => {}
         }
         if let Some(b) = &mut self.batch {
             // Cannot be replayed without its bytes.
