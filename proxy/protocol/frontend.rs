@@ -47,9 +47,19 @@ pub fn execute(portal: &[u8], out: &mut Vec<u8>) {
     frame(b'E', &b, out);
 }
 
-/// Close of a prepared statement (which also closes its portals).
+/// Close of a prepared statement.
 pub fn close_statement(name: &[u8], out: &mut Vec<u8>) {
-    let mut b = vec![b'S'];
+    close(b'S', name, out);
+}
+
+/// Close of a portal. Inside a transaction block a named portal outlives
+/// its Sync (and its statement's Close) until the transaction ends.
+pub fn close_portal(name: &[u8], out: &mut Vec<u8>) {
+    close(b'P', name, out);
+}
+
+fn close(kind: u8, name: &[u8], out: &mut Vec<u8>) {
+    let mut b = vec![kind];
     cstr(name, &mut b);
     frame(b'C', &b, out);
 }

@@ -2,6 +2,8 @@
 //! clients (tokio-postgres, psql, pgbench). PostgreSQL's server binaries must
 //! be installed; the harness says how when they are not.
 
+#[path = "../rules/examples.rs"]
+mod examples;
 mod harness;
 mod raw;
 
@@ -10,5 +12,6 @@ mod errors;
 mod gate;
 mod gate_input;
 mod gate_locks;
+mod gate_rules;
 mod relay;
 mod tools;

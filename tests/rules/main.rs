@@ -1,6 +1,7 @@
 //! The DDL rules: snapshot tables of findings per rule family, and the test
 //! that holds each rule's claims against a real PostgreSQL.
 
+mod examples;
 mod findings;
 mod lint;
 mod locks;

@@ -55,6 +55,7 @@ fn batch(sql: &str, out: &mut Vec<u8>) {
     frontend::parse(GUARD_NAME, sql.as_bytes(), out);
     frontend::bind(GUARD_NAME, GUARD_NAME, out);
     frontend::execute(GUARD_NAME, out);
+    frontend::close_portal(GUARD_NAME, out);
     frontend::close_statement(GUARD_NAME, out);
     frontend::sync(out);
 }
