@@ -5,8 +5,8 @@
 #   bench/regress.sh BASE_REV [SECONDS_PER_RUN] [ROUNDS]     (default 5, 5)
 #
 # For pgbench -S (simple, extended, prepared) at 1 and 8 clients, prints the
-# median TPS of each binary over ROUNDS runs (alternating which goes first)
-# and current/base.
+# median TPS and proxy CPU per transaction (user+sys from /proc) of each
+# binary over ROUNDS runs (alternating which goes first), and current/base.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BASE=${1:?usage: bench/regress.sh BASE_REV [SECONDS] [ROUNDS]}
@@ -46,30 +46,43 @@ CONF
 as_pg "$BIN/pg_ctl" -D "$WORK/data" -l "$WORK/pg.log" -w start >/dev/null
 "$BIN/pgbench" -i -q -s 10 -h 127.0.0.1 -p "$PGPORT" -U postgres postgres >/dev/null 2>&1
 UP="postgres://127.0.0.1:$PGPORT/postgres?sslmode=disable"
-target/release/ddlgate --listen "127.0.0.1:$CUR" --upstream "$UP" --log-level warn & PIDS+=($!)
-"$WORK/target/release/ddlgate" --listen "127.0.0.1:$OLD" --upstream "$UP" --log-level warn & PIDS+=($!)
+target/release/ddlgate --listen "127.0.0.1:$CUR" --upstream "$UP" --log-level warn & CURPID=$!; PIDS+=($CURPID)
+"$WORK/target/release/ddlgate" --listen "127.0.0.1:$OLD" --upstream "$UP" --log-level warn & OLDPID=$!; PIDS+=($OLDPID)
 sleep 1
+ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+TCK=$(getconf CLK_TCK)
 
+# tps PORT PID MODE CLIENTS -> "tps cpu_us_per_tx"
 tps() {
-  "$BIN/pgbench" -n -S -M "$2" -c "$3" -j $(( $3 < 2 ? 1 : 2 )) -T "$DUR" -h 127.0.0.1 -p "$1" -U postgres postgres 2>&1 |
-    sed -n 's/^tps = \([0-9.]*\).*/\1/p'
+  local t0 t1 out
+  t0=$(ticks "$2")
+  out=$("$BIN/pgbench" -n -S -M "$3" -c "$4" -j $(( $4 < 2 ? 1 : 2 )) -T "$DUR" -h 127.0.0.1 -p "$1" -U postgres postgres 2>&1)
+  t1=$(ticks "$2")
+  awk -v d=$((t1 - t0)) -v tck="$TCK" \
+    -v tps="$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$out")" \
+    -v n="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<<"$out")" \
+    'BEGIN { printf "%.0f %.3f\n", tps, (n > 0 ? d * 1e6 / tck / n : 0) }'
 }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2)}'; }
 
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores; current $(git rev-parse --short HEAD) vs base $(git rev-parse --short "$BASE"); ${DUR}s x $ROUNDS rounds, medians"
-printf '%-9s %3s | %9s %9s | %6s\n' mode c base current cur/base
+printf '%-9s %3s | %8s %8s %8s | %11s %11s %8s\n' mode c base_tps cur_tps cur/base base_cpu_us cur_cpu_us cur/base
 for mode in simple extended prepared; do
   for c in 1 8; do
-    b=(); n=()
+    bt=(); bc=(); nt=(); nc=()
     for r in $(seq "$ROUNDS"); do
       # Alternate which goes first, so neither always runs on a warmer cache.
       if (( r % 2 )); then
-        b+=("$(tps "$OLD" "$mode" "$c")"); n+=("$(tps "$CUR" "$mode" "$c")")
+        read -r t u <<<"$(tps "$OLD" "$OLDPID" "$mode" "$c")"; bt+=("$t"); bc+=("$u")
+        read -r t u <<<"$(tps "$CUR" "$CURPID" "$mode" "$c")"; nt+=("$t"); nc+=("$u")
       else
-        n+=("$(tps "$CUR" "$mode" "$c")"); b+=("$(tps "$OLD" "$mode" "$c")")
+        read -r t u <<<"$(tps "$CUR" "$CURPID" "$mode" "$c")"; nt+=("$t"); nc+=("$u")
+        read -r t u <<<"$(tps "$OLD" "$OLDPID" "$mode" "$c")"; bt+=("$t"); bc+=("$u")
       fi
     done
-    mb=$(printf '%s\n' "${b[@]}" | median); mn=$(printf '%s\n' "${n[@]}" | median)
-    awk -v m="$mode" -v c="$c" -v b="$mb" -v n="$mn" 'BEGIN { printf "%-9s %3d | %9.0f %9.0f | %6.3f\n", m, c, b, n, n/b }'
+    awk -v m="$mode" -v c="$c" \
+      -v bt="$(printf '%s\n' "${bt[@]}" | median)" -v nt="$(printf '%s\n' "${nt[@]}" | median)" \
+      -v bc="$(printf '%s\n' "${bc[@]}" | median)" -v nc="$(printf '%s\n' "${nc[@]}" | median)" \
+      'BEGIN { printf "%-9s %3d | %8.0f %8.0f %8.3f | %11.2f %11.2f %8.3f\n", m, c, bt, nt, nt/bt, bc, nc, nc/bc }'
   done
 done
