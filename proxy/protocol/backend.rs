@@ -139,6 +139,25 @@ pub fn error_field(body: &[u8], code: u8) -> Option<&[u8]> {
     None
 }
 
+/// The columns of a DataRow body (`None` for NULL).
+pub fn data_row(body: &[u8]) -> Option<Vec<Option<&[u8]>>> {
+    let n = u16::from_be_bytes(body.get(..2)?.try_into().ok()?) as usize;
+    let mut rest = &body[2..];
+    let mut cols = Vec::with_capacity(n);
+    for _ in 0..n {
+        let len = i32::from_be_bytes(rest.get(..4)?.try_into().ok()?);
+        rest = &rest[4..];
+        if len < 0 {
+            cols.push(None);
+        } else {
+            let len = len as usize;
+            cols.push(Some(rest.get(..len)?));
+            rest = &rest[len..];
+        }
+    }
+    Some(cols)
+}
+
 /// Whether an ErrorResponse body ends the session (FATAL or PANIC).
 pub fn error_is_fatal(body: &[u8]) -> bool {
     let mut rest = body;

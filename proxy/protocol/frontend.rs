@@ -40,6 +40,21 @@ pub fn bind(portal: &[u8], statement: &[u8], out: &mut Vec<u8>) {
     frame(b'B', &b, out);
 }
 
+/// A Bind with text parameters, text results.
+pub fn bind_params(portal: &[u8], statement: &[u8], params: &[&[u8]], out: &mut Vec<u8>) {
+    let mut b = Vec::new();
+    cstr(portal, &mut b);
+    cstr(statement, &mut b);
+    b.extend_from_slice(&0u16.to_be_bytes());
+    b.extend_from_slice(&(params.len() as u16).to_be_bytes());
+    for p in params {
+        b.extend_from_slice(&(p.len() as i32).to_be_bytes());
+        b.extend_from_slice(p);
+    }
+    b.extend_from_slice(&0u16.to_be_bytes());
+    frame(b'B', &b, out);
+}
+
 pub fn execute(portal: &[u8], out: &mut Vec<u8>) {
     let mut b = Vec::new();
     cstr(portal, &mut b);

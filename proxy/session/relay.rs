@@ -199,7 +199,12 @@ where
             gate: &mut self.gate,
             metrics: self.metrics,
         };
-        self.c2s.scan(self.max_message_size, &mut side)
+        let scanned = self.c2s.scan(self.max_message_size, &mut side);
+        // The gate's own messages go in front of the client message it holds.
+        if let Some(bytes) = self.gate.take_inject() {
+            self.c2s.insert_ready(&bytes);
+        }
+        scanned
     }
 
     fn scan_server(&mut self) -> Result<(), FrameError> {

@@ -342,3 +342,62 @@ pub async fn connect_with_notices(
     });
     (client, notices)
 }
+
+#[tokio::test]
+async fn catalog_facts_let_safe_type_changes_and_the_not_null_recipe_through() {
+    direct("postgres")
+        .await
+        .batch_execute(
+            "DROP TABLE IF EXISTS g_cat; \
+             CREATE TABLE g_cat (id int, v varchar(10), \"Total\" numeric(10,2), a int, b int); \
+             INSERT INTO g_cat SELECT g, 'x', 1, g, g FROM generate_series(1, 20) g;",
+        )
+        .await
+        .unwrap();
+    let c = proxy().connect("postgres").await;
+    // Binary-coercible changes, read from the catalog: no rewrite, allowed.
+    c.batch_execute("ALTER TABLE g_cat ALTER COLUMN v TYPE varchar(50)")
+        .await
+        .unwrap();
+    c.execute("ALTER TABLE g_cat ALTER COLUMN v TYPE text", &[])
+        .await
+        .unwrap();
+    c.execute(
+        "ALTER TABLE g_cat ALTER COLUMN \"Total\" TYPE numeric(14,2)",
+        &[],
+    )
+    .await
+    .unwrap();
+    // A real rewrite is still stopped.
+    let e = c
+        .batch_execute("ALTER TABLE g_cat ALTER COLUMN id TYPE bigint")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "ZD002");
+    // The safe NOT NULL recipe from the set-not-null hint runs through.
+    let e = c
+        .batch_execute("ALTER TABLE g_cat ALTER COLUMN b SET NOT NULL")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "ZD002");
+    let hint = e.as_db_error().unwrap().hint().unwrap().to_owned();
+    for step in hint
+        .split(';')
+        .map(str::trim)
+        .filter(|s| s.starts_with("ALTER"))
+    {
+        c.batch_execute(step)
+            .await
+            .unwrap_or_else(|e| panic!("{step}: {e}"));
+    }
+    let not_null: bool = direct("postgres")
+        .await
+        .query_one(
+            "SELECT attnotnull FROM pg_attribute WHERE attrelid = 'g_cat'::regclass AND attname = 'b'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(not_null);
+}

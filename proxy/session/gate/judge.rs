@@ -2,7 +2,7 @@
 //! one event per schema change, and build what the client is told.
 
 use crate::ddl::analyze::Kind as StmtKind;
-use crate::ddl::{Analyzed, Catalog, Decision, Finding, Judgement, Mode, Rule, Who};
+use crate::ddl::{Analyzed, Decision, Finding, Judgement, Mode, Rule, Who};
 use crate::protocol::backend::{Report, Severity};
 use crate::protocol::sqlstate;
 
@@ -35,9 +35,10 @@ impl Gate {
         server_version: &str,
     ) -> Judged {
         let major = crate::session::SessionState::major_of(server_version).unwrap_or(16);
-        let stmts = self
-            .analyzer
-            .analyze(sql, mode, in_tx, major, &Catalog::default());
+        // Facts looked up for this statement serve it alone.
+        let catalog = std::mem::take(&mut self.catalog);
+        self.looked_up.clear();
+        let stmts = self.analyzer.analyze(sql, mode, in_tx, major, &catalog);
         let ddl = &self.runtime.settings.ddl;
         let who = Who {
             user: &self.who.user,

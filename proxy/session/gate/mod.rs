@@ -18,6 +18,7 @@
 
 mod event;
 mod judge;
+mod lookup;
 mod responses;
 mod sql;
 
@@ -31,7 +32,7 @@ use std::time::Duration;
 use tokio::time::Sleep;
 
 use crate::ddl::fastpath::may_contain_ddl;
-use crate::ddl::{Analyzer, Mode};
+use crate::ddl::{Analyzer, Catalog, Mode};
 use crate::protocol::backend::{Report, TxStatus};
 use crate::protocol::frame::take_cstr;
 use crate::protocol::frontend;
@@ -51,7 +52,16 @@ enum Group {
     Proxy {
         restore: bool,
     },
+    /// ddlgate's catalog lookup: rows read, responses dropped.
+    Lookup(Box<lookup::Lookup>),
     Unit(Box<Unit>),
+}
+
+impl Group {
+    /// ddlgate's own: it leaves the session's transaction state as it was.
+    fn is_ours(&self) -> bool {
+        matches!(self, Group::Proxy { .. } | Group::Lookup(_))
+    }
 }
 
 /// A schema change let through, from its Query (or the start of its
@@ -116,6 +126,12 @@ pub struct Gate {
     retry: Option<Retry>,
     /// A restore failed (aborted transaction): send it again when idle.
     restore_pending: bool,
+    /// Facts looked up for the statement being decided, and which columns
+    /// were looked up (so a statement is looked up once).
+    catalog: Catalog,
+    looked_up: Vec<(String, String)>,
+    /// Messages to put in front of the client's held message.
+    inject: Option<Vec<u8>>,
 }
 
 impl Gate {
@@ -136,6 +152,9 @@ impl Gate {
             released: false,
             retry: None,
             restore_pending: false,
+            catalog: Catalog::default(),
+            looked_up: Vec::new(),
+            inject: None,
         }
     }
 
@@ -169,7 +188,7 @@ impl Gate {
     pub fn wants_server(&self, tag: u8, len: usize) -> bool {
         matches!(tag, b'Z' | b'S' | b'E')
             || match self.groups.front() {
-                Some(Group::Proxy { .. }) => true,
+                Some(Group::Proxy { .. } | Group::Lookup(_)) => true,
                 Some(Group::Unit(u)) => u.holding() && len <= HOLD_LIMIT,
                 _ => false,
             }
@@ -199,6 +218,40 @@ impl Gate {
     /// Later client messages are waiting for a unit.
     pub fn holding_client(&self) -> bool {
         self.hold_client
+    }
+
+    /// ddlgate's own messages to send before the held client message.
+    pub fn take_inject(&mut self) -> Option<Vec<u8>> {
+        self.inject.take()
+    }
+
+    /// Before deciding on `sql`: if it changes column types or sets NOT
+    /// NULL, read the catalog first. The message waits (`Stop`) behind the
+    /// lookup, and is scanned again once the facts are in.
+    fn lookup_first(
+        &mut self,
+        sql: &[u8],
+        before: &mut Vec<u8>,
+        state: &mut SessionState,
+    ) -> Option<Verdict> {
+        if state.tx == TxStatus::Failed {
+            return None;
+        }
+        let major = state.server_major().unwrap_or(16);
+        let pairs: Vec<_> = lookup::wanted(sql, major)
+            .into_iter()
+            .filter(|p| !self.looked_up.contains(p))
+            .collect();
+        if pairs.is_empty() {
+            return None;
+        }
+        let mut bytes = std::mem::take(before);
+        lookup::batch(&pairs, &mut bytes);
+        self.looked_up.extend(pairs.iter().cloned());
+        self.push(Group::Lookup(Box::new(lookup::Lookup::new(pairs))), state);
+        self.inject = Some(bytes);
+        self.hold_client = true;
+        Some(Verdict::Stop)
     }
 
     /// Whether held client messages may be scanned again (once).
@@ -267,7 +320,7 @@ impl Gate {
 
     /// Before a client message at a boundary: a restore that failed earlier.
     fn pending_restore(&mut self, extended: bool, state: &mut SessionState, out: &mut Vec<u8>) {
-        let quiet = self.groups.iter().all(|g| matches!(g, Group::Proxy { .. }));
+        let quiet = self.groups.iter().all(Group::is_ours);
         if self.restore_pending && state.tx == TxStatus::Idle && quiet {
             self.restore_pending = false;
             if extended {
@@ -285,7 +338,7 @@ impl Gate {
     fn retry_allowed(&self, state: &SessionState) -> bool {
         self.runtime.settings.ddl.lock_retries > 0
             && state.tx == TxStatus::Idle
-            && self.groups.iter().all(|g| matches!(g, Group::Proxy { .. }))
+            && self.groups.iter().all(Group::is_ours)
     }
 
     fn on_query(&mut self, body: &[u8], state: &mut SessionState) -> Verdict {
@@ -299,6 +352,12 @@ impl Gate {
         if !self.enabled() || !may_contain_ddl(sql) {
             self.push(Group::Client, state);
             return keep_after(out);
+        }
+        if boundary {
+            if let Some(v) = self.lookup_first(sql, &mut out, state) {
+                self.in_batch = !boundary;
+                return v;
+            }
         }
         let in_tx = state.tx != TxStatus::Idle;
         let j = self.judge(sql, Mode::QueryString, in_tx, &state.server_version);
@@ -381,6 +440,13 @@ impl Gate {
             self.statements.remove(name);
             self.copy_into_batch(b'P', body);
             return keep_after(out);
+        }
+        if boundary {
+            if let Some(v) = self.lookup_first(sql, &mut out, state) {
+                // Scanned again from the same place: still a boundary.
+                self.in_batch = false;
+                return v;
+            }
         }
         let in_tx = state.tx != TxStatus::Idle;
         let j = self.judge(sql, Mode::QueryString, in_tx, &state.server_version);

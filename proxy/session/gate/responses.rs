@@ -20,7 +20,10 @@ impl Gate {
         if tag == b'Z' && state.tx == TxStatus::Idle {
             self.analyzer.end_transaction();
         }
-        let ours = matches!(self.groups.front(), Some(Group::Proxy { .. }));
+        let ours = matches!(
+            self.groups.front(),
+            Some(Group::Proxy { .. } | Group::Lookup(_))
+        );
         if tag == b'E' && !ours && !self.stopped.is_empty() {
             if let Some(report) = self.substitute(body) {
                 return match self.groups.front_mut() {
@@ -40,6 +43,19 @@ impl Gate {
                 }
                 Verdict::Keep
             }
+            Some(Group::Lookup(l)) => match tag {
+                b'Z' => {
+                    self.pop(state);
+                    self.hold_client = false;
+                    self.released = true;
+                    Verdict::Replace(Vec::new())
+                }
+                b'S' | b'A' | b'N' => Verdict::Keep,
+                _ => {
+                    l.on_message(tag, body, &mut self.catalog);
+                    Verdict::Replace(Vec::new())
+                }
+            },
             Some(Group::Proxy { restore }) => match tag {
                 b'Z' => {
                     self.pop(state);
