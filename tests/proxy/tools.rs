@@ -244,10 +244,16 @@ async fn metrics_endpoint_and_json_logs() {
         "--log-format",
         "json",
     ]);
+    let mut bin = bin;
     let c = connect(&bin.conninfo()).await;
     for _ in 0..5 {
         c.query_one("SELECT 1", &[]).await.unwrap();
     }
+    let e = c
+        .batch_execute("TRUNCATE no_such_table_here")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "ZD001");
     let body = http_get(metrics_port).await;
     for name in [
         "ddlgate_queries_total",
@@ -256,6 +262,43 @@ async fn metrics_endpoint_and_json_logs() {
         "ddlgate_upstream_connect_seconds",
     ] {
         assert!(body.contains(name), "metrics lack {name}:\n{body}");
+    }
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with("ddlgate_ddl_decisions_total")
+                && l.contains("rule=\"truncate\"")
+                && l.contains("decision=\"block\"")),
+        "{body}"
+    );
+    // The decision is one JSON log event with the fields operators need.
+    let stderr = bin.child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("ddl.blocked") {
+                let _ = tx.send(line);
+                return;
+            }
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a ddl.blocked log line");
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let f = &v["fields"];
+    assert_eq!(f["event"], "ddl.blocked", "{line}");
+    assert_eq!(f["rules"], "truncate", "{line}");
+    assert_eq!(f["user"], "postgres", "{line}");
+    assert_eq!(f["table"], "no_such_table_here", "{line}");
+    for key in [
+        "id",
+        "fingerprint",
+        "statement",
+        "client_addr",
+        "server_version",
+        "lock",
+    ] {
+        assert!(f.get(key).is_some(), "{key} missing: {line}");
     }
 }
 
