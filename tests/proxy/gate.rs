@@ -401,3 +401,41 @@ async fn catalog_facts_let_safe_type_changes_and_the_not_null_recipe_through() {
         .get(0);
     assert!(not_null);
 }
+
+#[test]
+fn copy_in_the_same_string_as_ddl_is_not_held_back() {
+    use std::io::Write;
+    let mut child = psql(proxy())
+        .args([
+            "-At",
+            "-c",
+            "CREATE TEMP TABLE g_copy (a int); COPY g_copy FROM STDIN",
+            "-c",
+            "SELECT 1",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"1\n2\n\\.\n")
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("psql is stuck: COPY data held behind the schema change");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -2,6 +2,7 @@
 //! one event per schema change, and build what the client is told.
 
 use crate::ddl::analyze::Kind as StmtKind;
+use crate::ddl::lexer::first_word;
 use crate::ddl::{Analyzed, Decision, Finding, Judgement, Mode, Rule, Who};
 use crate::protocol::backend::{Report, Severity};
 use crate::protocol::sqlstate;
@@ -20,6 +21,8 @@ pub struct Judged {
     pub guard: bool,
     /// The string holds BEGIN/COMMIT/ROLLBACK: it cannot be replayed whole.
     pub tx_control: bool,
+    /// The string holds a COPY: no guard or restore may be sent around it.
+    pub copy: bool,
     /// Warnings for the client.
     pub notices: Vec<Report>,
     /// The events of the statements let through, to repeat on a retry.
@@ -49,13 +52,20 @@ impl Gate {
             stop: None,
             guard: false,
             tx_control: false,
+            copy: false,
             notices: Vec::new(),
             events: Vec::new(),
         };
         for (i, a) in stmts.iter().enumerate() {
             match a.kind {
                 StmtKind::Begin | StmtKind::End => j.tx_control = true,
-                StmtKind::Other => {}
+                StmtKind::Other => {
+                    // COPY switches the connection into copy mode: nothing
+                    // may be pipelined behind its query string.
+                    if first_word(&sql[a.range.clone()]).eq_ignore_ascii_case(b"COPY") {
+                        j.copy = true;
+                    }
+                }
                 StmtKind::Ddl => {
                     let text = &sql[a.range.clone()];
                     let judgement = ddl.policy.judge(text, &a.findings, who);
@@ -75,6 +85,7 @@ impl Gate {
                 }
             }
         }
+        j.guard &= !j.copy;
         j.stmts = stmts;
         j
     }

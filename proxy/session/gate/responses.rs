@@ -80,6 +80,17 @@ impl Gate {
                 if tag == b'Z' {
                     return self.unit_done(body, state);
                 }
+                if u.holding() && matches!(tag, b'G' | b'H' | b'W') {
+                    // COPY inside the unit: the client must see this now and
+                    // answer with its data, so nothing more is held and the
+                    // unit will not be replayed.
+                    u.copy = None;
+                    self.hold_client = false;
+                    self.released = true;
+                    let mut out = std::mem::take(&mut u.held);
+                    put_frame(&mut out, tag, body);
+                    return Verdict::Replace(out);
+                }
                 if u.holding() {
                     put_frame(&mut u.held, tag, body);
                     if u.held.len() > HOLD_LIMIT {
