@@ -71,6 +71,7 @@ struct Unit {
     events: Vec<event::Event>,
     /// Sent as an extended batch (guards must be too).
     extended: bool,
+    /// A guard was sent before it, so a restore follows it.
     guard: bool,
     /// The client's messages, for a retry; `None` when it cannot be
     /// replayed (inside a transaction, behind other requests, too large).
@@ -438,6 +439,15 @@ impl Gate {
         }
         if !self.enabled() || !may_contain_ddl(sql) {
             self.statements.remove(name);
+            if let Some(b) = &mut self.batch {
+                if crate::ddl::lexer::first_word(sql).eq_ignore_ascii_case(b"COPY") {
+                    // The client may send its Sync before the copy data; a
+                    // restore behind that Sync would land in copy mode.
+                    b.guard = false;
+                    b.copy = None;
+                    self.restore_pending = true;
+                }
+            }
             self.copy_into_batch(b'P', body);
             return keep_after(out);
         }
