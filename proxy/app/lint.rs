@@ -83,12 +83,21 @@ pub fn run(config: Option<&Path>, args: LintArgs) -> ExitCode {
         stopped: 0,
         findings: Vec::new(),
     };
+    // One analyzer for all files, in order: later migrations alter the
+    // tables earlier ones created, and their column types matter.
+    let mut analyzer = Analyzer::default();
     for input in &inputs {
         let (name, bytes) = match read_input(input) {
             Ok(v) => v,
             Err(e) => return fail(&format!("{}: {e}", input.display())),
         };
-        lint_one(&name, &bytes, args.pg_version, &policy, who, &mut report);
+        analyzer.end_transaction();
+        let ctx = Lint {
+            major: args.pg_version,
+            policy: &policy,
+            who,
+        };
+        lint_one(&mut analyzer, &name, &bytes, &ctx, &mut report);
     }
     let out = match args.format {
         LintFormat::Json => serde_json::to_string_pretty(&report).expect("serializable") + "\n",
@@ -102,10 +111,16 @@ pub fn run(config: Option<&Path>, args: LintArgs) -> ExitCode {
     }
 }
 
-fn lint_one(name: &str, sql: &[u8], major: u32, policy: &Policy, who: Who<'_>, r: &mut Report) {
-    let mut analyzer = Analyzer::default();
+struct Lint<'a> {
+    major: u32,
+    policy: &'a Policy,
+    who: Who<'a>,
+}
+
+fn lint_one(analyzer: &mut Analyzer, name: &str, sql: &[u8], ctx: &Lint<'_>, r: &mut Report) {
+    let (policy, who) = (ctx.policy, ctx.who);
     let catalog = Catalog::default();
-    for a in analyzer.analyze(sql, Mode::Script, false, major, &catalog) {
+    for a in analyzer.analyze(sql, Mode::Script, false, ctx.major, &catalog) {
         r.statements += 1;
         let text = &sql[a.range.clone()];
         let judgement = policy.judge(text, &a.findings, who);

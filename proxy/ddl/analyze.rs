@@ -11,6 +11,7 @@ use super::op::{fold_name, ConstraintKind, Op};
 use super::read::{read, ReadBy};
 use super::rule::{Finding, Lock};
 use super::rules::{check, Catalog, Context, TxFacts};
+use super::types::SqlType;
 
 /// How statements reach the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,11 +53,16 @@ impl Analyzed {
     }
 }
 
-/// Carries transaction facts from one statement to the next.
+/// Carries facts from one statement to the next: what the open
+/// transaction did, and the column types earlier statements defined.
 #[derive(Debug, Default)]
 pub struct Analyzer {
     facts: TxFacts,
     explicit_block: bool,
+    /// Column types from CREATE TABLE / ADD COLUMN / ALTER TYPE seen so far
+    /// (a migration file usually defines the tables it later alters).
+    /// Facts the caller passes in win over these.
+    learned: Catalog,
 }
 
 impl Analyzer {
@@ -118,6 +124,13 @@ impl Analyzer {
                             table: None,
                         });
                     }
+                    let merged;
+                    let catalog = if self.learned.column_types.is_empty() {
+                        catalog
+                    } else {
+                        merged = self.learned.overlaid_by(catalog);
+                        &merged
+                    };
                     let ctx = Context {
                         server_major,
                         in_transaction,
@@ -144,16 +157,33 @@ impl Analyzer {
         out
     }
 
+    fn learn(&mut self, table: &str, column: &str, ty: &SqlType) {
+        self.learned
+            .column_types
+            .insert((fold_name(table), fold_name(column)), ty.clone());
+    }
+
     fn remember(&mut self, op: &Op) {
         match op {
-            Op::CreateTable { table, temporary } => {
+            Op::CreateTable {
+                table,
+                temporary,
+                columns,
+            } => {
                 let set = if *temporary {
                     &mut self.facts.temp_tables
                 } else {
                     &mut self.facts.created_tables
                 };
                 set.insert(fold_name(table));
+                for (column, ty) in columns {
+                    self.learn(table, column, ty);
+                }
             }
+            Op::AddColumn(a) => self.learn(&a.table, &a.column, &a.ty),
+            Op::AlterType {
+                table, column, to, ..
+            } => self.learn(table, column, to),
             Op::AddConstraint {
                 table,
                 name: Some(name),

@@ -84,6 +84,8 @@ pub enum Op {
         table: String,
         /// TEMP/TEMPORARY: private to the session.
         temporary: bool,
+        /// Columns and types, when the front end read them.
+        columns: Vec<(String, SqlType)>,
     },
     CreateIndex {
         table: String,

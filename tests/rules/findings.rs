@@ -229,3 +229,16 @@ fn unrecognized_and_benign() {
          ALTER TABLE t OWNER TO bob;"
     ));
 }
+
+#[test]
+fn column_types_learned_from_earlier_statements() {
+    insta::assert_snapshot!(snap(
+        "CREATE TABLE acct (id bigint, name varchar(50), bal numeric(12,2));
+         ALTER TABLE acct ALTER COLUMN name TYPE varchar(100);
+         ALTER TABLE acct ALTER COLUMN bal TYPE numeric(14,2);
+         ALTER TABLE acct ALTER COLUMN bal TYPE numeric(14,4);
+         ALTER TABLE acct ADD COLUMN note varchar(10);
+         ALTER TABLE acct ALTER COLUMN note TYPE text;
+         ALTER TABLE acct ALTER COLUMN id TYPE int;"
+    ));
+}

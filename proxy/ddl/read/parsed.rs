@@ -25,6 +25,11 @@ pub fn read(stmt: &Statement) -> Option<Vec<Op>> {
         Statement::CreateTable(ct) => vec![Op::CreateTable {
             table: ct.name.to_string(),
             temporary: ct.temporary,
+            columns: ct
+                .columns
+                .iter()
+                .map(|c| (c.name.to_string(), SqlType::parse(&c.data_type.to_string())))
+                .collect(),
         }],
         Statement::Drop {
             object_type: ObjectType::Table,

@@ -368,6 +368,7 @@ fn create(mut c: Cursor) -> Vec<Op> {
         return vec![Op::CreateTable {
             table: c.name().unwrap_or_default(),
             temporary,
+            columns: Vec::new(),
         }];
     }
     if c.eat("TRIGGER") || c.eat_all(&["CONSTRAINT", "TRIGGER"]) {

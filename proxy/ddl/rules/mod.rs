@@ -43,6 +43,15 @@ pub struct Catalog {
 }
 
 impl Catalog {
+    /// These facts with `other`'s taking precedence.
+    pub fn overlaid_by(&self, other: &Catalog) -> Catalog {
+        let mut c = self.clone();
+        c.column_types.extend(other.column_types.clone());
+        c.not_null_checks
+            .extend(other.not_null_checks.iter().cloned());
+        c
+    }
+
     pub fn column_type(&self, table: &str, column: &str) -> Option<&SqlType> {
         self.column_types
             .get(&(fold_name(table), fold_name(column)))
