@@ -13,44 +13,26 @@ BASE=${1:?usage: bench/regress.sh BASE_REV [SECONDS] [ROUNDS]}
 DUR=${2:-5}
 ROUNDS=${3:-5}
 
-BIN=${DDLGATE_PG_BINDIR:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
-[ -x "$BIN/initdb" ] || { echo "PostgreSQL server binaries not found: apt-get install -y postgresql" >&2; exit 1; }
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
 cargo build --release --quiet
 WORK=$(mktemp -d /tmp/ddlgate-regress.XXXXXX)
+. bench/lib.sh
 git worktree add --detach -q "$WORK/base" "$BASE"
 (cd "$WORK/base" && CARGO_TARGET_DIR="$WORK/target" cargo build --release --quiet)
-[ "$(id -u)" = 0 ] && chown postgres "$WORK"
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  as_pg "$BIN/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true
+  stop_cluster
   git worktree remove --force "$WORK/base" 2>/dev/null || true
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-PGPORT=$(free_port); CUR=$(free_port); OLD=$(free_port)
-as_pg "$BIN/initdb" -D "$WORK/data" -U postgres --auth=trust -N >/dev/null
-cat >> "$WORK/data/postgresql.conf" <<CONF
-listen_addresses = '127.0.0.1'
-port = $PGPORT
-unix_socket_directories = '$WORK'
-max_connections = 200
-shared_buffers = 256MB
-fsync = off
-synchronous_commit = off
-CONF
-as_pg "$BIN/pg_ctl" -D "$WORK/data" -l "$WORK/pg.log" -w start >/dev/null
-"$BIN/pgbench" -i -q -s 10 -h 127.0.0.1 -p "$PGPORT" -U postgres postgres >/dev/null 2>&1
+start_cluster 200
+CUR=$(free_port); OLD=$(free_port)
 UP="postgres://127.0.0.1:$PGPORT/postgres?sslmode=disable"
 target/release/ddlgate --listen "127.0.0.1:$CUR" --upstream "$UP" --log-level warn & CURPID=$!; PIDS+=($CURPID)
 "$WORK/target/release/ddlgate" --listen "127.0.0.1:$OLD" --upstream "$UP" --log-level warn & OLDPID=$!; PIDS+=($OLDPID)
 sleep 1
-ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
-TCK=$(getconf CLK_TCK)
 
 # tps PORT PID MODE CLIENTS -> "tps cpu_us_per_tx"
 tps() {

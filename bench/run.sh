@@ -12,38 +12,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10}
 
-BIN=${DDLGATE_PG_BINDIR:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
-[ -x "$BIN/initdb" ] || { echo "PostgreSQL server binaries not found: apt-get install -y postgresql" >&2; exit 1; }
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
-rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
-TCK=$(getconf CLK_TCK)
-
 cargo build --release --quiet
 WORK=$(mktemp -d /tmp/ddlgate-bench.XXXXXX)
-[ "$(id -u)" = 0 ] && chown postgres "$WORK"
+. bench/lib.sh
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  as_pg "$BIN/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true
+  stop_cluster
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 
-PGPORT=$(free_port); DGPORT=$(free_port); BPORT=$(free_port)
-as_pg "$BIN/initdb" -D "$WORK/data" -U postgres --auth=trust -N >/dev/null
-cat >> "$WORK/data/postgresql.conf" <<CONF
-listen_addresses = '127.0.0.1'
-port = $PGPORT
-unix_socket_directories = '$WORK'
-max_connections = 1100
-shared_buffers = 256MB
-fsync = off
-synchronous_commit = off
-CONF
-as_pg "$BIN/pg_ctl" -D "$WORK/data" -l "$WORK/pg.log" -w start >/dev/null
-"$BIN/pgbench" -i -q -s 10 -h 127.0.0.1 -p "$PGPORT" -U postgres postgres >/dev/null 2>&1
+start_cluster 1100
+DGPORT=$(free_port); BPORT=$(free_port)
 
 target/release/ddlgate --listen "127.0.0.1:$DGPORT" --max-client-connections 2000 \
   --upstream "postgres://127.0.0.1:$PGPORT/postgres?sslmode=disable" --log-level warn &
