@@ -30,6 +30,9 @@ struct Item {
     detail: String,
     alternative: String,
     statement: String,
+    /// Rule ids named in a `ddlgate:allow` comment that the role may not use.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ignored_overrides: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -144,6 +147,7 @@ fn lint_one(analyzer: &mut Analyzer, name: &str, sql: &[u8], ctx: &Lint<'_>, r: 
                 detail: f.detail.clone(),
                 alternative: f.alternative.clone(),
                 statement: statement.clone(),
+                ignored_overrides: judgement.ignored_overrides.clone(),
             });
         }
     }
@@ -161,6 +165,12 @@ fn text(r: &Report) -> String {
             f.detail,
             f.alternative
         ));
+        if !f.ignored_overrides.is_empty() {
+            out.push_str(&format!(
+                "    note: ddlgate:allow {} ignored: the role (--user) is not in ddl.override_roles\n",
+                f.ignored_overrides.join(",")
+            ));
+        }
     }
     out.push_str(&format!(
         "{} file(s), {} statement(s), {} finding(s), {} statement(s) would be stopped \

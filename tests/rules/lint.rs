@@ -53,6 +53,10 @@ fn a_directory_of_migrations() {
         "{stdout}"
     );
     assert_eq!(stdout.matches("[drop-column]").count(), 1, "{stdout}");
+    assert!(
+        stdout.contains("note: ddlgate:allow drop-column ignored"),
+        "{stdout}"
+    );
     assert!(!stdout.contains("create-index"), "{stdout}");
     assert!(stdout.contains("3 file(s), 7 statement(s)"), "{stdout}");
 }

@@ -5,4 +5,5 @@ mod examples;
 mod findings;
 mod lint;
 mod locks;
+mod robust;
 mod server;
