@@ -123,3 +123,46 @@ async fn retries_run_out_with_the_lock_timeout_error() {
     c.batch_execute("ROLLBACK").await.unwrap();
     blocker.batch_execute("COMMIT").await.unwrap();
 }
+
+#[tokio::test]
+async fn a_backend_terminated_mid_ddl_still_tells_the_client() {
+    direct("postgres")
+        .await
+        .batch_execute("DROP TABLE IF EXISTS g_q3; CREATE TABLE g_q3 (id int)")
+        .await
+        .unwrap();
+    let mut s = settings();
+    s.ddl.lock_timeout = Duration::from_secs(30);
+    let p = Proxy::start(s);
+    let blocker = hold("g_q3").await;
+    let c = p.connect("postgres").await;
+    let ddl =
+        tokio::spawn(async move { c.batch_execute("ALTER TABLE g_q3 ADD COLUMN x int").await });
+    let admin = direct("postgres").await;
+    // Wait until the ALTER is queued for its lock, then end its backend.
+    let mut killed = false;
+    for _ in 0..100 {
+        let n: i64 = admin
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE query LIKE 'ALTER TABLE g_q3%' AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n > 0 {
+            killed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(killed, "the ALTER never waited for its lock");
+    let e = tokio::time::timeout(Duration::from_secs(10), ddl)
+        .await
+        .expect("the client is told")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "57P01", "{e}");
+    blocker.batch_execute("COMMIT").await.unwrap();
+}

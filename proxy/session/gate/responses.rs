@@ -7,7 +7,9 @@ use std::future::Future;
 use std::task::Context;
 use std::time::Duration;
 
-use crate::protocol::backend::{error_field, ready_for_query_status, Report, Severity, TxStatus};
+use crate::protocol::backend::{
+    error_field, error_is_fatal, ready_for_query_status, Report, Severity, TxStatus,
+};
 use crate::protocol::sqlstate;
 
 use super::super::pipe::Verdict;
@@ -19,6 +21,17 @@ impl Gate {
     pub fn on_server(&mut self, tag: u8, body: &[u8], state: &mut SessionState) -> Verdict {
         if tag == b'Z' && state.tx == TxStatus::Idle {
             self.analyzer.end_transaction();
+        }
+        if tag == b'E' && error_is_fatal(body) {
+            // The connection is about to end: whatever is held, and the
+            // server's own goodbye, go to the client now.
+            if let Some(Group::Unit(u)) = self.groups.front_mut() {
+                u.copy = None;
+                let mut out = std::mem::take(&mut u.held);
+                put_frame(&mut out, tag, body);
+                return Verdict::Replace(out);
+            }
+            return Verdict::Keep;
         }
         let ours = matches!(
             self.groups.front(),
