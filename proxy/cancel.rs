@@ -17,6 +17,9 @@ use crate::server::Runtime;
 pub struct CancelTarget {
     pub upstream_key: CancelKey,
     pub runtime: Arc<Runtime>,
+    /// Wakes the session itself: a cancel also stops work ddlgate is doing
+    /// on the session's behalf (waiting to retry a schema change).
+    pub interrupt: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Clone, Default)]

@@ -8,6 +8,7 @@ pub const CANNOT_CONNECT_NOW: &str = "57P03";
 pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
 pub const INVALID_AUTHORIZATION: &str = "28000";
 pub const LOCK_NOT_AVAILABLE: &str = "55P03";
+pub const QUERY_CANCELED: &str = "57014";
 /// ddlgate's own class (implementation-defined classes start with I-Z).
 /// A schema change stopped by policy.
 pub const DDL_BLOCKED: &str = "ZD001";

@@ -128,6 +128,7 @@ where
     let client_tls = matches!(client.io, Either::Right(_));
     let mut state = SessionState::default();
     let mut registration: Option<Registration> = None;
+    let interrupt = Arc::new(tokio::sync::Notify::new());
     let setup = async {
         let t0 = StdInstant::now();
         let upstream = upstream::connect(
@@ -153,6 +154,7 @@ where
             let (ours, reg) = shared.cancels.register(CancelTarget {
                 upstream_key,
                 runtime: runtime.clone(),
+                interrupt: interrupt.clone(),
             });
             registration = Some(reg);
             ours
@@ -197,7 +199,7 @@ where
         c2s: Pipe::new(client_buf),
         s2c: Pipe::new(server_buf),
         state,
-        gate: Gate::new(runtime.clone(), who),
+        gate: Gate::new(runtime.clone(), who, interrupt),
         control: Control::new(
             settings.idle_timeout,
             shared.drain.clone(),
@@ -219,6 +221,8 @@ async fn cancel(shared: &Shared, key: &CancelKey) {
         debug!(pid = key.pid, "cancel request with an unknown key ignored");
         return;
     };
+    // Only waiters are woken: a cancel leaves nothing behind for later.
+    target.interrupt.notify_waiters();
     let rt = &target.runtime;
     match upstream::send_cancel(
         &rt.settings.upstream,

@@ -15,7 +15,7 @@ use crate::telemetry::metrics::Metrics;
 use super::conn::ReadError;
 use super::control::{Control, Signal};
 use super::error::SessionError;
-use super::gate::Gate;
+use super::gate::{Gate, RetryStep};
 use super::pipe::{Handler, Pipe, Seen, Verdict};
 use super::state::SessionState;
 
@@ -170,9 +170,20 @@ where
             }
             // A schema change's retry whose wait is over goes in front of
             // whatever the client sent meanwhile.
-            if let Some(bytes) = self.gate.poll_retry(cx, &mut self.state) {
-                self.c2s.insert_ready(&bytes);
-                continue;
+            let client_ready = self.s2c.at_boundary();
+            match self.gate.poll_retry(cx, &mut self.state, client_ready) {
+                Some(RetryStep::Send(bytes)) => {
+                    self.c2s.insert_ready(&bytes);
+                    continue;
+                }
+                Some(RetryStep::Abort(bytes)) => {
+                    self.s2c.inject(&bytes);
+                    if let Err(ScanStop::Frame(e)) = self.scan_client() {
+                        *phase = Phase::Closing(self.close_with(SessionError::ClientFrame(e)));
+                    }
+                    continue;
+                }
+                None => {}
             }
             // About to wait: only now check what ends a session from outside
             // its traffic, so busy iterations never pay for it.

@@ -166,3 +166,56 @@ async fn a_backend_terminated_mid_ddl_still_tells_the_client() {
     assert_eq!(sqlstate(&e), "57P01", "{e}");
     blocker.batch_execute("COMMIT").await.unwrap();
 }
+
+#[tokio::test]
+async fn a_cancel_during_the_retry_wait_stops_the_retries() {
+    direct("postgres")
+        .await
+        .batch_execute("DROP TABLE IF EXISTS g_q4; CREATE TABLE g_q4 (id int)")
+        .await
+        .unwrap();
+    let mut s = settings();
+    s.ddl.lock_timeout = Duration::from_millis(100);
+    s.ddl.lock_retries = 50;
+    s.ddl.retry_backoff = Duration::from_secs(5);
+    s.ddl.retry_backoff_max = Duration::from_secs(5);
+    let p = Proxy::start(s);
+    let blocker = hold("g_q4").await;
+    let (c, notices) = connect_with_notices(&p).await;
+    let c = std::sync::Arc::new(c);
+    let runner = c.clone();
+    let ddl = tokio::spawn(async move {
+        runner
+            .batch_execute("ALTER TABLE g_q4 ADD COLUMN x int")
+            .await
+    });
+    // Once the first retry is announced, ddlgate is waiting (2.5-5 s).
+    let t = Instant::now();
+    while notices.lock().unwrap().is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(10), "no retry notice");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.cancel_token()
+        .cancel_query(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let e = tokio::time::timeout(Duration::from_secs(2), ddl)
+        .await
+        .expect("the cancel ends the wait")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "57014", "{e}");
+    let v: String = c.query_one("SHOW lock_timeout", &[]).await.unwrap().get(0);
+    assert_eq!(v, "0");
+    blocker.batch_execute("COMMIT").await.unwrap();
+    let n: i64 = direct("postgres")
+        .await
+        .query_one(
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 'g_q4'::regclass AND attname = 'x'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "the cancelled ALTER must not run later");
+}

@@ -101,10 +101,23 @@ struct Stopped {
 struct Retry {
     sleep: Pin<Box<Sleep>>,
     unit: Box<Unit>,
+    /// The client's cancel request, which ends the wait.
+    cancelled: Pin<Box<tokio::sync::futures::OwnedNotified>>,
+    /// Cancelled; the client's error waits for a message boundary.
+    aborting: bool,
+}
+
+/// What a retry's wait ends in.
+pub enum RetryStep {
+    /// Messages for the server: the unit again, guarded.
+    Send(Vec<u8>),
+    /// Messages for the client: the cancel's error and ReadyForQuery.
+    Abort(Vec<u8>),
 }
 
 pub struct Gate {
     runtime: Arc<Runtime>,
+    interrupt: Arc<tokio::sync::Notify>,
     who: Arc<SessionInfo>,
     analyzer: Analyzer,
     groups: VecDeque<Group>,
@@ -136,9 +149,14 @@ pub struct Gate {
 }
 
 impl Gate {
-    pub fn new(runtime: Arc<Runtime>, who: SessionInfo) -> Self {
+    pub fn new(
+        runtime: Arc<Runtime>,
+        who: SessionInfo,
+        interrupt: Arc<tokio::sync::Notify>,
+    ) -> Self {
         Gate {
             runtime,
+            interrupt,
             who: Arc::new(who),
             analyzer: Analyzer::default(),
             groups: VecDeque::new(),

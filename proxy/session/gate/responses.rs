@@ -14,7 +14,7 @@ use crate::protocol::sqlstate;
 
 use super::super::pipe::Verdict;
 use super::super::state::SessionState;
-use super::{event, put_frame, sql, Gate, Group, Retry, Unit, HOLD_LIMIT};
+use super::{event, put_frame, sql, Gate, Group, Retry, RetryStep, Unit, HOLD_LIMIT};
 
 impl Gate {
     /// A whole server message.
@@ -168,9 +168,13 @@ impl Gate {
             self.retried(&unit);
             unit.held.clear();
             unit.lock_timeout_hit = false;
+            let mut cancelled = Box::pin(self.interrupt.clone().notified_owned());
+            cancelled.as_mut().enable();
             self.retry = Some(Retry {
                 sleep: Box::pin(tokio::time::sleep(delay)),
                 unit,
+                cancelled,
+                aborting: false,
             });
             self.sync_outstanding(state);
             return Verdict::Replace(notice);
@@ -196,13 +200,38 @@ impl Gate {
     }
 
     /// When a retry's wait is over: the messages to send again, in front
-    /// of anything the client sent meanwhile.
+    /// of anything the client sent meanwhile. When the client cancelled
+    /// during the wait: its error, once `client_at_boundary`.
     pub fn poll_retry(
         &mut self,
         cx: &mut Context<'_>,
         state: &mut SessionState,
-    ) -> Option<Vec<u8>> {
+        client_at_boundary: bool,
+    ) -> Option<RetryStep> {
         let r = self.retry.as_mut()?;
+        if !r.aborting && r.cancelled.as_mut().poll(cx).is_ready() {
+            r.aborting = true;
+        }
+        if r.aborting {
+            if !client_at_boundary {
+                return None;
+            }
+            self.retry = None;
+            self.hold_client = false;
+            self.released = true;
+            self.sync_outstanding(state);
+            tracing::info!("ddl retry cancelled by the client");
+            let mut out = Report::new(
+                Severity::Error,
+                sqlstate::QUERY_CANCELED,
+                "canceling statement due to user request",
+            )
+            .with_detail("ddlgate was waiting to retry the schema change; it was not retried.")
+            .to_bytes()
+            .to_vec();
+            put_frame(&mut out, b'Z', b"I");
+            return Some(RetryStep::Abort(out));
+        }
         if r.sleep.as_mut().poll(cx).is_pending() {
             return None;
         }
@@ -226,7 +255,7 @@ impl Gate {
             sql::restore_query(timeout, &mut out);
         }
         self.push(Group::Proxy { restore: true }, state);
-        Some(out)
+        Some(RetryStep::Send(out))
     }
 }
 
