@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{bad, parse_duration, ConfigError};
+use super::{bad, parse_duration, parse_size, ConfigError};
 use crate::ddl::policy::RuleDecisions;
 use crate::ddl::{Decision, Policy, Rule};
 
@@ -23,6 +23,7 @@ pub struct DdlSection {
     pub override_roles: Option<Vec<String>>,
     pub audit_log: Option<PathBuf>,
     pub redact_literals: Option<bool>,
+    pub small_table_size: Option<String>,
     #[serde(default)]
     pub rules: HashMap<String, String>,
     #[serde(default)]
@@ -54,6 +55,9 @@ pub struct DdlSettings {
     pub audit_log: Option<PathBuf>,
     /// Replace literals in logged statements with `?`.
     pub redact_literals: bool,
+    /// Tables up to this many bytes (heap, from the catalog) are exempt from
+    /// the rules whose harm grows with size; 0 = only empty tables.
+    pub small_table_size: u64,
 }
 
 impl Default for DdlSettings {
@@ -67,6 +71,7 @@ impl Default for DdlSettings {
             policy: Policy::default(),
             audit_log: None,
             redact_literals: true,
+            small_table_size: 0,
         }
     }
 }
@@ -121,6 +126,9 @@ impl DdlSection {
         s.audit_log = self.audit_log;
         if let Some(v) = self.redact_literals {
             s.redact_literals = v;
+        }
+        if let Some(v) = &self.small_table_size {
+            s.small_table_size = parse_size("ddl.small_table_size", v)? as u64;
         }
         s.policy.rules = decisions("ddl.rules", self.rules)?;
         for (db, scope) in self.database {

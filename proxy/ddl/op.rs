@@ -179,6 +179,16 @@ impl Op {
         }
     }
 
+    /// The table whose size decides how long the operation holds its lock:
+    /// the partition being attached, else the table acted on.
+    pub fn sized_table(&self) -> Option<&str> {
+        match self {
+            Op::AttachPartition { partition, .. } => Some(partition),
+            Op::DropIndex { .. } | Op::Vacuum { full: false, .. } => None,
+            _ => self.table(),
+        }
+    }
+
     /// Whether PostgreSQL refuses to run it inside a transaction block.
     pub fn needs_own_transaction(&self) -> bool {
         match self {

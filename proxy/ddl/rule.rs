@@ -227,6 +227,37 @@ impl Rule {
     pub fn from_id(id: &str) -> Option<Rule> {
         Rule::ALL.iter().copied().find(|r| r.id() == id)
     }
+
+    /// Whether the harm grows with the table's size (a rewrite, scan or
+    /// index build under the lock), so the rule does not apply to an empty
+    /// table. Breaking clients, losing data and lock modes do not shrink.
+    pub fn size_bound(self) -> bool {
+        use Rule::*;
+        matches!(
+            self,
+            AddColumnVolatileDefault
+                | AddColumnDefaultBeforePg11
+                | AddColumnSerial
+                | AddColumnIdentity
+                | AddColumnGeneratedStored
+                | AddColumnNotNullWithoutDefault
+                | SetNotNull
+                | AlterColumnType
+                | AddCheckConstraint
+                | AddForeignKey
+                | ValidateInSameTransaction
+                | AddUniqueConstraint
+                | AddPrimaryKey
+                | AddExcludeConstraint
+                | CreateIndex
+                | Reindex
+                | VacuumFull
+                | Cluster
+                | SetTablespace
+                | SetLoggedUnlogged
+                | AttachPartition
+        )
+    }
 }
 
 impl fmt::Display for Rule {

@@ -439,3 +439,38 @@ fn copy_in_the_same_string_as_ddl_is_not_held_back() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn rules_that_grow_with_the_table_do_not_apply_to_an_empty_one() {
+    direct("postgres")
+        .await
+        .batch_execute(
+            "DROP TABLE IF EXISTS g_empty, g_full; \
+             CREATE TABLE g_empty (id int, a int); CREATE TABLE g_full (id int, a int); \
+             INSERT INTO g_full VALUES (1, 1);",
+        )
+        .await
+        .unwrap();
+    let c = proxy().connect("postgres").await;
+    for sql in [
+        "ALTER TABLE {t} ADD COLUMN c timestamptz DEFAULT clock_timestamp()",
+        "CREATE INDEX {t}_a ON {t} (a)",
+        "ALTER TABLE {t} ALTER COLUMN a SET NOT NULL",
+        "ALTER TABLE {t} ALTER COLUMN id TYPE bigint",
+    ] {
+        let e = c
+            .batch_execute(&sql.replace("{t}", "g_full"))
+            .await
+            .unwrap_err();
+        assert_eq!(sqlstate(&e), "ZD002", "{sql}");
+        c.execute(&sql.replace("{t}", "g_empty"), &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+    // Size does not excuse breaking clients.
+    let e = c
+        .batch_execute("ALTER TABLE g_empty DROP COLUMN a")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "ZD001");
+}

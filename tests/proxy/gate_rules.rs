@@ -15,7 +15,19 @@ async fn every_rule_through_the_proxy_over_both_protocols() {
     let (c, notices) = connect_with_notices(proxy()).await;
     c.batch_execute("SET search_path = lt").await.unwrap();
     let mut failures = Vec::new();
-    for (rule, before, sql, _) in EXAMPLES {
+    let admin = direct("postgres").await;
+    for (rule, before, sql, table) in EXAMPLES {
+        // An empty table is exempt from the rules whose harm grows with
+        // size (the gate reads sizes from the catalog): p2 and e are empty.
+        let sized = match *sql {
+            s if s.contains("ATTACH PARTITION p2") => "p2",
+            _ => table,
+        };
+        let empty: i64 = admin
+            .query_one(&format!("SELECT pg_relation_size('lt.{sized}')"), &[])
+            .await
+            .unwrap()
+            .get(0);
         for extended in [false, true] {
             c.batch_execute("BEGIN").await.unwrap();
             if !before.is_empty() {
@@ -28,7 +40,11 @@ async fn every_rule_through_the_proxy_over_both_protocols() {
                 c.batch_execute(sql).await
             };
             let how = if extended { "extended" } else { "simple" };
-            let expected = rule.default_decision();
+            let expected = if empty == 0 && rule.size_bound() {
+                Decision::Allow
+            } else {
+                rule.default_decision()
+            };
             match (&result, expected) {
                 (Err(e), Decision::Block | Decision::Rewrite) => {
                     let code = if expected == Decision::Block {

@@ -1,8 +1,12 @@
 //! Catalog facts some rules need, read on the session's own connection just
-//! before deciding: a column's current type (is ALTER COLUMN TYPE
-//! binary-coercible?) and whether a validated `CHECK (col IS NOT NULL)`
-//! exists (then SET NOT NULL skips its scan on PostgreSQL 12+, the last step
-//! of the safe recipe). Names travel as Bind parameters, never inside SQL.
+//! before deciding:
+//! - a column's current type (is ALTER COLUMN TYPE binary-coercible?);
+//! - whether a validated `CHECK (col IS NOT NULL)` exists (then SET NOT NULL
+//!   skips its scan on PostgreSQL 12+: the last step of the safe recipe);
+//! - the table's size: a rewrite, scan or index build of an empty table (or
+//!   one under `ddl.small_table_size`) holds its lock for no time.
+//!
+//! Names travel as Bind parameters, never inside SQL.
 
 use crate::ddl::op::{fold_name, Op};
 use crate::ddl::types::SqlType;
@@ -10,25 +14,50 @@ use crate::ddl::{Analyzer, Catalog, Mode};
 use crate::protocol::backend::data_row;
 use crate::protocol::frontend;
 
-const NAME: &[u8] = b"ddlgate_lookup";
+const COLUMN: &[u8] = b"ddlgate_lookup_column";
+const SIZE: &[u8] = b"ddlgate_lookup_size";
 
-const SQL: &str = "SELECT pg_catalog.format_type(a.atttypid, a.atttypmod), \
+const COLUMN_SQL: &str = "SELECT pg_catalog.format_type(a.atttypid, a.atttypmod), \
      EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c WHERE c.conrelid = a.attrelid \
      AND c.contype = 'c' AND c.convalidated AND pg_catalog.pg_get_constraintdef(c.oid) = \
      'CHECK ((' || pg_catalog.quote_ident(a.attname) || ' IS NOT NULL))') \
      FROM pg_catalog.pg_attribute a WHERE a.attrelid = pg_catalog.to_regclass($1) \
      AND a.attname = $2 AND NOT a.attisdropped";
 
-/// `(table, column)` as written, whose facts would change the decision.
-pub fn wanted(sql: &[u8], major: u32) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
+/// Heap size of plain tables and materialized views; NULL for partitioned
+/// tables (their data is in the partitions) and anything else.
+const SIZE_SQL: &str = "SELECT CASE WHEN c.relkind IN ('r', 'm') \
+     THEN pg_catalog.pg_relation_size(c.oid) END \
+     FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)";
+
+/// One fact to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Want {
+    /// Type and NOT NULL proof of `(table, column)` as written.
+    Column(String, String),
+    /// Size of a table as written.
+    Size(String),
+}
+
+/// The facts that could change the decision on `sql`.
+pub fn wanted(sql: &[u8], major: u32) -> Vec<Want> {
+    let mut out: Vec<Want> = Vec::new();
+    let mut add = |w: Want| {
+        if !out.contains(&w) {
+            out.push(w);
+        }
+    };
     let stmts =
         Analyzer::default().analyze(sql, Mode::QueryString, false, major, &Catalog::default());
     for s in stmts {
-        for op in s.ops {
+        let size_matters = s.findings.iter().any(|f| f.rule.size_bound());
+        for op in &s.ops {
             if let Op::AlterType { table, column, .. } | Op::SetNotNull { table, column } = op {
-                if !out.contains(&(table.clone(), column.clone())) {
-                    out.push((table, column));
+                add(Want::Column(table.clone(), column.clone()));
+            }
+            if size_matters {
+                if let Some(t) = op.sized_table() {
+                    add(Want::Size(t.to_owned()));
                 }
             }
         }
@@ -36,17 +65,28 @@ pub fn wanted(sql: &[u8], major: u32) -> Vec<(String, String)> {
     out
 }
 
-/// One extended batch (own Sync, named statement and portal) with one
-/// Execute per column, in order.
-pub fn batch(pairs: &[(String, String)], out: &mut Vec<u8>) {
-    frontend::parse(NAME, SQL.as_bytes(), out);
-    for (table, column) in pairs {
-        let attname = attname(column);
-        frontend::bind_params(NAME, NAME, &[table.as_bytes(), attname.as_bytes()], out);
-        frontend::execute(NAME, out);
-        frontend::close_portal(NAME, out);
+/// One extended batch (own Sync, named statements and portals) with one
+/// Execute per fact, in order.
+pub fn batch(wants: &[Want], out: &mut Vec<u8>) {
+    frontend::parse(COLUMN, COLUMN_SQL.as_bytes(), out);
+    frontend::parse(SIZE, SIZE_SQL.as_bytes(), out);
+    for w in wants {
+        match w {
+            Want::Column(table, column) => {
+                let attname = attname(column);
+                frontend::bind_params(COLUMN, COLUMN, &[table.as_bytes(), attname.as_bytes()], out);
+                frontend::execute(COLUMN, out);
+                frontend::close_portal(COLUMN, out);
+            }
+            Want::Size(table) => {
+                frontend::bind_params(SIZE, SIZE, &[table.as_bytes()], out);
+                frontend::execute(SIZE, out);
+                frontend::close_portal(SIZE, out);
+            }
+        }
     }
-    frontend::close_statement(NAME, out);
+    frontend::close_statement(COLUMN, out);
+    frontend::close_statement(SIZE, out);
     frontend::sync(out);
 }
 
@@ -60,34 +100,51 @@ fn attname(column: &str) -> String {
     }
 }
 
-/// Responses to a lookup batch: each DataRow belongs to the column whose
+/// Responses to a lookup batch: each DataRow belongs to the fact whose
 /// Execute is current; each CommandComplete moves to the next.
 pub struct Lookup {
-    pub pairs: Vec<(String, String)>,
+    pub wants: Vec<Want>,
     next: usize,
+    /// Tables up to this many bytes count as small.
+    small_table_bytes: u64,
 }
 
 impl Lookup {
-    pub fn new(pairs: Vec<(String, String)>) -> Self {
-        Lookup { pairs, next: 0 }
+    pub fn new(wants: Vec<Want>, small_table_bytes: u64) -> Self {
+        Lookup {
+            wants,
+            next: 0,
+            small_table_bytes,
+        }
     }
 
     pub fn on_message(&mut self, tag: u8, body: &[u8], catalog: &mut Catalog) {
         match tag {
             b'D' => {
-                let (Some((table, column)), Some(cols)) =
-                    (self.pairs.get(self.next), data_row(body))
-                else {
+                let (Some(want), Some(cols)) = (self.wants.get(self.next), data_row(body)) else {
                     return;
                 };
-                let key = (fold_name(table), fold_name(column));
-                if let Some(Some(ty)) = cols.first() {
-                    catalog
-                        .column_types
-                        .insert(key.clone(), SqlType::parse(&String::from_utf8_lossy(ty)));
-                }
-                if cols.get(1) == Some(&Some(&b"t"[..])) {
-                    catalog.not_null_checks.insert(key);
+                match want {
+                    Want::Column(table, column) => {
+                        let key = (fold_name(table), fold_name(column));
+                        if let Some(Some(ty)) = cols.first() {
+                            let ty = SqlType::parse(&String::from_utf8_lossy(ty));
+                            catalog.column_types.insert(key.clone(), ty);
+                        }
+                        if cols.get(1) == Some(&Some(&b"t"[..])) {
+                            catalog.not_null_checks.insert(key);
+                        }
+                    }
+                    Want::Size(table) => {
+                        let bytes = cols
+                            .first()
+                            .copied()
+                            .flatten()
+                            .and_then(|b| std::str::from_utf8(b).ok()?.parse::<u64>().ok());
+                        if bytes.is_some_and(|b| b <= self.small_table_bytes) {
+                            catalog.small_tables.insert(fold_name(table));
+                        }
+                    }
                 }
             }
             b'C' => self.next += 1,
@@ -101,16 +158,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn wants_type_and_not_null_columns_once() {
+    fn wants_columns_and_sizes_once() {
         let w = wanted(
             b"ALTER TABLE t ALTER COLUMN \"V\" TYPE text, ALTER COLUMN a SET NOT NULL; \
-              ALTER TABLE t ALTER COLUMN a SET NOT NULL; ALTER TABLE t ADD COLUMN x int",
+              ALTER TABLE t ALTER COLUMN a SET NOT NULL; ALTER TABLE t ADD COLUMN x int; \
+              ALTER TABLE p ATTACH PARTITION p2 FOR VALUES IN (1)",
             15,
         );
         assert_eq!(
             w,
-            vec![("t".into(), "\"V\"".into()), ("t".into(), "a".into())]
+            vec![
+                Want::Column("t".into(), "\"V\"".into()),
+                Want::Size("t".into()),
+                Want::Column("t".into(), "a".into()),
+                Want::Size("p2".into()),
+            ]
         );
+        // Nothing size-bound: nothing to look up.
+        assert!(wanted(b"ALTER TABLE t ADD COLUMN x int; DROP TABLE t", 15).is_empty());
         assert_eq!(attname("\"V\""), "V");
         assert_eq!(attname("Abc"), "abc");
     }

@@ -143,7 +143,7 @@ pub struct Gate {
     /// Facts looked up for the statement being decided, and which columns
     /// were looked up (so a statement is looked up once).
     catalog: Catalog,
-    looked_up: Vec<(String, String)>,
+    looked_up: Vec<lookup::Want>,
     /// Messages to put in front of the client's held message.
     inject: Option<Vec<u8>>,
 }
@@ -257,17 +257,21 @@ impl Gate {
             return None;
         }
         let major = state.server_major().unwrap_or(16);
-        let pairs: Vec<_> = lookup::wanted(sql, major)
+        let wants: Vec<_> = lookup::wanted(sql, major)
             .into_iter()
-            .filter(|p| !self.looked_up.contains(p))
+            .filter(|w| !self.looked_up.contains(w))
             .collect();
-        if pairs.is_empty() {
+        if wants.is_empty() {
             return None;
         }
         let mut bytes = std::mem::take(before);
-        lookup::batch(&pairs, &mut bytes);
-        self.looked_up.extend(pairs.iter().cloned());
-        self.push(Group::Lookup(Box::new(lookup::Lookup::new(pairs))), state);
+        lookup::batch(&wants, &mut bytes);
+        self.looked_up.extend(wants.iter().cloned());
+        let small = self.runtime.settings.ddl.small_table_size;
+        self.push(
+            Group::Lookup(Box::new(lookup::Lookup::new(wants, small))),
+            state,
+        );
         self.inject = Some(bytes);
         self.hold_client = true;
         Some(Verdict::Stop)
