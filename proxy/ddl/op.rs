@@ -10,9 +10,11 @@ use super::types::SqlType;
 pub enum Volatility {
     /// Constants and stable functions such as `now()`: evaluated once.
     Stable,
-    /// Evaluated per row (`random()`, `clock_timestamp()`, or a function
-    /// ddlgate does not know, named here).
+    /// Evaluated per row (`random()`, `clock_timestamp()`), named here.
     Volatile(String),
+    /// Calls functions ddlgate does not know (named, lower case); volatile
+    /// unless the catalog says every one of them is not.
+    Unknown(Vec<String>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -474,3 +474,31 @@ async fn rules_that_grow_with_the_table_do_not_apply_to_an_empty_one() {
         .unwrap_err();
     assert_eq!(sqlstate(&e), "ZD001");
 }
+
+#[tokio::test]
+async fn defaults_calling_functions_the_catalog_shows_stable_are_computed_once() {
+    direct("postgres")
+        .await
+        .batch_execute(
+            "DROP TABLE IF EXISTS g_fn; CREATE TABLE g_fn (id int); INSERT INTO g_fn VALUES (1); \
+             CREATE OR REPLACE FUNCTION g_tenant() RETURNS text LANGUAGE sql STABLE AS $$ SELECT 'acme' $$; \
+             CREATE OR REPLACE FUNCTION g_ticket() RETURNS text LANGUAGE sql VOLATILE AS $$ SELECT 'x' $$;",
+        )
+        .await
+        .unwrap();
+    let c = proxy().connect("postgres").await;
+    c.batch_execute("ALTER TABLE g_fn ADD COLUMN tenant text DEFAULT g_tenant()")
+        .await
+        .unwrap();
+    let e = c
+        .batch_execute("ALTER TABLE g_fn ADD COLUMN ticket text DEFAULT g_ticket()")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "ZD002");
+    assert!(e
+        .as_db_error()
+        .unwrap()
+        .detail()
+        .unwrap()
+        .contains("g_ticket()"));
+}

@@ -93,18 +93,23 @@ pub fn volatility(expr: &str) -> Volatility {
         return Volatility::Volatile("an expression ddlgate cannot read".into());
     };
     let mut prev_cast = false;
+    let mut unknown: Vec<String> = Vec::new();
     while let Some(t) = c.next().cloned() {
         let is_call = matches!(c.peek(), Some(Token::LParen));
         if let Token::Word(w) = &t {
-            let name = w.value.to_ascii_lowercase();
+            let name = if w.quote_style.is_some() {
+                w.value.clone()
+            } else {
+                w.value.to_ascii_lowercase()
+            };
             if is_call && !prev_cast && w.quote_style.is_none()
                 || is_call && w.quote_style.is_some()
             {
                 if VOLATILE.contains(&name.as_str()) {
                     return Volatility::Volatile(format!("{name}()"));
                 }
-                if !NOT_VOLATILE.contains(&name.as_str()) {
-                    return Volatility::Volatile(format!("{name}() (volatility unknown)"));
+                if !NOT_VOLATILE.contains(&name.as_str()) && !unknown.contains(&name) {
+                    unknown.push(name);
                 }
             }
         }
@@ -115,7 +120,11 @@ pub fn volatility(expr: &str) -> Volatility {
             prev_cast = false;
         }
     }
-    Volatility::Stable
+    if unknown.is_empty() {
+        Volatility::Stable
+    } else {
+        Volatility::Unknown(unknown)
+    }
 }
 
 #[cfg(test)]
@@ -143,13 +152,17 @@ mod tests {
             "clock_timestamp()",
             "gen_random_uuid()",
             "nextval('s'::regclass)",
-            "my_func()",
             "public.uuid_generate_v4()",
+            "my_func() + random()",
         ] {
             assert!(
                 matches!(volatility(volatile), Volatility::Volatile(_)),
                 "{volatile}"
             );
         }
+        assert_eq!(
+            volatility("my_func(1) + other(2) + my_func(3)"),
+            Volatility::Unknown(vec!["my_func".into(), "other".into()])
+        );
     }
 }

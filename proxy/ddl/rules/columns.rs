@@ -103,7 +103,7 @@ fn add_column(a: &AddColumn, ctx: &Context<'_>, out: &mut Vec<Finding>) {
             "as a stored generated column".into(),
             format!("{backfill}; keep it computed with a BEFORE INSERT OR UPDATE trigger"),
         ));
-    } else if let Some(Volatility::Volatile(f)) = &a.default {
+    } else if let Some(f) = per_row(a.default.as_ref(), ctx) {
         out.push(rewrite(
             Rule::AddColumnVolatileDefault,
             format!("with a default computed per row by {f}"),
@@ -163,6 +163,23 @@ fn add_column(a: &AddColumn, ctx: &Context<'_>, out: &mut Vec<Finding>) {
                      (CREATE UNIQUE INDEX CONCURRENTLY + USING INDEX, or NOT VALID + VALIDATE)"
                 )),
         );
+    }
+}
+
+/// What makes a DEFAULT computed per row, if anything does: a known
+/// volatile function, or functions the catalog did not show to be stable.
+fn per_row(default: Option<&Volatility>, ctx: &Context<'_>) -> Option<String> {
+    match default? {
+        Volatility::Stable => None,
+        Volatility::Volatile(f) => Some(f.clone()),
+        Volatility::Unknown(fns) => {
+            let unproven: Vec<String> = fns
+                .iter()
+                .filter(|f| !ctx.catalog.stable_functions.contains(*f))
+                .map(|f| format!("{f}()"))
+                .collect();
+            (!unproven.is_empty()).then(|| format!("{} (volatility unknown)", unproven.join(", ")))
+        }
     }
 }
 

@@ -43,6 +43,9 @@ pub struct Catalog {
     /// Tables known to be empty (or under the configured size), folded:
     /// rules whose harm grows with the table do not apply to them.
     pub small_tables: HashSet<String>,
+    /// Functions (lower-cased names) whose every overload is immutable or
+    /// stable, so a DEFAULT calling them is computed once.
+    pub stable_functions: HashSet<String>,
 }
 
 impl Catalog {
@@ -53,6 +56,8 @@ impl Catalog {
         c.not_null_checks
             .extend(other.not_null_checks.iter().cloned());
         c.small_tables.extend(other.small_tables.iter().cloned());
+        c.stable_functions
+            .extend(other.stable_functions.iter().cloned());
         c
     }
 

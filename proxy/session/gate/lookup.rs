@@ -4,11 +4,13 @@
 //! - whether a validated `CHECK (col IS NOT NULL)` exists (then SET NOT NULL
 //!   skips its scan on PostgreSQL 12+: the last step of the safe recipe);
 //! - the table's size: a rewrite, scan or index build of an empty table (or
-//!   one under `ddl.small_table_size`) holds its lock for no time.
+//!   one under `ddl.small_table_size`) holds its lock for no time;
+//! - whether functions a DEFAULT calls are stable (then ADD COLUMN stores
+//!   the value once instead of rewriting every row).
 //!
 //! Names travel as Bind parameters, never inside SQL.
 
-use crate::ddl::op::{fold_name, Op};
+use crate::ddl::op::{fold_name, Op, Volatility};
 use crate::ddl::types::SqlType;
 use crate::ddl::{Analyzer, Catalog, Mode};
 use crate::protocol::backend::data_row;
@@ -16,6 +18,11 @@ use crate::protocol::frontend;
 
 const COLUMN: &[u8] = b"ddlgate_lookup_column";
 const SIZE: &[u8] = b"ddlgate_lookup_size";
+const FUNCTION: &[u8] = b"ddlgate_lookup_function";
+
+/// True only if the name exists and no overload of it is volatile.
+const FUNCTION_SQL: &str = "SELECT bool_and(p.provolatile <> 'v') FROM pg_catalog.pg_proc p \
+     WHERE p.proname = $1";
 
 const COLUMN_SQL: &str = "SELECT pg_catalog.format_type(a.atttypid, a.atttypmod), \
      EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c WHERE c.conrelid = a.attrelid \
@@ -37,6 +44,8 @@ pub enum Want {
     Column(String, String),
     /// Size of a table as written.
     Size(String),
+    /// Volatility of a function (lower-cased name).
+    Function(String),
 }
 
 /// The facts that could change the decision on `sql`.
@@ -55,6 +64,13 @@ pub fn wanted(sql: &[u8], major: u32) -> Vec<Want> {
             if let Op::AlterType { table, column, .. } | Op::SetNotNull { table, column } = op {
                 add(Want::Column(table.clone(), column.clone()));
             }
+            if let Op::AddColumn(a) = op {
+                if let Some(Volatility::Unknown(fns)) = &a.default {
+                    for f in fns {
+                        add(Want::Function(f.clone()));
+                    }
+                }
+            }
             if size_matters {
                 if let Some(t) = op.sized_table() {
                     add(Want::Size(t.to_owned()));
@@ -70,6 +86,7 @@ pub fn wanted(sql: &[u8], major: u32) -> Vec<Want> {
 pub fn batch(wants: &[Want], out: &mut Vec<u8>) {
     frontend::parse(COLUMN, COLUMN_SQL.as_bytes(), out);
     frontend::parse(SIZE, SIZE_SQL.as_bytes(), out);
+    frontend::parse(FUNCTION, FUNCTION_SQL.as_bytes(), out);
     for w in wants {
         match w {
             Want::Column(table, column) => {
@@ -83,10 +100,16 @@ pub fn batch(wants: &[Want], out: &mut Vec<u8>) {
                 frontend::execute(SIZE, out);
                 frontend::close_portal(SIZE, out);
             }
+            Want::Function(name) => {
+                frontend::bind_params(FUNCTION, FUNCTION, &[name.as_bytes()], out);
+                frontend::execute(FUNCTION, out);
+                frontend::close_portal(FUNCTION, out);
+            }
         }
     }
     frontend::close_statement(COLUMN, out);
     frontend::close_statement(SIZE, out);
+    frontend::close_statement(FUNCTION, out);
     frontend::sync(out);
 }
 
@@ -143,6 +166,11 @@ impl Lookup {
                             .and_then(|b| std::str::from_utf8(b).ok()?.parse::<u64>().ok());
                         if bytes.is_some_and(|b| b <= self.small_table_bytes) {
                             catalog.small_tables.insert(fold_name(table));
+                        }
+                    }
+                    Want::Function(name) => {
+                        if cols.first() == Some(&Some(&b"t"[..])) {
+                            catalog.stable_functions.insert(name.clone());
                         }
                     }
                 }
