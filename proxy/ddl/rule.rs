@@ -163,6 +163,8 @@ rules! {
         "ADD COLUMN ... GENERATED AS IDENTITY fills every row, rewriting the table";
     AddColumnGeneratedStored = "add-column-generated-stored", "columns", Rewrite,
         "ADD COLUMN ... GENERATED ALWAYS AS (...) STORED rewrites the table";
+    AddColumnConstrainedDomain = "add-column-constrained-domain", "columns", Rewrite,
+        "ADD COLUMN of a domain type with constraints rewrites the table to check them";
     AddColumnNotNullWithoutDefault = "add-column-not-null-without-default", "columns", Block,
         "ADD COLUMN ... NOT NULL without a DEFAULT fails on any non-empty table";
     SetNotNull = "set-not-null", "columns", Rewrite,
@@ -240,6 +242,7 @@ impl Rule {
                 | AddColumnSerial
                 | AddColumnIdentity
                 | AddColumnGeneratedStored
+                | AddColumnConstrainedDomain
                 | AddColumnNotNullWithoutDefault
                 | SetNotNull
                 | AlterColumnType

@@ -19,6 +19,7 @@ CREATE TABLE p (k int) PARTITION BY RANGE (k);
 CREATE TABLE p1 PARTITION OF p FOR VALUES FROM (0) TO (100);
 CREATE TABLE p2 (k int);
 CREATE MATERIALIZED VIEW mv AS SELECT id FROM u;
+CREATE DOMAIN posint AS int CHECK (VALUE > 0);
 ANALYZE;
 ";
 
@@ -53,6 +54,12 @@ pub const EXAMPLES: &[(Rule, &str, &str, &str)] = &[
         Rule::AddColumnGeneratedStored,
         "",
         "ALTER TABLE t ADD COLUMN z int GENERATED ALWAYS AS (a * 2) STORED",
+        "t",
+    ),
+    (
+        Rule::AddColumnConstrainedDomain,
+        "",
+        "ALTER TABLE t ADD COLUMN z posint",
         "t",
     ),
     (

@@ -112,6 +112,16 @@ async fn catalog(db: &Client) -> Catalog {
             SqlType::parse(&r.get::<_, String>(1)),
         );
     }
+    for r in db
+        .query(
+            "SELECT DISTINCT t.typname::text FROM pg_type t JOIN pg_constraint c ON c.contypid = t.oid",
+            &[],
+        )
+        .await
+        .unwrap()
+    {
+        c.constrained_domains.insert(r.get(0));
+    }
     c
 }
 

@@ -127,6 +127,19 @@ fn add_column(a: &AddColumn, ctx: &Context<'_>, out: &mut Vec<Finding>) {
             ),
         ));
     }
+    let rewrites = out.iter().any(|f| f.rewrite);
+    if let SqlType::Other(name) = ty {
+        if !rewrites && ctx.catalog.constrained_domains.contains(name) {
+            out.push(rewrite(
+                Rule::AddColumnConstrainedDomain,
+                format!("of domain {name}, whose constraints are checked"),
+                format!(
+                    "ALTER TABLE {t} ADD COLUMN {c} <the domain's base type>; -- backfill, \
+                     validate with a CHECK ... NOT VALID + VALIDATE, then change the type"
+                ),
+            ));
+        }
+    }
     if a.not_null
         && a.default.is_none()
         && !a.identity

@@ -46,6 +46,8 @@ pub struct Catalog {
     /// Functions (lower-cased names) whose every overload is immutable or
     /// stable, so a DEFAULT calling them is computed once.
     pub stable_functions: HashSet<String>,
+    /// Domain types (names as written, lower case) that carry constraints.
+    pub constrained_domains: HashSet<String>,
 }
 
 impl Catalog {
@@ -58,6 +60,8 @@ impl Catalog {
         c.small_tables.extend(other.small_tables.iter().cloned());
         c.stable_functions
             .extend(other.stable_functions.iter().cloned());
+        c.constrained_domains
+            .extend(other.constrained_domains.iter().cloned());
         c
     }
 

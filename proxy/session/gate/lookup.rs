@@ -6,7 +6,9 @@
 //! - the table's size: a rewrite, scan or index build of an empty table (or
 //!   one under `ddl.small_table_size`) holds its lock for no time;
 //! - whether functions a DEFAULT calls are stable (then ADD COLUMN stores
-//!   the value once instead of rewriting every row).
+//!   the value once instead of rewriting every row);
+//! - whether a new column's type is a domain with constraints (then ADD
+//!   COLUMN rewrites the table to check them).
 //!
 //! Names travel as Bind parameters, never inside SQL.
 
@@ -19,6 +21,40 @@ use crate::protocol::frontend;
 const COLUMN: &[u8] = b"ddlgate_lookup_column";
 const SIZE: &[u8] = b"ddlgate_lookup_size";
 const FUNCTION: &[u8] = b"ddlgate_lookup_function";
+
+const DOMAIN: &[u8] = b"ddlgate_lookup_domain";
+
+const DOMAIN_SQL: &str = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c \
+     WHERE c.contypid = pg_catalog.to_regtype($1))";
+
+/// Type names that are never domains, so need no lookup.
+const BUILTIN_TYPES: &[&str] = &[
+    "integer",
+    "bigint",
+    "smallint",
+    "boolean",
+    "double precision",
+    "real",
+    "text",
+    "uuid",
+    "json",
+    "jsonb",
+    "bytea",
+    "date",
+    "money",
+    "xml",
+    "oid",
+    "tsvector",
+    "point",
+    "int4range",
+    "int8range",
+    "tstzrange",
+    "daterange",
+    "numrange",
+    "macaddr",
+    "char",
+    "name",
+];
 
 /// True only if the name exists and no overload of it is volatile.
 const FUNCTION_SQL: &str = "SELECT bool_and(p.provolatile <> 'v') FROM pg_catalog.pg_proc p \
@@ -46,6 +82,8 @@ pub enum Want {
     Size(String),
     /// Volatility of a function (lower-cased name).
     Function(String),
+    /// Whether a type (as written) is a domain with constraints.
+    Domain(String),
 }
 
 /// The facts that could change the decision on `sql`.
@@ -70,6 +108,11 @@ pub fn wanted(sql: &[u8], major: u32) -> Vec<Want> {
                         add(Want::Function(f.clone()));
                     }
                 }
+                if let SqlType::Other(name) = &a.ty {
+                    if !BUILTIN_TYPES.contains(&name.as_str()) && !name.ends_with("[]") {
+                        add(Want::Domain(name.clone()));
+                    }
+                }
             }
             if size_matters {
                 if let Some(t) = op.sized_table() {
@@ -87,6 +130,7 @@ pub fn batch(wants: &[Want], out: &mut Vec<u8>) {
     frontend::parse(COLUMN, COLUMN_SQL.as_bytes(), out);
     frontend::parse(SIZE, SIZE_SQL.as_bytes(), out);
     frontend::parse(FUNCTION, FUNCTION_SQL.as_bytes(), out);
+    frontend::parse(DOMAIN, DOMAIN_SQL.as_bytes(), out);
     for w in wants {
         match w {
             Want::Column(table, column) => {
@@ -105,11 +149,17 @@ pub fn batch(wants: &[Want], out: &mut Vec<u8>) {
                 frontend::execute(FUNCTION, out);
                 frontend::close_portal(FUNCTION, out);
             }
+            Want::Domain(name) => {
+                frontend::bind_params(DOMAIN, DOMAIN, &[name.as_bytes()], out);
+                frontend::execute(DOMAIN, out);
+                frontend::close_portal(DOMAIN, out);
+            }
         }
     }
     frontend::close_statement(COLUMN, out);
     frontend::close_statement(SIZE, out);
     frontend::close_statement(FUNCTION, out);
+    frontend::close_statement(DOMAIN, out);
     frontend::sync(out);
 }
 
@@ -171,6 +221,11 @@ impl Lookup {
                     Want::Function(name) => {
                         if cols.first() == Some(&Some(&b"t"[..])) {
                             catalog.stable_functions.insert(name.clone());
+                        }
+                    }
+                    Want::Domain(name) => {
+                        if cols.first() == Some(&Some(&b"t"[..])) {
+                            catalog.constrained_domains.insert(name.clone());
                         }
                     }
                 }
