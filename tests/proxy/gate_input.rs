@@ -161,3 +161,55 @@ fn psql_admin_db(db: &str, sql: &[u8]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// One extended-protocol message.
+fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![tag];
+    m.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+#[tokio::test]
+async fn a_warned_statement_in_the_middle_of_a_batch_still_warns() {
+    direct("postgres")
+        .await
+        .batch_execute(
+            "DROP MATERIALIZED VIEW IF EXISTS g_mv; CREATE MATERIALIZED VIEW g_mv AS SELECT 1 AS a",
+        )
+        .await
+        .unwrap();
+    let mut s = TcpStream::connect(proxy().addr).await.unwrap();
+    raw::send(
+        &mut s,
+        &raw::startup_packet(&[("user", "postgres"), ("database", "postgres")]),
+    )
+    .await;
+    while let Some((tag, _)) = raw::read_message(&mut s).await {
+        if tag == b'Z' {
+            break;
+        }
+    }
+    let mut batch = Vec::new();
+    for sql in ["SELECT 1", "REFRESH MATERIALIZED VIEW g_mv"] {
+        batch.extend(msg(b'P', format!("\0{sql}\0\0\0").as_bytes()));
+        batch.extend(msg(b'B', b"\0\0\0\0\0\0\0\0"));
+        batch.extend(msg(b'E', b"\0\0\0\0\0"));
+    }
+    batch.extend(msg(b'S', b""));
+    raw::send(&mut s, &batch).await;
+    let mut tags = Vec::new();
+    let mut warned = false;
+    while let Some((tag, body)) = raw::read_message(&mut s).await {
+        tags.push(tag as char);
+        if tag == b'N' {
+            warned |= raw::field(&body, b'M').contains("refresh-materialized-view");
+        }
+        if tag == b'Z' {
+            break;
+        }
+    }
+    assert!(warned, "{tags:?}");
+    assert_eq!(tags.last(), Some(&'Z'));
+    assert!(!tags.contains(&'E'), "{tags:?}");
+}

@@ -146,6 +146,9 @@ pub struct Gate {
     looked_up: Vec<lookup::Want>,
     /// Messages to put in front of the client's held message.
     inject: Option<Vec<u8>>,
+    /// Warnings about schema changes in the middle of an extended batch
+    /// that is not a unit, for its ReadyForQuery.
+    batch_notices: Vec<u8>,
 }
 
 impl Gate {
@@ -174,6 +177,7 @@ impl Gate {
             catalog: Catalog::default(),
             looked_up: Vec::new(),
             inject: None,
+            batch_notices: Vec::new(),
         }
     }
 
@@ -498,13 +502,19 @@ impl Gate {
         }
         let events = Arc::new(j.events);
         self.statements.insert(name.to_vec(), events.clone());
+        let notices: Vec<u8> = j
+            .notices
+            .into_iter()
+            .flat_map(|r| encode(r, state))
+            .collect();
         if boundary && self.batch.is_none() {
-            let notices = j
-                .notices
-                .into_iter()
-                .flat_map(|r| encode(r, state))
-                .collect();
             self.start_batch(j.guard, notices, &events, state, &mut out);
+        } else if let Some(b) = &mut self.batch {
+            b.notices.extend_from_slice(&notices);
+        } else {
+            // Mid-batch with no unit: the warning still goes out, before
+            // the batch's ReadyForQuery.
+            self.batch_notices.extend_from_slice(&notices);
         }
         self.copy_into_batch(b'P', body);
         keep_after(out)
@@ -560,7 +570,21 @@ impl Gate {
     fn on_sync(&mut self, body: &[u8], state: &mut SessionState) -> Verdict {
         self.in_batch = false;
         let Some(unit) = self.batch.take() else {
-            self.push(Group::Client, state);
+            if self.batch_notices.is_empty() {
+                self.push(Group::Client, state);
+            } else {
+                let unit = Unit {
+                    events: Vec::new(),
+                    extended: true,
+                    guard: false,
+                    copy: None,
+                    attempt: 0,
+                    held: Vec::new(),
+                    lock_timeout_hit: false,
+                    notices: std::mem::take(&mut self.batch_notices),
+                };
+                self.push(Group::Unit(Box::new(unit)), state);
+            }
             return Verdict::Keep;
         };
         let mut unit = unit;
