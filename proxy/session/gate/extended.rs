@@ -1,0 +1,171 @@
+//! The extended protocol's side of the gate: Parse (decide), Bind (a
+//! prepared schema change being run), Sync (the end of a unit). A unit starts
+//! only at the first message of a batch, where a guard batch with its own
+//! Sync can go in front without changing the client's batch.
+
+use std::sync::Arc;
+
+use crate::ddl::fastpath::may_contain_ddl;
+use crate::ddl::Mode;
+use crate::protocol::backend::TxStatus;
+use crate::protocol::frame::take_cstr;
+use crate::protocol::frontend;
+
+use super::super::pipe::Verdict;
+use super::super::state::SessionState;
+use super::{encode, event, keep_after, put_frame, sql, Gate, Group, Stopped, Unit};
+
+impl Gate {
+    pub(super) fn on_parse(&mut self, body: &[u8], state: &mut SessionState) -> Verdict {
+        let boundary = !self.in_batch;
+        self.in_batch = true;
+        let Some((name, rest)) = take_cstr(body) else {
+            return Verdict::Keep;
+        };
+        let sql = take_cstr(rest).map_or(&[][..], |(s, _)| s);
+        let mut out = Vec::new();
+        if boundary {
+            self.pending_restore(true, state, &mut out);
+        }
+        if !self.enabled() || !may_contain_ddl(sql) {
+            self.statements.remove(name);
+            if let Some(b) = &mut self.batch {
+                if crate::ddl::lexer::first_word(sql).eq_ignore_ascii_case(b"COPY") {
+                    // The client may send its Sync before the copy data; a
+                    // restore behind that Sync would land in copy mode.
+                    b.guard = false;
+                    b.copy = None;
+                    self.restore_pending = true;
+                }
+            }
+            self.copy_into_batch(b'P', body);
+            return keep_after(out);
+        }
+        if boundary {
+            if let Some(v) = self.lookup_first(sql, &mut out, state) {
+                // Scanned again from the same place: still a boundary.
+                self.in_batch = false;
+                return v;
+            }
+        }
+        let in_tx = state.tx != TxStatus::Idle;
+        let j = self.judge(sql, Mode::QueryString, in_tx, &state.server_version);
+        self.statements.remove(name);
+        if let Some((_, id, report)) = j.stop {
+            let marker = format!("ddlgate:block:{id}");
+            self.stopped.push(Stopped {
+                marker: marker.clone(),
+                group: self.pushed,
+                report: encode(report, state),
+            });
+            frontend::parse(name, sql::failing_statement(&marker).as_bytes(), &mut out);
+            return Verdict::Replace(out);
+        }
+        if j.stmts.is_empty() {
+            return keep_after(out);
+        }
+        let events = Arc::new(j.events);
+        self.statements.insert(name.to_vec(), events.clone());
+        let notices: Vec<u8> = j
+            .notices
+            .into_iter()
+            .flat_map(|r| encode(r, state))
+            .collect();
+        if boundary && self.batch.is_none() {
+            self.start_batch(j.guard, notices, &events, state, &mut out);
+        } else if let Some(b) = &mut self.batch {
+            b.notices.extend_from_slice(&notices);
+        } else {
+            // Mid-batch with no unit: the warning still goes out, before
+            // the batch's ReadyForQuery.
+            self.batch_notices.extend_from_slice(&notices);
+        }
+        self.copy_into_batch(b'P', body);
+        keep_after(out)
+    }
+
+    pub(super) fn on_bind(&mut self, body: &[u8], state: &mut SessionState) -> Verdict {
+        let boundary = !self.in_batch;
+        self.in_batch = true;
+        let mut out = Vec::new();
+        if boundary {
+            self.pending_restore(true, state, &mut out);
+        }
+        if let Some((portal, statement)) = frontend::bind_names(body) {
+            if let Some(events) = self.statements.get(statement).cloned() {
+                self.portals.insert(portal.to_vec(), events.clone());
+                if boundary && self.batch.is_none() {
+                    self.start_batch(true, Vec::new(), &events, state, &mut out);
+                }
+            } else {
+                self.portals.remove(portal);
+            }
+        }
+        self.copy_into_batch(b'B', body);
+        keep_after(out)
+    }
+
+    /// A schema change starts an extended batch: guard first.
+    fn start_batch(
+        &mut self,
+        guard: bool,
+        notices: Vec<u8>,
+        events: &[event::Event],
+        state: &mut SessionState,
+        out: &mut Vec<u8>,
+    ) {
+        let retry = guard && self.retry_allowed(state);
+        if guard {
+            sql::guard_batch(self.lock_timeout(), out);
+            self.push(Group::Proxy { restore: false }, state);
+        }
+        self.batch = Some(Box::new(Unit {
+            events: events.to_vec(),
+            extended: true,
+            guard,
+            copy: retry.then(Vec::new),
+            attempt: 0,
+            held: Vec::new(),
+            lock_timeout_hit: false,
+            notices,
+        }));
+    }
+
+    pub(super) fn on_sync(&mut self, body: &[u8], state: &mut SessionState) -> Verdict {
+        self.in_batch = false;
+        let Some(unit) = self.batch.take() else {
+            if self.batch_notices.is_empty() {
+                self.push(Group::Client, state);
+            } else {
+                let unit = Unit {
+                    events: Vec::new(),
+                    extended: true,
+                    guard: false,
+                    copy: None,
+                    attempt: 0,
+                    held: Vec::new(),
+                    lock_timeout_hit: false,
+                    notices: std::mem::take(&mut self.batch_notices),
+                };
+                self.push(Group::Unit(Box::new(unit)), state);
+            }
+            return Verdict::Keep;
+        };
+        let mut unit = unit;
+        if let Some(copy) = &mut unit.copy {
+            put_frame(copy, b'S', body);
+        }
+        let mut out = Vec::new();
+        put_frame(&mut out, b'S', body);
+        let guard = unit.guard;
+        if unit.holding() {
+            self.hold_client = true;
+        }
+        self.push(Group::Unit(unit), state);
+        if guard {
+            sql::restore_batch(self.lock_timeout(), &mut out);
+            self.push(Group::Proxy { restore: true }, state);
+        }
+        Verdict::Replace(out)
+    }
+}
