@@ -15,10 +15,11 @@ fn cstr(s: &[u8], out: &mut Vec<u8>) {
     out.push(0);
 }
 
-/// A simple-protocol Query.
-pub fn query(sql: &str, out: &mut Vec<u8>) {
+/// A simple-protocol Query. Bytes, not `str`: client SQL is in the
+/// client's encoding and must reach the server exactly as sent.
+pub fn query(sql: &[u8], out: &mut Vec<u8>) {
     let mut b = Vec::with_capacity(sql.len() + 1);
-    cstr(sql.as_bytes(), &mut b);
+    cstr(sql, &mut b);
     frame(b'Q', &b, out);
 }
 
@@ -115,7 +116,7 @@ mod tests {
         close_statement(b"s1", &mut out);
         assert_eq!(target(&out[5..]), Some((b'S', &b"s1"[..])));
         out.clear();
-        query("SELECT 1", &mut out);
+        query(b"SELECT 1", &mut out);
         assert_eq!(out, b"Q\0\0\0\x0dSELECT 1\0");
         out.clear();
         sync(&mut out);

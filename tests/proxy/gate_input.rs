@@ -6,8 +6,6 @@
 use std::process::Command;
 use std::time::Duration;
 
-use tokio::net::TcpStream;
-
 use crate::harness::*;
 use crate::raw;
 
@@ -59,23 +57,10 @@ async fn statements_of_several_megabytes() {
 #[tokio::test]
 async fn a_truncated_parse_is_answered_and_the_proxy_goes_on() {
     let p = proxy();
-    let mut s = TcpStream::connect(p.addr).await.unwrap();
-    raw::send(
-        &mut s,
-        &raw::startup_packet(&[("user", "postgres"), ("database", "postgres")]),
-    )
-    .await;
-    while let Some((tag, _)) = raw::read_message(&mut s).await {
-        if tag == b'Z' {
-            break;
-        }
-    }
+    let mut s = raw::ready(p.addr, &[("user", "postgres"), ("database", "postgres")]).await;
     // Parse whose SQL string has no terminator, then Sync.
-    let body = b"s1\0ALTER TABLE t DROP COLUMN a";
-    let mut msg = vec![b'P'];
-    msg.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-    msg.extend_from_slice(body);
-    msg.extend_from_slice(b"S\0\0\0\x04");
+    let mut msg = raw::message(b'P', b"s1\0ALTER TABLE t DROP COLUMN a");
+    msg.extend(raw::message(b'S', b""));
     raw::send(&mut s, &msg).await;
     let (tag, body) = tokio::time::timeout(Duration::from_secs(10), raw::read_message(&mut s))
         .await
@@ -162,14 +147,6 @@ fn psql_admin_db(db: &str, sql: &[u8]) {
     );
 }
 
-/// One extended-protocol message.
-fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
-    let mut m = vec![tag];
-    m.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-    m.extend_from_slice(body);
-    m
-}
-
 #[tokio::test]
 async fn a_warned_statement_in_the_middle_of_a_batch_still_warns() {
     direct("postgres")
@@ -179,24 +156,18 @@ async fn a_warned_statement_in_the_middle_of_a_batch_still_warns() {
         )
         .await
         .unwrap();
-    let mut s = TcpStream::connect(proxy().addr).await.unwrap();
-    raw::send(
-        &mut s,
-        &raw::startup_packet(&[("user", "postgres"), ("database", "postgres")]),
+    let mut s = raw::ready(
+        proxy().addr,
+        &[("user", "postgres"), ("database", "postgres")],
     )
     .await;
-    while let Some((tag, _)) = raw::read_message(&mut s).await {
-        if tag == b'Z' {
-            break;
-        }
-    }
     let mut batch = Vec::new();
     for sql in ["SELECT 1", "REFRESH MATERIALIZED VIEW g_mv"] {
-        batch.extend(msg(b'P', format!("\0{sql}\0\0\0").as_bytes()));
-        batch.extend(msg(b'B', b"\0\0\0\0\0\0\0\0"));
-        batch.extend(msg(b'E', b"\0\0\0\0\0"));
+        batch.extend(raw::message(b'P', format!("\0{sql}\0\0\0").as_bytes()));
+        batch.extend(raw::message(b'B', b"\0\0\0\0\0\0\0\0"));
+        batch.extend(raw::message(b'E', b"\0\0\0\0\0"));
     }
-    batch.extend(msg(b'S', b""));
+    batch.extend(raw::message(b'S', b""));
     raw::send(&mut s, &batch).await;
     let mut tags = Vec::new();
     let mut warned = false;
@@ -212,4 +183,36 @@ async fn a_warned_statement_in_the_middle_of_a_batch_still_warns() {
     assert!(warned, "{tags:?}");
     assert_eq!(tags.last(), Some(&'Z'));
     assert!(!tags.contains(&'E'), "{tags:?}");
+}
+
+#[tokio::test]
+async fn statements_before_a_blocked_one_reach_the_server_byte_for_byte() {
+    // LATIN1 bytes in the statements that run before the stand-in: they
+    // must not be re-encoded on the way.
+    let mut s = raw::ready(
+        proxy().addr,
+        &[
+            ("user", "postgres"),
+            ("database", "latin1db"),
+            ("client_encoding", "LATIN1"),
+        ],
+    )
+    .await;
+    raw::send(
+        &mut s,
+        &raw::message(b'Q', b"SELECT 'caf\xe9' AS v; DROP TABLE g_nothing_here\0"),
+    )
+    .await;
+    let mut value = None;
+    let mut code = String::new();
+    while let Some((tag, body)) = raw::read_message(&mut s).await {
+        match tag {
+            b'D' => value = Some(body[6..].to_vec()),
+            b'E' => code = raw::error_code(&body),
+            b'Z' => break,
+            _ => {}
+        }
+    }
+    assert_eq!(code, "ZD001");
+    assert_eq!(value.as_deref(), Some(&b"caf\xe9"[..]));
 }

@@ -42,3 +42,23 @@ pub fn field(body: &[u8], code: u8) -> String {
 pub async fn send(s: &mut TcpStream, bytes: &[u8]) {
     s.write_all(bytes).await.unwrap();
 }
+
+/// A session through `addr` after its first ReadyForQuery.
+pub async fn ready(addr: std::net::SocketAddr, params: &[(&str, &str)]) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    send(&mut s, &startup_packet(params)).await;
+    while let Some((tag, _)) = read_message(&mut s).await {
+        if tag == b'Z' {
+            return s;
+        }
+    }
+    panic!("the session closed before ReadyForQuery");
+}
+
+/// One tagged frontend message.
+pub fn message(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = vec![tag];
+    m.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}

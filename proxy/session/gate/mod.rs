@@ -398,7 +398,7 @@ impl Gate {
                 group: self.pushed,
                 report: encode(report, state),
             });
-            frontend::query(&String::from_utf8_lossy(&replacement), &mut out);
+            frontend::query(&replacement, &mut out);
             self.push(Group::Client, state);
             return Verdict::Replace(out);
         }

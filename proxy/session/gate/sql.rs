@@ -33,11 +33,11 @@ fn restore_sql(timeout: Duration) -> String {
 /// As a simple Query (before or after a client's Query, whose own
 /// semantics already include dropping the unnamed statement).
 pub fn guard_query(timeout: Duration, out: &mut Vec<u8>) {
-    frontend::query(&guard_sql(timeout), out);
+    frontend::query(guard_sql(timeout).as_bytes(), out);
 }
 
 pub fn restore_query(timeout: Duration, out: &mut Vec<u8>) {
-    frontend::query(&restore_sql(timeout), out);
+    frontend::query(restore_sql(timeout).as_bytes(), out);
 }
 
 /// As a complete extended batch with its own Sync, using a named statement
