@@ -227,6 +227,16 @@ pub fn fold_name(name: &str) -> String {
         .unwrap_or(out)
 }
 
+/// One identifier as PostgreSQL stores it: quotes removed (`"A""b"` is
+/// `A"b`), unquoted names folded to lower case.
+pub fn unquote(ident: &str) -> String {
+    if ident.starts_with('"') {
+        ident.trim_matches('"').replace("\"\"", "\"")
+    } else {
+        ident.to_lowercase()
+    }
+}
+
 /// Quotes an identifier for generated SQL unless it is plainly safe.
 pub fn quote_ident(name: &str) -> String {
     let plain = !name.is_empty()

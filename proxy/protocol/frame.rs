@@ -53,11 +53,10 @@ pub fn parse_header(buf: &[u8], max_len: usize) -> Result<Option<Header>, FrameE
 }
 
 /// Appends a frame with `tag` and `body` to `out`.
-pub fn put_frame(out: &mut bytes::BytesMut, tag: u8, body: &[u8]) {
-    out.reserve(HEADER_LEN + body.len());
-    out.extend_from_slice(&[tag]);
-    out.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-    out.extend_from_slice(body);
+pub fn put_frame(out: &mut impl bytes::BufMut, tag: u8, body: &[u8]) {
+    out.put_u8(tag);
+    out.put_i32((body.len() + 4) as i32);
+    out.put_slice(body);
 }
 
 /// Splits a NUL-terminated string off the front of `buf`.

@@ -2,13 +2,7 @@
 //! on a session's server connection, and the few fields it reads from the
 //! client's extended-protocol messages.
 
-use super::frame::take_cstr;
-
-fn frame(tag: u8, body: &[u8], out: &mut Vec<u8>) {
-    out.push(tag);
-    out.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-    out.extend_from_slice(body);
-}
+use super::frame::{put_frame, take_cstr};
 
 fn cstr(s: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(s);
@@ -20,7 +14,7 @@ fn cstr(s: &[u8], out: &mut Vec<u8>) {
 pub fn query(sql: &[u8], out: &mut Vec<u8>) {
     let mut b = Vec::with_capacity(sql.len() + 1);
     cstr(sql, &mut b);
-    frame(b'Q', &b, out);
+    put_frame(out, b'Q', &b);
 }
 
 /// A Parse with no declared parameter types.
@@ -29,7 +23,7 @@ pub fn parse(name: &[u8], sql: &[u8], out: &mut Vec<u8>) {
     cstr(name, &mut b);
     cstr(sql, &mut b);
     b.extend_from_slice(&0u16.to_be_bytes());
-    frame(b'P', &b, out);
+    put_frame(out, b'P', &b);
 }
 
 /// A Bind of `statement` to `portal` with no parameters, text results.
@@ -38,7 +32,7 @@ pub fn bind(portal: &[u8], statement: &[u8], out: &mut Vec<u8>) {
     cstr(portal, &mut b);
     cstr(statement, &mut b);
     b.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
-    frame(b'B', &b, out);
+    put_frame(out, b'B', &b);
 }
 
 /// A Bind with text parameters, text results.
@@ -53,14 +47,14 @@ pub fn bind_params(portal: &[u8], statement: &[u8], params: &[&[u8]], out: &mut 
         b.extend_from_slice(p);
     }
     b.extend_from_slice(&0u16.to_be_bytes());
-    frame(b'B', &b, out);
+    put_frame(out, b'B', &b);
 }
 
 pub fn execute(portal: &[u8], out: &mut Vec<u8>) {
     let mut b = Vec::new();
     cstr(portal, &mut b);
     b.extend_from_slice(&0u32.to_be_bytes());
-    frame(b'E', &b, out);
+    put_frame(out, b'E', &b);
 }
 
 /// Close of a prepared statement.
@@ -77,11 +71,11 @@ pub fn close_portal(name: &[u8], out: &mut Vec<u8>) {
 fn close(kind: u8, name: &[u8], out: &mut Vec<u8>) {
     let mut b = vec![kind];
     cstr(name, &mut b);
-    frame(b'C', &b, out);
+    put_frame(out, b'C', &b);
 }
 
 pub fn sync(out: &mut Vec<u8>) {
-    frame(b'S', &[], out);
+    put_frame(out, b'S', &[]);
 }
 
 /// Portal and statement names of a Bind body.

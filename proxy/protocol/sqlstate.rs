@@ -15,5 +15,5 @@ pub const DDL_BLOCKED: &str = "ZD001";
 /// A schema change that must run as ddlgate's safe phased plan; until the
 /// rewriter runs it, it is stopped like a blocked one.
 pub const DDL_NEEDS_REWRITE: &str = "ZD002";
-/// NOTICE-level messages that report no condition.
-pub const SUCCESSFUL_COMPLETION: &str = "00000";
+/// WARNING-level notices ddlgate sends (warned rules, retries).
+pub const WARNING: &str = "01000";

@@ -79,9 +79,9 @@ impl Pipe {
         self.buf.is_empty()
     }
 
-    /// Bytes read but not yet scanned.
-    pub fn unscanned_len(&self) -> usize {
-        self.buf.len() - self.ready
+    /// A pipe's worth of bytes is read but not scanned (the scan is held).
+    pub fn unscanned_full(&self) -> bool {
+        self.buf.len() - self.ready > HIGH_WATER
     }
 
     pub fn wants_read(&self) -> bool {

@@ -110,7 +110,7 @@ where
 
             // While later client messages wait for a schema change, read no
             // more than a pipe's worth of them.
-            let held_full = self.gate.holding_client() && self.c2s.unscanned_len() > HELD_LIMIT;
+            let held_full = self.gate.holding_client() && self.c2s.unscanned_full();
             if self.c2s.wants_read() && !held_full {
                 self.c2s.reserve_for_read();
                 match tokio_util::io::poll_read_buf(
@@ -260,9 +260,6 @@ where
         End::ClosedByProxy(reason)
     }
 }
-
-/// Client messages held behind a schema change are read up to this much.
-const HELD_LIMIT: usize = 256 * 1024;
 
 /// The client-to-server side: the gate sees SQL and keeps groups in order.
 struct ClientSide<'a> {

@@ -68,22 +68,29 @@ impl Cursor {
 
     /// Whether `kw` appears anywhere from here on at nesting depth 0.
     pub fn has_kw_ahead(&self, kw: &str) -> bool {
+        self.top_level(&[kw]) < self.toks.len()
+    }
+
+    /// Index of the first token from here on that is one of the unquoted
+    /// keywords `kws` outside parentheses (the end when there is none).
+    fn top_level(&self, kws: &[&str]) -> usize {
         let mut depth = 0i32;
-        for t in &self.toks[self.pos.min(self.toks.len())..] {
+        let start = self.pos.min(self.toks.len());
+        for (i, t) in self.toks[start..].iter().enumerate() {
             match t {
                 Token::LParen => depth += 1,
                 Token::RParen => depth -= 1,
                 Token::Word(w)
                     if depth == 0
                         && w.quote_style.is_none()
-                        && w.value.eq_ignore_ascii_case(kw) =>
+                        && kws.iter().any(|k| w.value.eq_ignore_ascii_case(k)) =>
                 {
-                    return true
+                    return start + i
                 }
                 _ => {}
             }
         }
-        false
+        self.toks.len()
     }
 
     /// A possibly qualified name (`a`, `s."T"`), rendered as written.
@@ -175,23 +182,8 @@ impl Cursor {
     /// Consumes tokens up to (not including) the first top-level keyword in
     /// `stop`, returning them as text.
     pub fn text_until(&mut self, stop: &[&str]) -> String {
-        let start = self.pos;
-        let mut depth = 0i32;
-        while let Some(t) = self.toks.get(self.pos) {
-            match t {
-                Token::LParen => depth += 1,
-                Token::RParen => depth -= 1,
-                Token::Word(w)
-                    if depth == 0
-                        && w.quote_style.is_none()
-                        && stop.iter().any(|s| w.value.eq_ignore_ascii_case(s)) =>
-                {
-                    break
-                }
-                _ => {}
-            }
-            self.pos += 1;
-        }
+        let start = self.pos.min(self.toks.len());
+        self.pos = self.top_level(stop);
         render(&self.toks[start..self.pos])
     }
 }

@@ -15,7 +15,7 @@ mod unrecognized;
 
 use std::collections::{HashMap, HashSet};
 
-use super::op::{fold_name, quote_ident, Op};
+use super::op::{fold_name, quote_ident, unquote, Op};
 use super::rule::{Finding, Lock};
 use super::types::SqlType;
 
@@ -112,12 +112,7 @@ pub fn check(op: &Op, ctx: &Context<'_>) -> Vec<Finding> {
 
 /// An identifier without quotes or schema, for building new names.
 fn bare(name: &str) -> String {
-    let last = name.rsplit('.').next().unwrap_or(name);
-    if last.starts_with('"') {
-        last.trim_matches('"').replace("\"\"", "\"")
-    } else {
-        last.to_lowercase()
-    }
+    unquote(name.rsplit('.').next().unwrap_or(name))
 }
 
 /// A new object name derived from existing ones, quoted when needed and

@@ -13,7 +13,8 @@ use crate::protocol::frontend;
 
 use super::super::pipe::Verdict;
 use super::super::state::SessionState;
-use super::{encode, event, keep_after, put_frame, sql, Gate, Group, Stopped, Unit};
+use super::{encode, event, keep_after, sql, Gate, Group, Stopped, Unit};
+use crate::protocol::frame::put_frame;
 
 impl Gate {
     pub(super) fn on_parse(&mut self, body: &[u8], state: &mut SessionState) -> Verdict {

@@ -8,7 +8,7 @@ use crate::protocol::backend::{Report, Severity};
 use crate::protocol::sqlstate;
 
 use super::event::{self, Event, Kind};
-use super::Gate;
+use super::{Gate, ASSUMED_MAJOR};
 
 /// The verdict on a query string.
 pub struct Judged {
@@ -37,7 +37,7 @@ impl Gate {
         in_tx: bool,
         server_version: &str,
     ) -> Judged {
-        let major = crate::session::SessionState::major_of(server_version).unwrap_or(16);
+        let major = crate::session::SessionState::major_of(server_version).unwrap_or(ASSUMED_MAJOR);
         // Facts looked up for this statement serve it alone.
         let catalog = std::mem::take(&mut self.catalog);
         self.looked_up.clear();
@@ -208,7 +208,7 @@ fn warn_report(findings: &[Finding], judgement: &Judgement) -> Report {
     let first: Option<Rule> = warned.first().map(|f| f.rule);
     Report::new(
         Severity::Warning,
-        "01000",
+        sqlstate::WARNING,
         format!(
             "ddlgate: {} ({})",
             rules.join(", "),

@@ -12,7 +12,7 @@
 //!
 //! Names travel as Bind parameters, never inside SQL.
 
-use crate::ddl::op::{fold_name, Op, Volatility};
+use crate::ddl::op::{fold_name, unquote, Op, Volatility};
 use crate::ddl::types::SqlType;
 use crate::ddl::{Analyzer, Catalog, Mode};
 use crate::protocol::backend::data_row;
@@ -134,7 +134,7 @@ pub fn batch(wants: &[Want], out: &mut Vec<u8>) {
     for w in wants {
         match w {
             Want::Column(table, column) => {
-                let attname = attname(column);
+                let attname = unquote(column);
                 frontend::bind_params(COLUMN, COLUMN, &[table.as_bytes(), attname.as_bytes()], out);
                 frontend::execute(COLUMN, out);
                 frontend::close_portal(COLUMN, out);
@@ -161,16 +161,6 @@ pub fn batch(wants: &[Want], out: &mut Vec<u8>) {
     frontend::close_statement(FUNCTION, out);
     frontend::close_statement(DOMAIN, out);
     frontend::sync(out);
-}
-
-/// A column name as stored in pg_attribute: quotes removed, unquoted names
-/// folded to lower case.
-fn attname(column: &str) -> String {
-    if column.starts_with('"') {
-        column.trim_matches('"').replace("\"\"", "\"")
-    } else {
-        column.to_lowercase()
-    }
 }
 
 /// Responses to a lookup batch: each DataRow belongs to the fact whose
@@ -259,7 +249,7 @@ mod tests {
         );
         // Nothing size-bound: nothing to look up.
         assert!(wanted(b"ALTER TABLE t ADD COLUMN x int; DROP TABLE t", 15).is_empty());
-        assert_eq!(attname("\"V\""), "V");
-        assert_eq!(attname("Abc"), "abc");
+        assert_eq!(unquote("\"V\""), "V");
+        assert_eq!(unquote("Abc"), "abc");
     }
 }

@@ -35,12 +35,16 @@ use tokio::time::Sleep;
 use crate::ddl::fastpath::may_contain_ddl;
 use crate::ddl::{Analyzer, Catalog, Mode};
 use crate::protocol::backend::{Report, TxStatus};
-use crate::protocol::frame::take_cstr;
+use crate::protocol::frame::{put_frame, take_cstr};
 use crate::protocol::frontend;
 use crate::server::Runtime;
 
 use super::pipe::Verdict;
 use super::state::SessionState;
+
+/// The server major version assumed before ParameterStatus has told it
+/// (the server always sends server_version at startup).
+const ASSUMED_MAJOR: u32 = 16;
 
 /// Responses of one unit held for a possible retry, at most this much;
 /// beyond it they are released and the unit is not retried.
@@ -261,7 +265,7 @@ impl Gate {
         if state.tx == TxStatus::Failed {
             return None;
         }
-        let major = state.server_major().unwrap_or(16);
+        let major = state.server_major().unwrap_or(ASSUMED_MAJOR);
         let wants: Vec<_> = lookup::wanted(sql, major)
             .into_iter()
             .filter(|w| !self.looked_up.contains(w))
@@ -469,12 +473,6 @@ fn encode(mut report: Report, state: &SessionState) -> Vec<u8> {
         report.hint = report.hint.as_deref().map(ascii);
     }
     report.to_bytes().to_vec()
-}
-
-fn put_frame(out: &mut Vec<u8>, tag: u8, body: &[u8]) {
-    out.push(tag);
-    out.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-    out.extend_from_slice(body);
 }
 
 /// Keeps the message, with `before` (if any) in front of it.

@@ -14,7 +14,8 @@ use crate::protocol::sqlstate;
 
 use super::super::pipe::Verdict;
 use super::super::state::SessionState;
-use super::{event, put_frame, sql, Gate, Group, Retry, RetryStep, Unit, HOLD_LIMIT};
+use super::{event, sql, Gate, Group, Retry, RetryStep, Unit, HOLD_LIMIT};
+use crate::protocol::frame::put_frame;
 
 impl Gate {
     /// A whole server message.
@@ -151,7 +152,7 @@ impl Gate {
             let delay = backoff(ddl.retry_backoff, ddl.retry_backoff_max, unit.attempt);
             let notice = Report::new(
                 Severity::Warning,
-                "01000",
+                sqlstate::WARNING,
                 format!(
                     "ddlgate: the schema change gave up waiting for its lock after lock_timeout; \
                      retry {} of {} in {} ms",
