@@ -21,6 +21,13 @@ async fn table(name: &str) {
         .unwrap();
 }
 
+async fn rows(c: &Client, table: &str) -> i64 {
+    c.query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 async fn columns(name: &str) -> Vec<String> {
     direct("postgres")
         .await
@@ -81,13 +88,7 @@ async fn blocked_statements_over_the_extended_protocol() {
     }
     // Nothing reached the server.
     assert_eq!(columns("g_ext").await, ["id", "a", "v"]);
-    let n: i64 = direct("postgres")
-        .await
-        .query_one("SELECT count(*) FROM g_ext", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 50);
+    assert_eq!(rows(&direct("postgres").await, "g_ext").await, 50);
 
     // Prepared apart from execution (as tokio-postgres, sqlx, asyncpg do):
     // the error comes at prepare, and the statement does not exist.
@@ -121,12 +122,7 @@ async fn a_blocked_statement_aborts_the_transaction_like_postgres() {
     let e = tx.execute("SELECT 1", &[]).await.unwrap_err();
     assert_eq!(sqlstate(&e), "25P02", "{e}");
     tx.rollback().await.unwrap();
-    let n: i64 = c
-        .query_one("SELECT count(*) FROM g_tx", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 50);
+    assert_eq!(rows(&c, "g_tx").await, 50);
 
     // Simple protocol: statements before the blocked one in the same string
     // share its implicit transaction and are rolled back with it.
@@ -135,12 +131,7 @@ async fn a_blocked_statement_aborts_the_transaction_like_postgres() {
         .await
         .unwrap_err();
     assert_eq!(sqlstate(&e), "ZD001");
-    let n: i64 = c
-        .query_one("SELECT count(*) FROM g_tx", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(n, 50);
+    assert_eq!(rows(&c, "g_tx").await, 50);
     // Explicit BEGIN in the string: the transaction is left aborted.
     let e = c
         .batch_execute("BEGIN; INSERT INTO g_tx VALUES (103, 1, 'y'); TRUNCATE g_tx")

@@ -95,6 +95,16 @@ async fn observe(db: &Client, before: &str, sql: &str, table: &str) -> Observed 
     }
 }
 
+async fn relfilenode(db: &Client, table: &str) -> u32 {
+    db.query_one(
+        "SELECT relfilenode FROM pg_class WHERE oid = $1::text::regclass",
+        &[&table],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
 /// Column types as the catalog has them, as the proxy would look them up.
 async fn catalog(db: &Client) -> Catalog {
     let mut c = Catalog::default();
@@ -202,25 +212,11 @@ async fn rule_claims_match_the_server() {
 
     // Statements that cannot run in a transaction block: the rewrite claim
     // is checked outside one.
-    let before: u32 = db
-        .query_one(
-            "SELECT relfilenode FROM pg_class WHERE oid = 'lt.t'::regclass",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let before = relfilenode(&db, "lt.t").await;
     let f = classify("COMMIT", "VACUUM FULL t", major, &catalog);
     assert!(f.iter().any(|f| f.rule == Rule::VacuumFull && f.rewrite));
     db.batch_execute("VACUUM FULL lt.t").await.unwrap();
-    let after: u32 = db
-        .query_one(
-            "SELECT relfilenode FROM pg_class WHERE oid = 'lt.t'::regclass",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let after = relfilenode(&db, "lt.t").await;
     if before == after {
         failures.push("VACUUM FULL: claimed rewrite, relfilenode unchanged".into());
     }
