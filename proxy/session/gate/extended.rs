@@ -92,14 +92,11 @@ impl Gate {
         if boundary {
             self.pending_restore(true, state, &mut out);
         }
-        if let Some((portal, statement)) = frontend::bind_names(body) {
+        if let Some((_, statement)) = frontend::bind_names(body) {
             if let Some(events) = self.statements.get(statement).cloned() {
-                self.portals.insert(portal.to_vec(), events.clone());
                 if boundary && self.batch.is_none() {
                     self.start_batch(true, Vec::new(), &events, state, &mut out);
                 }
-            } else {
-                self.portals.remove(portal);
             }
         }
         self.copy_into_batch(b'B', body);

@@ -126,17 +126,16 @@ pub struct Gate {
     who: Arc<SessionInfo>,
     analyzer: Analyzer,
     groups: VecDeque<Group>,
-    /// Groups pushed so far (the next one's sequence number) and popped.
+    /// Groups pushed so far: the next one's sequence number. The head of
+    /// `groups` is number `pushed - groups.len()`.
     pushed: u64,
-    popped: u64,
     /// Extended-protocol messages sent since the last Sync.
     in_batch: bool,
     /// The unit whose extended batch is being sent.
     batch: Option<Box<Unit>>,
-    /// Prepared statements and portals that are allowed schema changes,
-    /// with their decisions.
+    /// Prepared statements that are allowed schema changes, with their
+    /// decisions: a batch that starts by binding one is a unit.
     statements: HashMap<Vec<u8>, Arc<Vec<event::Event>>>,
-    portals: HashMap<Vec<u8>, Arc<Vec<event::Event>>>,
     stopped: Vec<Stopped>,
     /// Later client messages wait until the current unit is done.
     hold_client: bool,
@@ -169,11 +168,9 @@ impl Gate {
             analyzer: Analyzer::default(),
             groups: VecDeque::new(),
             pushed: 0,
-            popped: 0,
             in_batch: false,
             batch: None,
             statements: HashMap::new(),
-            portals: HashMap::new(),
             stopped: Vec::new(),
             hold_client: false,
             released: false,
@@ -194,17 +191,15 @@ impl Gate {
         self.runtime.settings.ddl.lock_timeout
     }
 
-    fn tracking(&self) -> bool {
-        self.batch.is_some() || !self.statements.is_empty() || !self.portals.is_empty()
-    }
-
-    /// Client messages read whole: SQL carriers and Sync always; the rest
-    /// of the extended protocol while schema changes are prepared.
+    /// Client messages read whole: SQL carriers and Sync always; Bind and
+    /// Close while schema changes are prepared (to see which statement);
+    /// everything of a unit's batch (to replay it).
     #[inline]
     pub fn wants_client(&self, tag: u8) -> bool {
         match tag {
             b'Q' | b'P' | b'S' => true,
-            b'B' | b'E' | b'C' | b'D' | b'H' => self.tracking(),
+            b'B' | b'C' => self.batch.is_some() || !self.statements.is_empty(),
+            b'E' | b'D' | b'H' => self.batch.is_some(),
             _ => false,
         }
     }
@@ -231,9 +226,9 @@ impl Gate {
     fn pop(&mut self, state: &mut SessionState) -> Option<Group> {
         let g = self.groups.pop_front();
         if g.is_some() {
-            self.popped += 1;
-            let done = self.popped;
-            self.stopped.retain(|s| s.group >= done);
+            // Stand-ins of groups now answered can no longer appear.
+            let head = self.pushed - self.groups.len() as u64;
+            self.stopped.retain(|s| s.group >= head);
         }
         self.sync_outstanding(state);
         g
@@ -303,15 +298,8 @@ impl Gate {
             b'S' => self.on_sync(body, state),
             b'C' | b'E' | b'D' | b'H' => {
                 self.in_batch = true;
-                if tag == b'C' {
-                    if let Some((kind, name)) = frontend::target(body) {
-                        let map = if kind == b'S' {
-                            &mut self.statements
-                        } else {
-                            &mut self.portals
-                        };
-                        map.remove(name);
-                    }
+                if let (b'C', Some((b'S', name))) = (tag, frontend::target(body)) {
+                    self.statements.remove(name);
                 }
                 self.copy_into_batch(tag, body);
                 Verdict::Keep
