@@ -97,9 +97,8 @@ impl Report {
 }
 
 /// Transaction status carried by ReadyForQuery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TxStatus {
-    #[default]
     Idle,
     InTransaction,
     Failed,
@@ -113,6 +112,14 @@ pub fn ready_for_query_status(body: &[u8]) -> Option<TxStatus> {
         b'E' => Some(TxStatus::Failed),
         _ => None,
     }
+}
+
+/// The session's transaction status after a ReadyForQuery. A status byte
+/// ddlgate cannot read is taken as `Failed`, never as `Idle`: idle is what
+/// allows a schema change to be replayed or the catalog to be read, so an
+/// unknown state must not grant it.
+pub fn tx_status_after(body: &[u8]) -> TxStatus {
+    ready_for_query_status(body).unwrap_or(TxStatus::Failed)
 }
 
 /// Name and value of a ParameterStatus body.
@@ -263,6 +270,9 @@ mod tests {
     fn reads_ready_for_query_and_parameter_status() {
         assert_eq!(ready_for_query_status(b"T"), Some(TxStatus::InTransaction));
         assert_eq!(ready_for_query_status(b"?"), None);
+        assert_eq!(tx_status_after(b""), TxStatus::Failed);
+        assert_eq!(tx_status_after(b"x"), TxStatus::Failed);
+        assert_eq!(tx_status_after(b"I"), TxStatus::Idle);
         assert_eq!(
             parameter_status(b"server_version\x0015.4\0"),
             Some((&b"server_version"[..], &b"15.4"[..]))

@@ -209,7 +209,7 @@ where
                 put_frame(&mut client.wbuf, b'K', &key_body);
             }
             b'Z' => {
-                state.tx = backend::ready_for_query_status(body).unwrap_or_default();
+                state.tx = backend::tx_status_after(body);
                 client.send(&msg.frame);
                 return client
                     .flush()

@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::protocol::backend::{self, TxStatus};
+use crate::protocol::backend;
 use crate::protocol::frame::FrameError;
 use crate::telemetry::metrics::Metrics;
 
@@ -238,7 +238,8 @@ where
         // Whatever the server completed still reaches the client; then, unless
         // the server said goodbye itself, the client learns what happened.
         let _ = self.scan_server();
-        if self.s2c.at_boundary() && !self.state.server_sent_fatal {
+        let expected = self.state.server_sent_fatal || self.state.client_terminated;
+        if self.s2c.at_boundary() && !expected {
             if let Some(report) = SessionError::UpstreamLost(ReadError::Closed).report() {
                 self.s2c.inject(&report.to_bytes());
             }
@@ -253,7 +254,7 @@ where
             self.c2s.inject(TERMINATE);
         }
         if let Some(report) = reason.report() {
-            if self.s2c.at_boundary() {
+            if self.s2c.at_boundary() && !self.state.client_terminated {
                 self.s2c.inject(&report.to_bytes());
             }
         }
@@ -276,6 +277,9 @@ impl Handler for ClientSide<'_> {
     }
 
     fn seen(&mut self, seen: Seen<'_>) -> Result<Verdict, ScanStop> {
+        if let Seen::Whole(b'X', _) | Seen::Streamed(b'X') = seen {
+            self.state.client_terminated = true;
+        }
         let (tag, verdict) = match seen {
             Seen::Whole(tag, body) => (tag, self.gate.on_client(tag, body, self.state)),
             Seen::Streamed(tag) => (tag, self.gate.on_client_streamed(tag, self.state)),
@@ -307,7 +311,7 @@ impl Handler for ServerSide<'_> {
         };
         match tag {
             b'Z' => {
-                self.state.tx = backend::ready_for_query_status(body).unwrap_or(TxStatus::Idle);
+                self.state.tx = backend::tx_status_after(body);
             }
             b'S' => match backend::parameter_status(body) {
                 Some((b"server_version", v)) => {

@@ -18,6 +18,9 @@ pub struct SessionState {
     /// The client's encoding can carry any text ddlgate writes (UTF8);
     /// otherwise ddlgate's own messages are kept to ASCII.
     pub client_utf8: bool,
+    /// The client sent Terminate: it expects nothing more, so ddlgate says
+    /// nothing more to it (the upstream's close that follows is expected).
+    pub client_terminated: bool,
 }
 
 impl Default for SessionState {
@@ -28,6 +31,7 @@ impl Default for SessionState {
             outstanding: 0,
             server_sent_fatal: false,
             client_utf8: true,
+            client_terminated: false,
         }
     }
 }

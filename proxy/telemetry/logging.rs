@@ -1,6 +1,8 @@
 //! Structured logs with `tracing`: text for people, JSON lines for machines.
 //! The filter can be swapped at run time (SIGHUP).
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, reload, EnvFilter, Registry};
@@ -22,9 +24,16 @@ pub fn init(format: LogFormat, level: &str) -> LogReload {
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
     let registry = tracing_subscriber::registry().with(filter);
+    // Colour codes are for people at a terminal; a file or pipe gets text.
+    let colour = std::io::stderr().is_terminal();
     match format {
         LogFormat::Text => registry
-            .with(fmt::layer().with_writer(std::io::stderr).with_target(false))
+            .with(
+                fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(colour)
+                    .with_target(false),
+            )
             .init(),
         LogFormat::Json => registry
             .with(

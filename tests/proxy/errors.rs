@@ -246,3 +246,46 @@ async fn unknown_cancel_keys_are_ignored() {
     let slow = c.query_one("SELECT pg_sleep(0.3)::text", &[]);
     assert!(slow.await.is_ok(), "a guessed key must not cancel anything");
 }
+
+/// Everything the proxy sends until it closes the connection.
+async fn read_to_close(s: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {
+    let mut got = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), raw::read_message(s)).await {
+            Ok(Some(m)) => got.push(m),
+            Ok(None) => return got,
+            Err(_) => panic!("the proxy did not close the connection after Terminate"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn terminate_gets_a_quiet_close() {
+    // PostgreSQL says nothing after a client's Terminate; neither may the
+    // proxy, whichever of its two sides notices the close first (node-pg
+    // treats a late FATAL on an idle client as an unhandled error).
+    let p = proxy();
+    for round in 0..40 {
+        let mut s = raw::ready(p.addr, &[("user", "postgres"), ("database", "postgres")]).await;
+        let mut bytes = Vec::new();
+        if round % 2 == 0 {
+            // A query pipelined with the Terminate: its answers still come.
+            bytes.extend(raw::message(b'Q', b"SELECT 1\0"));
+        }
+        bytes.extend(raw::message(b'X', b""));
+        raw::send(&mut s, &bytes).await;
+        let got = read_to_close(&mut s).await;
+        let tags: Vec<u8> = got.iter().map(|(t, _)| *t).collect();
+        if round % 2 == 0 {
+            assert_eq!(
+                tags,
+                b"TDCZ",
+                "round {round}: {:?}",
+                String::from_utf8_lossy(&tags)
+            );
+        } else {
+            assert!(tags.is_empty(), "round {round}: {:?}", got);
+        }
+    }
+    still_serving(p).await;
+}

@@ -370,3 +370,32 @@ async fn sighup_reloads_limits_for_new_sessions() {
     }
     first.query_one("SELECT 1", &[]).await.unwrap();
 }
+
+/// `tests/node` with its packages installed (`.ci/run` installs them).
+fn node_tests_dir() -> std::path::PathBuf {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
+    assert!(
+        dir.join("node_modules/pg").is_dir(),
+        "node-pg is not installed: run `npm ci --prefix tests/node` (Node.js from `apt-get install -y nodejs npm`)"
+    );
+    dir
+}
+
+#[test]
+fn node_pg_pool_end_is_quiet() {
+    // pool.end() sends Terminate on every connection; a word from the
+    // proxy after it crashes the application.
+    let p = proxy();
+    let dir = node_tests_dir();
+    let out = run_ok(
+        Command::new("node")
+            .arg(dir.join("pool_end.js"))
+            .arg(p.port().to_string())
+            .arg("25"),
+    );
+    assert!(
+        String::from_utf8_lossy(&out).contains("errors=0"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+}
