@@ -87,14 +87,17 @@ pub fn run(config: Option<&Path>, args: LintArgs) -> ExitCode {
         findings: Vec::new(),
     };
     // One analyzer for all files, in order: later migrations alter the
-    // tables earlier ones created, and their column types matter.
-    let mut analyzer = Analyzer::default();
+    // tables earlier ones created, and their column types matter. A table
+    // a file creates is that file's own (empty, unseen) until it ends; the
+    // next file runs in a later deploy, when others may use it.
+    let mut analyzer = Analyzer::for_session(true);
     for input in &inputs {
         let (name, bytes) = match read_input(input) {
             Ok(v) => v,
             Err(e) => return fail(&format!("{}: {e}", input.display())),
         };
         analyzer.end_transaction();
+        analyzer.forget_session_objects();
         let ctx = Lint {
             major: args.pg_version,
             policy: &policy,

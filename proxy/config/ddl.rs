@@ -15,6 +15,8 @@ use crate::ddl::{Decision, Policy, Rule};
 #[serde(deny_unknown_fields)]
 pub struct DdlSection {
     pub enabled: Option<bool>,
+    pub mode: Option<String>,
+    pub trust_session_objects: Option<bool>,
     pub lock_timeout: Option<String>,
     pub lock_retries: Option<u32>,
     pub retry_backoff: Option<String>,
@@ -39,11 +41,34 @@ pub struct ScopeSection {
     pub rules: HashMap<String, String>,
 }
 
+/// Whether decisions are carried out or only recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateMode {
+    /// Block, rewrite, warn and guard as decided.
+    Enforce,
+    /// Shadow: every decision is logged, audited and counted as it would be
+    /// taken, and every statement runs exactly as the client sent it.
+    Observe,
+}
+
+impl GateMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateMode::Enforce => "enforce",
+            GateMode::Observe => "observe",
+        }
+    }
+}
+
 /// Validated settings of the DDL gate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DdlSettings {
     /// Off: every statement is relayed unchanged, as by a plain proxy.
     pub enabled: bool,
+    pub mode: GateMode,
+    /// Changes to tables the session created itself (and their indexes) are
+    /// nobody else's risk: let them through.
+    pub trust_session_objects: bool,
     /// `lock_timeout` set around DDL the client did not give one.
     pub lock_timeout: Duration,
     /// Further attempts after a DDL gives up on its lock (55P03).
@@ -64,6 +89,8 @@ impl Default for DdlSettings {
     fn default() -> Self {
         DdlSettings {
             enabled: true,
+            mode: GateMode::Enforce,
+            trust_session_objects: true,
             lock_timeout: Duration::from_secs(2),
             lock_retries: 5,
             retry_backoff: Duration::from_millis(500),
@@ -81,6 +108,16 @@ impl DdlSection {
         let mut s = DdlSettings::default();
         if let Some(v) = self.enabled {
             s.enabled = v;
+        }
+        if let Some(v) = &self.mode {
+            s.mode = match v.as_str() {
+                "enforce" => GateMode::Enforce,
+                "observe" => GateMode::Observe,
+                _ => return Err(bad("ddl.mode", format!("'{v}' is not enforce or observe"))),
+            };
+        }
+        if let Some(v) = self.trust_session_objects {
+            s.trust_session_objects = v;
         }
         if let Some(v) = &self.lock_timeout {
             s.lock_timeout = parse_duration("ddl.lock_timeout", v)?;
@@ -200,6 +237,9 @@ mod tests {
         assert_eq!(e.key, "ddl.role.app.rules.truncate");
         let e = parse("on_unrecognized = \"rewrite\"").unwrap_err();
         assert_eq!(e.key, "ddl.on_unrecognized");
+        let e = parse("mode = \"shadow\"").unwrap_err();
+        assert_eq!(e.key, "ddl.mode");
+        assert_eq!(parse("mode = \"observe\"").unwrap().mode, GateMode::Observe);
         let e = parse("lock_timeout = \"0\"").unwrap_err();
         assert_eq!(e.key, "ddl.lock_timeout");
     }

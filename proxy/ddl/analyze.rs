@@ -8,6 +8,7 @@ use std::ops::Range;
 use super::fastpath::is_ddl_word;
 use super::lexer::{first_word, skip_trivia, split, word_at};
 use super::op::{fold_name, ConstraintKind, Op};
+use super::plpgsql::{self, Embedded};
 use super::read::{read, ReadBy};
 use super::rule::{Finding, Lock};
 use super::rules::{check, Catalog, Context, TxFacts};
@@ -63,25 +64,48 @@ pub struct Analyzer {
     /// (a migration file usually defines the tables it later alters).
     /// Facts the caller passes in win over these.
     learned: Catalog,
+    /// Remember the tables (and their indexes) this session creates, across
+    /// transactions, as its own scratch objects.
+    trust_session_objects: bool,
 }
 
 impl Analyzer {
+    /// An analyzer for one session; `trust_session_objects` makes the
+    /// tables it creates (and their indexes) its own, so that later changes
+    /// to them are not a risk to anyone.
+    pub fn for_session(trust_session_objects: bool) -> Self {
+        Analyzer {
+            trust_session_objects,
+            ..Analyzer::default()
+        }
+    }
+
+    /// Forgets the session's own objects (a new migration file in lint:
+    /// earlier files ran in earlier deploys).
+    pub fn forget_session_objects(&mut self) {
+        self.facts.session_tables.clear();
+        self.facts.session_indexes.clear();
+    }
+
     /// The transaction ended (the session saw ReadyForQuery 'I').
     pub fn end_transaction(&mut self) {
         self.explicit_block = false;
         // Called on every idle ReadyForQuery: free when there is nothing.
-        if !self.facts.created_tables.is_empty() || !self.facts.not_valid.is_empty() {
+        if !self.facts.created_tables.is_empty()
+            || !self.facts.not_valid.is_empty()
+            || !self.facts.renamed_to.is_empty()
+        {
             self.clear_facts();
         }
     }
 
-    /// Forgets what the transaction did; temporary tables stay known.
+    /// Forgets what the transaction did; temporary tables and the
+    /// session's own objects stay known.
     fn clear_facts(&mut self) {
-        let temp = std::mem::take(&mut self.facts.temp_tables);
-        self.facts = TxFacts {
-            temp_tables: temp,
-            ..TxFacts::default()
-        };
+        let f = &mut self.facts;
+        f.created_tables.clear();
+        f.not_valid.clear();
+        f.renamed_to.clear();
     }
 
     pub fn analyze(
@@ -116,33 +140,15 @@ impl Analyzer {
                 }
                 Kind::Ddl => {
                     let text = decode(text);
-                    let (mut ops, by) = read(&text);
-                    if ops.is_empty() {
-                        ops.push(Op::Unrecognized {
-                            alter_table: first_word(text.as_bytes()).eq_ignore_ascii_case(b"ALTER")
-                                && second_word(text.as_bytes()).eq_ignore_ascii_case(b"TABLE"),
-                            table: None,
-                        });
+                    match self.ddl(&text, in_transaction, server_major, catalog) {
+                        Some((ops, by, findings)) => {
+                            a.ops = ops;
+                            a.read_by = Some(by);
+                            a.findings = findings;
+                        }
+                        // A DO block that changes no schema: ordinary traffic.
+                        None => a.kind = Kind::Other,
                     }
-                    let merged;
-                    let catalog = if self.learned.column_types.is_empty() {
-                        catalog
-                    } else {
-                        merged = self.learned.overlaid_by(catalog);
-                        &merged
-                    };
-                    let ctx = Context {
-                        server_major,
-                        in_transaction,
-                        tx: &self.facts,
-                        catalog,
-                    };
-                    a.findings = ops.iter().flat_map(|op| check(op, &ctx)).collect();
-                    for op in &ops {
-                        self.remember(op);
-                    }
-                    a.ops = ops;
-                    a.read_by = Some(by);
                 }
                 Kind::Other => {}
             }
@@ -155,6 +161,97 @@ impl Analyzer {
             self.clear_facts();
         }
         out
+    }
+
+    /// Reads and checks one schema change; a DO block by the statements its
+    /// body runs (`None` when it runs none).
+    fn ddl(
+        &mut self,
+        text: &str,
+        in_transaction: bool,
+        server_major: u32,
+        catalog: &Catalog,
+    ) -> Option<(Vec<Op>, ReadBy, Vec<Finding>)> {
+        if !first_word(text.as_bytes()).eq_ignore_ascii_case(b"DO") {
+            let (ops, by) = read(text);
+            let ops = if ops.is_empty() {
+                vec![Op::Unrecognized {
+                    alter_table: first_word(text.as_bytes()).eq_ignore_ascii_case(b"ALTER")
+                        && second_word(text.as_bytes()).eq_ignore_ascii_case(b"TABLE"),
+                    table: None,
+                }]
+            } else {
+                ops
+            };
+            let findings = self.check_ops(&ops, in_transaction, server_major, catalog, true);
+            return Some((ops, by, findings));
+        }
+        let Some(body) = plpgsql::embedded(text) else {
+            let ops = vec![Op::Opaque];
+            let findings = self.check_ops(&ops, in_transaction, server_major, catalog, true);
+            return Some((ops, ReadBy::Tokens, findings));
+        };
+        if body.is_empty() {
+            return None;
+        }
+        let (mut all_ops, mut all_findings) = (Vec::new(), Vec::new());
+        for e in body {
+            // A DO block runs as one statement: its parts share a transaction.
+            let (ops, facts) = match e {
+                Embedded::Dynamic => (vec![Op::Opaque], true),
+                Embedded::Sql { text, templated } => {
+                    let (ops, _) = read(&text);
+                    let ops = if ops.is_empty() {
+                        vec![Op::Unrecognized {
+                            alter_table: false,
+                            table: None,
+                        }]
+                    } else {
+                        ops
+                    };
+                    // Stand-in names from format(): no fact about them holds.
+                    (ops, !templated)
+                }
+            };
+            let none = Catalog::default();
+            let cat = if facts { catalog } else { &none };
+            all_findings.extend(self.check_ops(&ops, true, server_major, cat, facts));
+            all_ops.extend(ops);
+        }
+        Some((all_ops, ReadBy::Tokens, all_findings))
+    }
+
+    /// Findings for the parts of one statement, then remembering what they
+    /// create when `remember` (not for stand-in names).
+    fn check_ops(
+        &mut self,
+        ops: &[Op],
+        in_transaction: bool,
+        server_major: u32,
+        catalog: &Catalog,
+        remember: bool,
+    ) -> Vec<Finding> {
+        let merged;
+        let catalog = if self.learned.column_types.is_empty() || !remember {
+            catalog
+        } else {
+            merged = self.learned.overlaid_by(catalog);
+            &merged
+        };
+        let ctx = Context {
+            server_major,
+            in_transaction,
+            tx: &self.facts,
+            catalog,
+        };
+        // The parts of one statement are judged against the state before it.
+        let findings = ops.iter().flat_map(|op| check(op, &ctx)).collect();
+        if remember {
+            for op in ops {
+                self.remember(op);
+            }
+        }
+        findings
     }
 
     fn learn(&mut self, table: &str, column: &str, ty: &SqlType) {
@@ -176,9 +273,47 @@ impl Analyzer {
                     &mut self.facts.created_tables
                 };
                 set.insert(fold_name(table));
+                if self.trust_session_objects && !*temporary {
+                    self.facts.session_tables.insert(fold_name(table));
+                }
                 for (column, ty) in columns {
                     self.learn(table, column, ty);
                 }
+            }
+            Op::CreateIndex {
+                table,
+                name: Some(name),
+                ..
+            } => {
+                let t = fold_name(table);
+                let f = &mut self.facts;
+                if f.session_tables.contains(&t) || f.temp_tables.contains(&t) {
+                    f.session_indexes.insert(fold_name(name));
+                }
+            }
+            Op::DropTable { tables } => {
+                for t in tables {
+                    let t = fold_name(t);
+                    self.facts.session_tables.remove(&t);
+                    self.facts.temp_tables.remove(&t);
+                }
+            }
+            Op::DropIndex { names, .. } => {
+                for n in names {
+                    self.facts.session_indexes.remove(&fold_name(n));
+                }
+            }
+            Op::RenameTable { table, to } => {
+                // `to` is bare; it stays in the table's schema.
+                let to = fold_name(to);
+                let f = &mut self.facts;
+                if f.session_tables.remove(&fold_name(table)) {
+                    f.session_tables.insert(to.clone());
+                }
+                if f.temp_tables.remove(&fold_name(table)) {
+                    f.temp_tables.insert(to.clone());
+                }
+                f.renamed_to.insert(to);
             }
             Op::AddColumn(a) => self.learn(&a.table, &a.column, &a.ty),
             Op::AlterType {

@@ -91,6 +91,14 @@ impl Iterator for Statements<'_> {
     }
 }
 
+/// The next lexical element at or after `pos`, whitespace and comments
+/// skipped: its range (a whole quoted string, dollar-quoted body or word;
+/// one byte of anything else).
+pub fn next_token(sql: &[u8], pos: usize) -> Option<Range<usize>> {
+    let start = skip_trivia(sql, pos);
+    (start < sql.len()).then(|| start..token_end(sql, start))
+}
+
 /// End of the lexical element starting at `pos` (a quoted string, comment,
 /// dollar-quoted body, or a single byte otherwise). Unterminated elements run
 /// to the end, as the server would reject them anyway.

@@ -181,6 +181,24 @@ impl Op {
         }
     }
 
+    /// The existing relations the operation needs (tables, indexes): if
+    /// none of them exists, it fails or does nothing. Empty for operations
+    /// that create their target.
+    pub fn existing_relations(&self) -> Vec<&str> {
+        match self {
+            Op::DropTable { tables } | Op::Truncate { tables } | Op::LockTable { tables, .. } => {
+                tables.iter().map(String::as_str).collect()
+            }
+            Op::DropIndex { names, .. } => names.iter().map(String::as_str).collect(),
+            // REINDEX SCHEMA/DATABASE name no relation.
+            Op::CreateTable { .. } | Op::Opaque | Op::EnumAddValue { .. } | Op::Reindex { .. } => {
+                Vec::new()
+            }
+            Op::Vacuum { tables, .. } => tables.iter().map(String::as_str).collect(),
+            _ => self.table().into_iter().collect(),
+        }
+    }
+
     /// The table whose size decides how long the operation holds its lock:
     /// the partition being attached, else the table acted on.
     pub fn sized_table(&self) -> Option<&str> {

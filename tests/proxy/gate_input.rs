@@ -46,8 +46,14 @@ async fn statements_of_several_megabytes() {
     let n: i32 = c.query_one("SELECT g_big()", &[]).await.unwrap().get(0);
     assert_eq!(n, 4 << 20);
     // A blocked one of the same size; nothing of it reaches the server.
+    // Made by another session: this one's own tables are its business.
+    direct("postgres")
+        .await
+        .batch_execute("CREATE TABLE IF NOT EXISTS g_big_kept (a int)")
+        .await
+        .unwrap();
     let e = c
-        .batch_execute(&format!("DROP TABLE IF EXISTS g_nothing /* {body} */"))
+        .batch_execute(&format!("DROP TABLE IF EXISTS g_big_kept /* {body} */"))
         .await
         .unwrap_err();
     assert_eq!(sqlstate(&e), "ZD001");
@@ -189,6 +195,10 @@ async fn a_warned_statement_in_the_middle_of_a_batch_still_warns() {
 async fn statements_before_a_blocked_one_reach_the_server_byte_for_byte() {
     // LATIN1 bytes in the statements that run before the stand-in: they
     // must not be re-encoded on the way.
+    psql_admin_db(
+        "latin1db",
+        b"CREATE TABLE IF NOT EXISTS g_kept_here (a int)",
+    );
     let mut s = raw::ready(
         proxy().addr,
         &[
@@ -200,7 +210,7 @@ async fn statements_before_a_blocked_one_reach_the_server_byte_for_byte() {
     .await;
     raw::send(
         &mut s,
-        &raw::message(b'Q', b"SELECT 'caf\xe9' AS v; DROP TABLE g_nothing_here\0"),
+        &raw::message(b'Q', b"SELECT 'caf\xe9' AS v; DROP TABLE g_kept_here\0"),
     )
     .await;
     let mut value = None;

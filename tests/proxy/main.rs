@@ -12,6 +12,8 @@ mod errors;
 mod gate;
 mod gate_input;
 mod gate_locks;
+mod gate_quiet;
 mod gate_rules;
 mod relay;
 mod tools;
+mod transparency;

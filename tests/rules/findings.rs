@@ -231,6 +231,20 @@ fn unrecognized_and_benign() {
 }
 
 #[test]
+fn do_blocks_by_what_they_run() {
+    insta::assert_snapshot!(snap(
+        "DO $$ BEGIN RAISE NOTICE 'ALTER TABLE t DROP COLUMN c'; END $$;
+         DO $$ DECLARE n int; BEGIN SELECT count(*) INTO n FROM t; IF n > 0 THEN UPDATE t SET a = 1; END IF; END $$;
+         DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_class WHERE relname = 'i') THEN CREATE INDEX i ON t (a); END IF; END $$;
+         DO $$ BEGIN EXECUTE 'ALTER TABLE t ALTER COLUMN a SET NOT NULL'; END $$;
+         DO $$ BEGIN EXECUTE format('ALTER TABLE %I ADD COLUMN c int DEFAULT random()', 't'); END $$;
+         DO $$ BEGIN EXECUTE 'ALTER TABLE ' || quote_ident('t') || ' DROP COLUMN c'; END $$;
+         DO $$ BEGIN CREATE TABLE scratch (a int); ALTER TABLE scratch ADD COLUMN b int DEFAULT random(); END $$;
+         DO LANGUAGE plperl $$ 1; $$"
+    ));
+}
+
+#[test]
 fn column_types_learned_from_earlier_statements() {
     insta::assert_snapshot!(snap(
         "CREATE TABLE acct (id bigint, name varchar(50), bal numeric(12,2));

@@ -31,6 +31,16 @@ pub struct TxFacts {
     /// `(table, constraint)` added NOT VALID earlier in this transaction,
     /// with the lock that adding it took (held until the transaction ends).
     pub not_valid: HashMap<(String, String), Lock>,
+    /// Names tables were renamed to earlier in this transaction: such a
+    /// name may exist by the time a later statement runs, though the
+    /// catalog (read before the string ran) says it does not.
+    pub renamed_to: HashSet<String>,
+    /// Tables this session created earlier, in this transaction or a
+    /// committed one, and the named indexes it created on them (folded):
+    /// its own scratch objects. Kept for the session's life; empty when
+    /// `ddl.trust_session_objects` is off.
+    pub session_tables: HashSet<String>,
+    pub session_indexes: HashSet<String>,
 }
 
 /// Facts read from the server's catalog, when the caller has them.
@@ -48,6 +58,11 @@ pub struct Catalog {
     pub stable_functions: HashSet<String>,
     /// Domain types (names as written, lower case) that carry constraints.
     pub constrained_domains: HashSet<String>,
+    /// Relations (tables, indexes; folded names) that do not exist: a
+    /// statement on them fails, or does nothing under IF EXISTS.
+    pub missing_relations: HashSet<String>,
+    /// `(table, column)` pairs that do not exist (folded).
+    pub absent_columns: HashSet<(String, String)>,
 }
 
 impl Catalog {
@@ -62,6 +77,10 @@ impl Catalog {
             .extend(other.stable_functions.iter().cloned());
         c.constrained_domains
             .extend(other.constrained_domains.iter().cloned());
+        c.missing_relations
+            .extend(other.missing_relations.iter().cloned());
+        c.absent_columns
+            .extend(other.absent_columns.iter().cloned());
         c
     }
 
@@ -86,13 +105,8 @@ pub struct Context<'a> {
 pub fn check(op: &Op, ctx: &Context<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
     indexes::check_transaction(op, ctx, &mut out);
-    if let Some(t) = op.table() {
-        let t = fold_name(t);
-        if ctx.tx.created_tables.contains(&t) || ctx.tx.temp_tables.contains(&t) {
-            // Created in this transaction, or temporary: no other session
-            // can see it.
-            return out;
-        }
+    if harmless(op, ctx) {
+        return out;
     }
     columns::check(op, ctx, &mut out);
     constraints::check(op, ctx, &mut out);
@@ -108,6 +122,50 @@ pub fn check(op: &Op, ctx: &Context<'_>) -> Vec<Finding> {
         }
     }
     out
+}
+
+/// Whether nobody else can be affected, whatever the statement does: it
+/// acts on a table created in this transaction, a temporary table, or one
+/// of the session's own scratch tables or their indexes; or on objects that
+/// do not exist (it fails, or does nothing under IF EXISTS).
+fn harmless(op: &Op, ctx: &Context<'_>) -> bool {
+    let tx = ctx.tx;
+    if let Some(t) = op.table() {
+        let t = fold_name(t);
+        if tx.created_tables.contains(&t)
+            || tx.temp_tables.contains(&t)
+            || tx.session_tables.contains(&t)
+        {
+            return true;
+        }
+    }
+    if let Op::DropIndex { names, .. } = op {
+        if !names.is_empty()
+            && names
+                .iter()
+                .all(|n| tx.session_indexes.contains(&fold_name(n)))
+        {
+            return true;
+        }
+    }
+    let missing = |name: &str| {
+        let n = fold_name(name);
+        ctx.catalog.missing_relations.contains(&n) && !tx.renamed_to.contains(&n)
+    };
+    let targets = op.existing_relations();
+    if !targets.is_empty() && targets.iter().all(|t| missing(t)) {
+        return true;
+    }
+    if let Op::DropColumn { table, columns } = op {
+        let t = fold_name(table);
+        return !columns.is_empty()
+            && columns.iter().all(|c| {
+                ctx.catalog
+                    .absent_columns
+                    .contains(&(t.clone(), fold_name(c)))
+            });
+    }
+    false
 }
 
 /// An identifier without quotes or schema, for building new names.

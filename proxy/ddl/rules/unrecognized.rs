@@ -27,7 +27,10 @@ pub fn check(op: &Op, _ctx: &Context<'_>, out: &mut Vec<Finding>) {
         ),
         Op::Opaque => out.push(
             Finding::new(Rule::UnrecognizedDdl, None, None)
-                .detail("a DO block: the schema changes it makes cannot be known in advance")
+                .detail(
+                    "a DO block that runs SQL built at run time (or is not PL/pgSQL): \
+                     the schema changes it makes cannot be known in advance",
+                )
                 .alternative("send the schema changes as plain statements so each can be checked"),
         ),
         _ => {}

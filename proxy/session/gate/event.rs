@@ -78,6 +78,9 @@ pub struct Event {
     pub overridden: Vec<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
+    /// Observe mode: the decision was recorded, not carried out.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub observed: bool,
 }
 
 /// A process-unique event id: process start (ms, hex) and a counter, so ids
@@ -153,6 +156,7 @@ pub fn emit(e: &Event, audit: Option<&Audit>) {
                 client_addr = %e.who.client_addr,
                 server_version = %e.server_version,
                 attempt = e.attempt,
+                observed = e.observed,
                 ignored_overrides = ?e.ignored_overrides,
                 "{}",
                 e.event.as_str()

@@ -1,6 +1,7 @@
 //! Judging the SQL of one Query or Parse: classify, apply the policy, emit
 //! one event per schema change, and build what the client is told.
 
+use crate::config::ddl::GateMode;
 use crate::ddl::analyze::Kind as StmtKind;
 use crate::ddl::lexer::first_word;
 use crate::ddl::{Analyzed, Decision, Finding, Judgement, Mode, Rule, Who};
@@ -43,6 +44,7 @@ impl Gate {
         self.looked_up.clear();
         let stmts = self.analyzer.analyze(sql, mode, in_tx, major, &catalog);
         let ddl = &self.runtime.settings.ddl;
+        let observe = ddl.mode == GateMode::Observe;
         let who = Who {
             user: &self.who.user,
             database: &self.who.database,
@@ -72,6 +74,10 @@ impl Gate {
                     let decision = judgement.decision();
                     let e = self.event(Kind::of(decision), text, a, &judgement, server_version);
                     event::emit(&e, self.runtime.audit.as_deref());
+                    if observe {
+                        // Shadow: recorded as decided, run as sent.
+                        continue;
+                    }
                     if decision.stops() {
                         let report = block_report(&e.id, &a.findings, &judgement);
                         j.stop = Some((i, e.id, report));
@@ -120,6 +126,7 @@ impl Gate {
                 .map(|j| j.rule.id())
                 .collect(),
             attempt: None,
+            observed: ddl.mode == GateMode::Observe,
         }
     }
 }

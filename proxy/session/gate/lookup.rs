@@ -23,6 +23,10 @@ const SIZE: &[u8] = b"ddlgate_lookup_size";
 const FUNCTION: &[u8] = b"ddlgate_lookup_function";
 
 const DOMAIN: &[u8] = b"ddlgate_lookup_domain";
+const RELATION: &[u8] = b"ddlgate_lookup_relation";
+
+/// A row if the relation exists.
+const RELATION_SQL: &str = "SELECT 1 WHERE pg_catalog.to_regclass($1) IS NOT NULL";
 
 const DOMAIN_SQL: &str = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c \
      WHERE c.contypid = pg_catalog.to_regtype($1))";
@@ -84,13 +88,29 @@ pub enum Want {
     Function(String),
     /// Whether a type (as written) is a domain with constraints.
     Domain(String),
+    /// Whether a relation (as written) exists.
+    Relation(String),
+}
+
+impl Want {
+    fn names(&self) -> impl Iterator<Item = &str> {
+        let (a, b) = match self {
+            Want::Column(t, c) => (t.as_str(), Some(c.as_str())),
+            Want::Size(n) | Want::Function(n) | Want::Domain(n) | Want::Relation(n) => {
+                (n.as_str(), None)
+            }
+        };
+        std::iter::once(a).chain(b)
+    }
 }
 
 /// The facts that could change the decision on `sql`.
 pub fn wanted(sql: &[u8], major: u32) -> Vec<Want> {
     let mut out: Vec<Want> = Vec::new();
     let mut add = |w: Want| {
-        if !out.contains(&w) {
+        // A name that did not decode is not the client's name: looked up,
+        // it would not be found, and "missing" would exempt the statement.
+        if !w.names().any(|n| n.contains(char::REPLACEMENT_CHARACTER)) && !out.contains(&w) {
             out.push(w);
         }
     };
@@ -98,7 +118,19 @@ pub fn wanted(sql: &[u8], major: u32) -> Vec<Want> {
         Analyzer::default().analyze(sql, Mode::QueryString, false, major, &Catalog::default());
     for s in stmts {
         let size_matters = s.findings.iter().any(|f| f.rule.size_bound());
+        let has_findings = !s.findings.is_empty();
         for op in &s.ops {
+            if has_findings {
+                // A statement on objects that do not exist harms nobody.
+                for r in op.existing_relations() {
+                    add(Want::Relation(r.to_owned()));
+                }
+                if let Op::DropColumn { table, columns } = op {
+                    for c in columns {
+                        add(Want::Column(table.clone(), c.clone()));
+                    }
+                }
+            }
             if let Op::AlterType { table, column, .. } | Op::SetNotNull { table, column } = op {
                 add(Want::Column(table.clone(), column.clone()));
             }
@@ -131,6 +163,7 @@ pub fn batch(wants: &[Want], out: &mut Vec<u8>) {
     frontend::parse(SIZE, SIZE_SQL.as_bytes(), out);
     frontend::parse(FUNCTION, FUNCTION_SQL.as_bytes(), out);
     frontend::parse(DOMAIN, DOMAIN_SQL.as_bytes(), out);
+    frontend::parse(RELATION, RELATION_SQL.as_bytes(), out);
     for w in wants {
         match w {
             Want::Column(table, column) => {
@@ -154,12 +187,18 @@ pub fn batch(wants: &[Want], out: &mut Vec<u8>) {
                 frontend::execute(DOMAIN, out);
                 frontend::close_portal(DOMAIN, out);
             }
+            Want::Relation(name) => {
+                frontend::bind_params(RELATION, RELATION, &[name.as_bytes()], out);
+                frontend::execute(RELATION, out);
+                frontend::close_portal(RELATION, out);
+            }
         }
     }
     frontend::close_statement(COLUMN, out);
     frontend::close_statement(SIZE, out);
     frontend::close_statement(FUNCTION, out);
     frontend::close_statement(DOMAIN, out);
+    frontend::close_statement(RELATION, out);
     frontend::sync(out);
 }
 
@@ -168,6 +207,8 @@ pub fn batch(wants: &[Want], out: &mut Vec<u8>) {
 pub struct Lookup {
     pub wants: Vec<Want>,
     next: usize,
+    /// The current fact's query returned a row.
+    got_row: bool,
     /// Tables up to this many bytes count as small.
     small_table_bytes: u64,
 }
@@ -177,6 +218,7 @@ impl Lookup {
         Lookup {
             wants,
             next: 0,
+            got_row: false,
             small_table_bytes,
         }
     }
@@ -184,6 +226,7 @@ impl Lookup {
     pub fn on_message(&mut self, tag: u8, body: &[u8], catalog: &mut Catalog) {
         match tag {
             b'D' => {
+                self.got_row = true;
                 let (Some(want), Some(cols)) = (self.wants.get(self.next), data_row(body)) else {
                     return;
                 };
@@ -218,9 +261,25 @@ impl Lookup {
                             catalog.constrained_domains.insert(name.clone());
                         }
                     }
+                    Want::Relation(_) => {}
                 }
             }
-            b'C' => self.next += 1,
+            b'C' => {
+                // No row: the relation or column does not exist.
+                match self.wants.get(self.next) {
+                    Some(Want::Relation(name)) if !self.got_row => {
+                        catalog.missing_relations.insert(fold_name(name));
+                    }
+                    Some(Want::Column(table, column)) if !self.got_row => {
+                        catalog
+                            .absent_columns
+                            .insert((fold_name(table), fold_name(column)));
+                    }
+                    _ => {}
+                }
+                self.got_row = false;
+                self.next += 1;
+            }
             _ => {}
         }
     }
@@ -241,14 +300,29 @@ mod tests {
         assert_eq!(
             w,
             vec![
+                Want::Relation("t".into()),
                 Want::Column("t".into(), "\"V\"".into()),
                 Want::Size("t".into()),
                 Want::Column("t".into(), "a".into()),
+                Want::Relation("p".into()),
                 Want::Size("p2".into()),
             ]
         );
-        // Nothing size-bound: nothing to look up.
-        assert!(wanted(b"ALTER TABLE t ADD COLUMN x int; DROP TABLE t", 15).is_empty());
+        // Names that did not decode (a LATIN1 client's bytes) are not looked up.
+        assert!(wanted(b"DROP TABLE caf\xe9", 15).is_empty());
+        // No finding: nothing to look up. A finding: whether its objects exist.
+        assert!(wanted(b"ALTER TABLE t ADD COLUMN x int; SELECT 1", 15).is_empty());
+        assert_eq!(
+            wanted(
+                b"DROP TABLE IF EXISTS t; ALTER TABLE u DROP COLUMN IF EXISTS c",
+                15
+            ),
+            vec![
+                Want::Relation("t".into()),
+                Want::Relation("u".into()),
+                Want::Column("u".into(), "c".into()),
+            ]
+        );
         assert_eq!(unquote("\"V\""), "V");
         assert_eq!(unquote("Abc"), "abc");
     }

@@ -162,10 +162,10 @@ impl Gate {
         interrupt: Arc<tokio::sync::Notify>,
     ) -> Self {
         Gate {
-            runtime,
+            runtime: runtime.clone(),
             interrupt,
             who: Arc::new(who),
-            analyzer: Analyzer::default(),
+            analyzer: Analyzer::for_session(runtime.settings.ddl.trust_session_objects),
             groups: VecDeque::new(),
             pushed: 0,
             in_batch: false,
