@@ -12,6 +12,7 @@ mod errors;
 mod gate;
 mod gate_input;
 mod gate_locks;
+mod gate_lookup;
 mod gate_quiet;
 mod gate_rules;
 mod relay;

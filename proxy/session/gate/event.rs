@@ -81,6 +81,10 @@ pub struct Event {
     /// Observe mode: the decision was recorded, not carried out.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub observed: bool,
+    /// The catalog lookup failed (SQLSTATE: message): decided without its
+    /// facts, as if nothing were known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lookup_error: Option<String>,
 }
 
 /// A process-unique event id: process start (ms, hex) and a counter, so ids
@@ -157,6 +161,7 @@ pub fn emit(e: &Event, audit: Option<&Audit>) {
                 server_version = %e.server_version,
                 attempt = e.attempt,
                 observed = e.observed,
+                lookup_error = e.lookup_error.as_deref(),
                 ignored_overrides = ?e.ignored_overrides,
                 "{}",
                 e.event.as_str()

@@ -41,6 +41,7 @@ impl Gate {
         let major = crate::session::SessionState::major_of(server_version).unwrap_or(ASSUMED_MAJOR);
         // Facts looked up for this statement serve it alone.
         let catalog = std::mem::take(&mut self.catalog);
+        let lookup_error = self.lookup_error.take();
         self.looked_up.clear();
         let stmts = self.analyzer.analyze(sql, mode, in_tx, major, &catalog);
         let ddl = &self.runtime.settings.ddl;
@@ -72,7 +73,8 @@ impl Gate {
                     let text = &sql[a.range.clone()];
                     let judgement = ddl.policy.judge(text, &a.findings, who);
                     let decision = judgement.decision();
-                    let e = self.event(Kind::of(decision), text, a, &judgement, server_version);
+                    let mut e = self.event(Kind::of(decision), text, a, &judgement, server_version);
+                    e.lookup_error.clone_from(&lookup_error);
                     event::emit(&e, self.runtime.audit.as_deref());
                     if observe {
                         // Shadow: recorded as decided, run as sent.
@@ -127,6 +129,7 @@ impl Gate {
                 .collect(),
             attempt: None,
             observed: ddl.mode == GateMode::Observe,
+            lookup_error: None,
         }
     }
 }

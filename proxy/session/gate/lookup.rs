@@ -15,7 +15,7 @@
 use crate::ddl::op::{fold_name, unquote, Op, Volatility};
 use crate::ddl::types::SqlType;
 use crate::ddl::{Analyzer, Catalog, Mode};
-use crate::protocol::backend::data_row;
+use crate::protocol::backend::{data_row, error_field};
 use crate::protocol::frontend;
 
 const COLUMN: &[u8] = b"ddlgate_lookup_column";
@@ -72,8 +72,15 @@ const COLUMN_SQL: &str = "SELECT pg_catalog.format_type(a.atttypid, a.atttypmod)
      AND a.attname = $2 AND NOT a.attisdropped";
 
 /// Heap size of plain tables and materialized views; NULL for partitioned
-/// tables (their data is in the partitions) and anything else.
-const SIZE_SQL: &str = "SELECT CASE WHEN c.relkind IN ('r', 'm') \
+/// tables (their data is in the partitions) and anything else. Reading the
+/// size opens the table (ACCESS SHARE), which would queue behind an ACCESS
+/// EXCLUSIVE lock held or awaited by another session: then the size is
+/// NULL (unknown), rather than the lookup waiting.
+const SIZE_SQL: &str = "SELECT CASE WHEN c.relkind IN ('r', 'm') AND NOT EXISTS (\
+     SELECT 1 FROM pg_catalog.pg_locks l WHERE l.locktype = 'relation' AND l.relation = c.oid \
+     AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d \
+     WHERE d.datname = pg_catalog.current_database()) \
+     AND l.mode = 'AccessExclusiveLock' AND l.pid <> pg_catalog.pg_backend_pid()) \
      THEN pg_catalog.pg_relation_size(c.oid) END \
      FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)";
 
@@ -156,50 +163,88 @@ pub fn wanted(sql: &[u8], major: u32) -> Vec<Want> {
     out
 }
 
+/// The statement name each fact is read with, and its SQL.
+const STATEMENTS: [(&[u8], &str); 5] = [
+    (COLUMN, COLUMN_SQL),
+    (SIZE, SIZE_SQL),
+    (FUNCTION, FUNCTION_SQL),
+    (DOMAIN, DOMAIN_SQL),
+    (RELATION, RELATION_SQL),
+];
+
+const SAVEPOINT: &[u8] = b"ddlgate_lookup_savepoint";
+const SAVEPOINT_SQL: &str = "SAVEPOINT ddlgate_lookup";
+const RELEASE: &[u8] = b"ddlgate_lookup_release";
+const RELEASE_SQL: &str = "RELEASE SAVEPOINT ddlgate_lookup";
+
+/// After a lookup that failed inside the client's transaction: undoes the
+/// failure, leaving the transaction as the client left it.
+pub const ROLLBACK_SQL: &str =
+    "ROLLBACK TO SAVEPOINT ddlgate_lookup; RELEASE SAVEPOINT ddlgate_lookup";
+
+impl Want {
+    fn statement(&self) -> &'static [u8] {
+        match self {
+            Want::Column(..) => COLUMN,
+            Want::Size(_) => SIZE,
+            Want::Function(_) => FUNCTION,
+            Want::Domain(_) => DOMAIN,
+            Want::Relation(_) => RELATION,
+        }
+    }
+}
+
 /// One extended batch (own Sync, named statements and portals) with one
-/// Execute per fact, in order.
-pub fn batch(wants: &[Want], out: &mut Vec<u8>) {
-    frontend::parse(COLUMN, COLUMN_SQL.as_bytes(), out);
-    frontend::parse(SIZE, SIZE_SQL.as_bytes(), out);
-    frontend::parse(FUNCTION, FUNCTION_SQL.as_bytes(), out);
-    frontend::parse(DOMAIN, DOMAIN_SQL.as_bytes(), out);
-    frontend::parse(RELATION, RELATION_SQL.as_bytes(), out);
+/// Execute per fact, in order. Inside a transaction block it runs in a
+/// savepoint, so that an error (a name the server rejects, a statement
+/// timeout, a cancel) can be rolled back without aborting the client's
+/// transaction.
+pub fn batch(wants: &[Want], in_transaction: bool, out: &mut Vec<u8>) {
+    // A batch that failed earlier skipped its Closes: close first (closing
+    // a statement that does not exist is not an error).
+    for (name, _) in STATEMENTS {
+        frontend::close_statement(name, out);
+    }
+    if in_transaction {
+        run_once(SAVEPOINT, SAVEPOINT_SQL, out);
+    }
+    for (name, sql) in STATEMENTS {
+        if wants.iter().any(|w| w.statement() == name) {
+            frontend::parse(name, sql.as_bytes(), out);
+        }
+    }
     for w in wants {
+        let name = w.statement();
         match w {
             Want::Column(table, column) => {
                 let attname = unquote(column);
-                frontend::bind_params(COLUMN, COLUMN, &[table.as_bytes(), attname.as_bytes()], out);
-                frontend::execute(COLUMN, out);
-                frontend::close_portal(COLUMN, out);
+                frontend::bind_params(name, name, &[table.as_bytes(), attname.as_bytes()], out);
             }
-            Want::Size(table) => {
-                frontend::bind_params(SIZE, SIZE, &[table.as_bytes()], out);
-                frontend::execute(SIZE, out);
-                frontend::close_portal(SIZE, out);
-            }
-            Want::Function(name) => {
-                frontend::bind_params(FUNCTION, FUNCTION, &[name.as_bytes()], out);
-                frontend::execute(FUNCTION, out);
-                frontend::close_portal(FUNCTION, out);
-            }
-            Want::Domain(name) => {
-                frontend::bind_params(DOMAIN, DOMAIN, &[name.as_bytes()], out);
-                frontend::execute(DOMAIN, out);
-                frontend::close_portal(DOMAIN, out);
-            }
-            Want::Relation(name) => {
-                frontend::bind_params(RELATION, RELATION, &[name.as_bytes()], out);
-                frontend::execute(RELATION, out);
-                frontend::close_portal(RELATION, out);
+            Want::Size(n) | Want::Function(n) | Want::Domain(n) | Want::Relation(n) => {
+                frontend::bind_params(name, name, &[n.as_bytes()], out);
             }
         }
+        frontend::execute(name, out);
+        frontend::close_portal(name, out);
     }
-    frontend::close_statement(COLUMN, out);
-    frontend::close_statement(SIZE, out);
-    frontend::close_statement(FUNCTION, out);
-    frontend::close_statement(DOMAIN, out);
-    frontend::close_statement(RELATION, out);
+    for (name, _) in STATEMENTS {
+        if wants.iter().any(|w| w.statement() == name) {
+            frontend::close_statement(name, out);
+        }
+    }
+    if in_transaction {
+        run_once(RELEASE, RELEASE_SQL, out);
+    }
     frontend::sync(out);
+}
+
+fn run_once(name: &[u8], sql: &str, out: &mut Vec<u8>) {
+    frontend::close_statement(name, out);
+    frontend::parse(name, sql.as_bytes(), out);
+    frontend::bind(name, name, out);
+    frontend::execute(name, out);
+    frontend::close_portal(name, out);
+    frontend::close_statement(name, out);
 }
 
 /// Responses to a lookup batch: each DataRow belongs to the fact whose
@@ -209,16 +254,22 @@ pub struct Lookup {
     next: usize,
     /// The current fact's query returned a row.
     got_row: bool,
+    /// CommandCompletes to pass before the first fact's (the savepoint's).
+    prelude: usize,
+    /// The server's error, if the lookup failed: SQLSTATE and message.
+    pub error: Option<(String, String)>,
     /// Tables up to this many bytes count as small.
     small_table_bytes: u64,
 }
 
 impl Lookup {
-    pub fn new(wants: Vec<Want>, small_table_bytes: u64) -> Self {
+    pub fn new(wants: Vec<Want>, small_table_bytes: u64, in_transaction: bool) -> Self {
         Lookup {
             wants,
             next: 0,
             got_row: false,
+            prelude: usize::from(in_transaction),
+            error: None,
             small_table_bytes,
         }
     }
@@ -263,6 +314,13 @@ impl Lookup {
                     }
                     Want::Relation(_) => {}
                 }
+            }
+            b'C' if self.prelude > 0 => self.prelude -= 1,
+            b'E' => {
+                let field = |c| {
+                    String::from_utf8_lossy(error_field(body, c).unwrap_or_default()).into_owned()
+                };
+                self.error = Some((field(b'C'), field(b'M')));
             }
             b'C' => {
                 // No row: the relation or column does not exist.

@@ -144,6 +144,11 @@ pub struct Gate {
     retry: Option<Retry>,
     /// A restore failed (aborted transaction): send it again when idle.
     restore_pending: bool,
+    /// A lookup failed inside the client's transaction: roll back to its
+    /// savepoint before the client's next message.
+    lookup_rollback: bool,
+    /// Why the last lookup could not answer, for the decision's record.
+    lookup_error: Option<String>,
     /// Facts looked up for the statement being decided, and which columns
     /// were looked up (so a statement is looked up once).
     catalog: Catalog,
@@ -176,6 +181,8 @@ impl Gate {
             released: false,
             retry: None,
             restore_pending: false,
+            lookup_rollback: false,
+            lookup_error: None,
             catalog: Catalog::default(),
             looked_up: Vec::new(),
             inject: None,
@@ -269,11 +276,12 @@ impl Gate {
             return None;
         }
         let mut bytes = std::mem::take(before);
-        lookup::batch(&wants, &mut bytes);
+        let in_tx = state.tx == TxStatus::InTransaction;
+        lookup::batch(&wants, in_tx, &mut bytes);
         self.looked_up.extend(wants.iter().cloned());
         let small = self.runtime.settings.ddl.small_table_size;
         self.push(
-            Group::Lookup(Box::new(lookup::Lookup::new(wants, small))),
+            Group::Lookup(Box::new(lookup::Lookup::new(wants, small, in_tx))),
             state,
         );
         self.inject = Some(bytes);
@@ -338,8 +346,13 @@ impl Gate {
         }
     }
 
-    /// Before a client message at a boundary: a restore that failed earlier.
+    /// Before a client message at a boundary: the repair of a failed lookup,
+    /// and a restore that failed earlier.
     fn pending_restore(&mut self, extended: bool, state: &mut SessionState, out: &mut Vec<u8>) {
+        if std::mem::take(&mut self.lookup_rollback) {
+            frontend::query(lookup::ROLLBACK_SQL.as_bytes(), out);
+            self.push(Group::Proxy { restore: false }, state);
+        }
         let quiet = self.groups.iter().all(Group::is_ours);
         if self.restore_pending && state.tx == TxStatus::Idle && quiet {
             self.restore_pending = false;

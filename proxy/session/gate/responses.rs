@@ -59,6 +59,18 @@ impl Gate {
             }
             Some(Group::Lookup(l)) => match tag {
                 b'Z' => {
+                    if let Some((code, message)) = &l.error {
+                        // Decided without the facts: conservatively.
+                        tracing::warn!(
+                            event = "ddl.lookup_failed",
+                            sqlstate = %code,
+                            error = %message,
+                            "catalog lookup failed; deciding without its facts"
+                        );
+                        self.lookup_error = Some(format!("{code}: {message}"));
+                        // The savepoint it ran in undoes the failure.
+                        self.lookup_rollback = state.tx == TxStatus::Failed;
+                    }
                     self.pop(state);
                     self.hold_client = false;
                     self.released = true;

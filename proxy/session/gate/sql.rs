@@ -52,6 +52,8 @@ pub fn restore_batch(timeout: Duration, out: &mut Vec<u8>) {
 }
 
 fn batch(sql: &str, out: &mut Vec<u8>) {
+    // Skipped if an earlier batch failed before its own Close: close first.
+    frontend::close_statement(GUARD_NAME, out);
     frontend::parse(GUARD_NAME, sql.as_bytes(), out);
     frontend::bind(GUARD_NAME, GUARD_NAME, out);
     frontend::execute(GUARD_NAME, out);
