@@ -43,7 +43,7 @@ pub fn run(args: ProxyArgs) -> ExitCode {
         let runtime = match Runtime::build(settings) {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("ddlgate: config key 'tls': {e}");
+                eprintln!("ddlgate: {e}");
                 return ExitCode::from(EXIT_CONFIG);
             }
         };
@@ -54,8 +54,12 @@ pub fn run(args: ProxyArgs) -> ExitCode {
                 return ExitCode::from(EXIT_CONFIG);
             }
         };
+        let handle = server.handle();
         tokio::spawn(signals(server.handle(), args, log));
         server.run().await;
+        if let Some(audit) = &handle.runtime().audit {
+            audit.drain(std::time::Duration::from_secs(5)).await;
+        }
         ExitCode::SUCCESS
     })
 }

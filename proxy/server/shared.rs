@@ -17,9 +17,9 @@ use crate::tls::{self, TlsError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("TLS for clients: {0}")]
+    #[error("config key 'tls': TLS for clients: {0}")]
     ClientTls(TlsError),
-    #[error("TLS to upstream: {0}")]
+    #[error("config key 'upstream': TLS to the upstream: {0}")]
     UpstreamTls(TlsError),
     #[error("config key 'ddl.audit_log': cannot open {path}: {source}")]
     Audit {

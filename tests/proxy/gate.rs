@@ -273,11 +273,7 @@ async fn warnings_overrides_and_the_audit_log() {
         .await
         .unwrap();
 
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&audit)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<serde_json::Value> = crate::harness::audit_records(&audit, 4);
     let kinds: Vec<&str> = lines.iter().map(|l| l["event"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,

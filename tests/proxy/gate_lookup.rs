@@ -1,6 +1,7 @@
-//! The catalog lookup the gate runs on the session's own connection before
-//! deciding can neither stall the session in the lock queue nor break the
-//! client's transaction.
+//! ddlgate's own work for a decision cannot stall or break a session: the
+//! catalog lookup it runs on the session's connection neither queues for a
+//! table lock nor breaks the client's transaction, and a failing audit
+//! disk loses records, not sessions.
 
 use std::time::Duration;
 
@@ -90,4 +91,20 @@ async fn a_failed_lookup_leaves_the_client_transaction_as_it_was() {
         .unwrap()
         .get(0);
     assert_eq!(n, 100);
+}
+
+#[tokio::test]
+async fn a_failing_audit_disk_does_not_stop_sessions() {
+    populated("q_audit_full").await;
+    let mut s = settings();
+    s.ddl.audit_log = Some("/dev/full".into());
+    let p = Proxy::start(s);
+    let c = p.connect("postgres").await;
+    for _ in 0..50 {
+        let e = c.batch_execute("TRUNCATE q_audit_full").await.unwrap_err();
+        assert_eq!(sqlstate(&e), "ZD001");
+        c.batch_execute("ALTER TABLE q_audit_full ADD COLUMN IF NOT EXISTS n int")
+            .await
+            .unwrap();
+    }
 }

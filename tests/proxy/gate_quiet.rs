@@ -165,11 +165,7 @@ async fn observe_mode_records_every_decision_and_stops_nothing() {
         "{:?}",
         notices.lock().unwrap()
     );
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&audit)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<serde_json::Value> = crate::harness::audit_records(&audit, 3);
     let got: Vec<(&str, &str, bool)> = lines
         .iter()
         .map(|l| {

@@ -283,3 +283,20 @@ pub fn psql(proxy: &Proxy) -> Command {
     ]);
     cmd
 }
+
+/// The audit file's records once it holds `n` of them (it is written in the
+/// background, shortly after each decision).
+pub fn audit_records(path: &std::path::Path, n: usize) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if lines.len() >= n || std::time::Instant::now() > deadline {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
