@@ -237,14 +237,39 @@ async fn unknown_cancel_keys_are_ignored() {
     let p = proxy();
     let c = p.connect("postgres").await;
     let pid = backend_pid(&c).await;
-    let mut s = TcpStream::connect(p.addr).await.unwrap();
-    let mut packet = vec![0, 0, 0, 16, 4, 210, 22, 46];
-    packet.extend_from_slice(&pid.to_be_bytes());
-    packet.extend_from_slice(&[9, 9, 9, 9]);
-    raw::send(&mut s, &packet).await;
-    assert!(raw::read_message(&mut s).await.is_none());
-    let slow = c.query_one("SELECT pg_sleep(0.3)::text", &[]);
-    assert!(slow.await.is_ok(), "a guessed key must not cancel anything");
+    // The query must be running when the guesses arrive, or a key that
+    // worked would have nothing to cancel.
+    let slow = tokio::spawn(async move {
+        let r = c.query_one("SELECT pg_sleep(1.5)::text", &[]).await;
+        (c, r)
+    });
+    let watcher = direct("postgres").await;
+    loop {
+        let active: bool = watcher
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1 \
+                 AND state = 'active' AND query LIKE '%pg_sleep(1.5)%')",
+                &[&pid],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if active {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The real pid with guessed secrets, of the length ddlgate issues.
+    for secret in [[9u8, 9, 9, 9], [0, 0, 0, 0]] {
+        let mut s = TcpStream::connect(p.addr).await.unwrap();
+        let mut packet = vec![0, 0, 0, 16, 4, 210, 22, 46];
+        packet.extend_from_slice(&pid.to_be_bytes());
+        packet.extend_from_slice(&secret);
+        raw::send(&mut s, &packet).await;
+        assert!(raw::read_message(&mut s).await.is_none());
+    }
+    let (_c, r) = slow.await.unwrap();
+    assert!(r.is_ok(), "a guessed key must not cancel anything: {r:?}");
 }
 
 /// Everything the proxy sends until it closes the connection.

@@ -289,10 +289,14 @@ async fn warnings_overrides_and_the_audit_log() {
         .as_str()
         .unwrap()
         .starts_with("127.0.0.1:"));
-    assert!(lines[2]["server_version"]
-        .as_str()
+    // Whatever server the harness found: the record names its version.
+    let version: String = direct("postgres")
+        .await
+        .query_one("SHOW server_version", &[])
+        .await
         .unwrap()
-        .starts_with("15"));
+        .get(0);
+    assert_eq!(lines[2]["server_version"], version.as_str());
     assert_eq!(lines[2]["fingerprint"].as_str().unwrap().len(), 16);
     // Literals are redacted by default.
     assert!(

@@ -61,26 +61,46 @@ async fn statements_of_several_megabytes() {
 }
 
 #[tokio::test]
-async fn a_truncated_parse_is_answered_and_the_proxy_goes_on() {
+async fn a_truncated_parse_is_answered_and_the_gate_stays_in_step() {
     let p = proxy();
+    direct("postgres")
+        .await
+        .batch_execute("CREATE TABLE IF NOT EXISTS g_truncated_kept (a int)")
+        .await
+        .unwrap();
     let mut s = raw::ready(p.addr, &[("user", "postgres"), ("database", "postgres")]).await;
     // Parse whose SQL string has no terminator, then Sync.
-    let mut msg = raw::message(b'P', b"s1\0ALTER TABLE t DROP COLUMN a");
+    let mut msg = raw::message(b'P', b"s1\0TRUNCATE g_truncated_kept");
     msg.extend(raw::message(b'S', b""));
     raw::send(&mut s, &msg).await;
-    let (tag, body) = tokio::time::timeout(Duration::from_secs(10), raw::read_message(&mut s))
-        .await
-        .unwrap()
-        .expect("an answer");
-    assert_eq!(tag, b'E');
-    assert_eq!(
-        raw::error_code(&body),
-        "08P01",
-        "{}",
-        raw::field(&body, b'M')
-    );
+    let mut got = Vec::new();
+    while let Some((tag, body)) =
+        tokio::time::timeout(Duration::from_secs(10), raw::read_message(&mut s))
+            .await
+            .unwrap()
+    {
+        got.push((tag, raw::error_code(&body), raw::field(&body, b'S')));
+        if tag == b'Z' {
+            break;
+        }
+    }
+    assert_eq!(got[0].0, b'E');
+    assert_eq!(got[0].1, "08P01");
+    // PostgreSQL answers with an ERROR and goes on; so must the session,
+    // and its gate must still be in step: the same statement, well formed,
+    // is judged (and blocked) on this session.
+    assert_eq!(got[0].2, "ERROR");
+    assert_eq!(got.last().unwrap().0, b'Z');
+    raw::send(&mut s, &raw::message(b'Q', b"TRUNCATE g_truncated_kept\0")).await;
+    let (tag, body) = raw::read_message(&mut s).await.unwrap();
+    assert_eq!((tag, raw::error_code(&body)), (b'E', "ZD001".to_owned()));
+    assert_eq!(raw::read_message(&mut s).await.unwrap().0, b'Z');
     let c = p.connect("postgres").await;
-    c.batch_execute("SELECT 1").await.unwrap();
+    let e = c
+        .batch_execute("TRUNCATE g_truncated_kept")
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "ZD001");
 }
 
 #[test]
