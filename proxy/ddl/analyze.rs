@@ -8,6 +8,7 @@ use std::ops::Range;
 use super::fastpath::is_ddl_word;
 use super::lexer::{first_word, skip_trivia, split, word_at};
 use super::op::{fold_name, ConstraintKind, Op};
+use super::plan::{self, Plan};
 use super::plpgsql::{self, Embedded};
 use super::read::{read, ReadBy};
 use super::rule::{Finding, Lock};
@@ -42,6 +43,8 @@ pub struct Analyzed {
     pub findings: Vec<Finding>,
     /// It ran inside a transaction block.
     pub in_transaction: bool,
+    /// The safe phased form, when every finding has one.
+    pub plan: Option<Plan>,
 }
 
 impl Analyzed {
@@ -131,6 +134,7 @@ impl Analyzer {
                 read_by: None,
                 findings: Vec::new(),
                 in_transaction,
+                plan: None,
             };
             match kind {
                 Kind::Begin => self.explicit_block = true,
@@ -142,6 +146,7 @@ impl Analyzer {
                     let text = decode(text);
                     match self.ddl(&text, in_transaction, server_major, catalog) {
                         Some((ops, by, findings)) => {
+                            a.plan = self.plan(&text, &findings, server_major, catalog);
                             a.ops = ops;
                             a.read_by = Some(by);
                             a.findings = findings;
@@ -219,6 +224,31 @@ impl Analyzer {
             all_ops.extend(ops);
         }
         Some((all_ops, ReadBy::Tokens, all_findings))
+    }
+
+    /// The plan for a statement whose findings all have a safe phased form.
+    /// Its brief parts are checked to be safe by the same rules.
+    fn plan(
+        &self,
+        text: &str,
+        findings: &[Finding],
+        server_major: u32,
+        catalog: &Catalog,
+    ) -> Option<Plan> {
+        if findings.is_empty() || !findings.iter().all(|f| plan::covers(f.rule)) {
+            return None;
+        }
+        let ctx = Context {
+            server_major,
+            in_transaction: false,
+            tx: &self.facts,
+            catalog,
+        };
+        let brief_ok = |part: &str| {
+            let (ops, _) = read(part);
+            !ops.is_empty() && ops.iter().all(|op| check(op, &ctx).is_empty())
+        };
+        plan::plan(text, &brief_ok)
     }
 
     /// Findings for the parts of one statement, then remembering what they

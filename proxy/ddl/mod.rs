@@ -13,6 +13,7 @@ pub mod analyze;
 pub mod fastpath;
 pub mod lexer;
 pub mod op;
+pub mod plan;
 pub mod plpgsql;
 pub mod policy;
 pub mod read;

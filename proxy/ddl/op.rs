@@ -248,8 +248,12 @@ pub fn fold_name(name: &str) -> String {
 /// One identifier as PostgreSQL stores it: quotes removed (`"A""b"` is
 /// `A"b`), unquoted names folded to lower case.
 pub fn unquote(ident: &str) -> String {
-    if ident.starts_with('"') {
-        ident.trim_matches('"').replace("\"\"", "\"")
+    if let Some(inner) = ident.strip_prefix('"') {
+        // One closing quote; doubled quotes inside stand for one.
+        inner
+            .strip_suffix('"')
+            .unwrap_or(inner)
+            .replace("\"\"", "\"")
     } else {
         ident.to_lowercase()
     }
@@ -283,5 +287,6 @@ mod tests {
         assert_eq!(quote_ident("users"), "users");
         assert_eq!(quote_ident("Users"), "\"Users\"");
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(unquote("\"Weird \"\"Name\"\"\""), "Weird \"Name\"");
     }
 }

@@ -371,16 +371,16 @@ async fn catalog_facts_let_safe_type_changes_and_the_not_null_recipe_through() {
         .await
         .unwrap_err();
     assert_eq!(sqlstate(&e), "ZD002");
+    // Pasted whole into psql, through ddlgate: every step passes the gate.
     let hint = e.as_db_error().unwrap().hint().unwrap().to_owned();
-    for step in hint
-        .split(';')
-        .map(str::trim)
-        .filter(|s| s.starts_with("ALTER"))
-    {
-        c.batch_execute(step)
-            .await
-            .unwrap_or_else(|e| panic!("{step}: {e}"));
-    }
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &hint).unwrap();
+    let out = psql(proxy()).arg("-f").arg(file.path()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{hint}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let not_null: bool = direct("postgres")
         .await
         .query_one(
@@ -492,4 +492,57 @@ async fn defaults_calling_functions_the_catalog_shows_stable_are_computed_once()
         .detail()
         .unwrap()
         .contains("g_ticket()"));
+}
+
+#[tokio::test]
+async fn a_rewrite_hint_pasted_into_psql_runs_through_the_gate() {
+    direct("postgres")
+        .await
+        .batch_execute(
+            "DROP TABLE IF EXISTS g_paste_child, g_paste; \
+             CREATE TABLE g_paste (id int, \"Name\" text); \
+             INSERT INTO g_paste SELECT g, 'n' || g FROM generate_series(1, 100) g; \
+             CREATE TABLE g_paste_child (id int, parent int); \
+             INSERT INTO g_paste_child SELECT g, g FROM generate_series(1, 100) g;",
+        )
+        .await
+        .unwrap();
+    let c = proxy().connect("postgres").await;
+    for sql in [
+        "CREATE INDEX ON g_paste (\"Name\")",
+        "ALTER TABLE g_paste ADD PRIMARY KEY (id)",
+        "ALTER TABLE g_paste_child ADD FOREIGN KEY (parent) REFERENCES g_paste, ADD CHECK (id > 0)",
+    ] {
+        let e = c.batch_execute(sql).await.unwrap_err();
+        assert_eq!(sqlstate(&e), "ZD002", "{sql}: {e}");
+        let hint = e.as_db_error().unwrap().hint().unwrap().to_owned();
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &hint).unwrap();
+        let out = psql(proxy()).arg("-f").arg(file.path()).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{sql}\n{hint}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let defs: Vec<String> = direct("postgres")
+        .await
+        .query(
+            "SELECT conname::text || ' ' || convalidated::text FROM pg_constraint \
+             WHERE conrelid IN ('g_paste'::regclass, 'g_paste_child'::regclass) ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        defs,
+        [
+            "g_paste_child_id_check true",
+            "g_paste_child_parent_fkey true",
+            "g_paste_pkey true"
+        ]
+    );
 }

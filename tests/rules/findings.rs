@@ -37,6 +37,12 @@ pub fn render(sql: &str, major: u32, catalog: &Catalog) -> String {
             )
             .unwrap();
         }
+        if let Some(plan) = &a.plan {
+            writeln!(out, "  plan:").unwrap();
+            for line in plan.render().lines() {
+                writeln!(out, "    {line}").unwrap();
+            }
+        }
     }
     out
 }

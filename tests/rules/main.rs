@@ -5,5 +5,6 @@ mod examples;
 mod findings;
 mod lint;
 mod locks;
+mod plans;
 mod robust;
 mod server;

@@ -81,7 +81,7 @@ impl Gate {
                         continue;
                     }
                     if decision.stops() {
-                        let report = block_report(&e.id, &a.findings, &judgement);
+                        let report = block_report(&e.id, a, &judgement);
                         j.stop = Some((i, e.id, report));
                         break;
                     }
@@ -159,7 +159,8 @@ fn describe(f: &Finding) -> String {
 
 /// The ErrorResponse for a stopped statement: message naming the rule,
 /// DETAIL with what it would do, HINT with the safe alternative.
-fn block_report(id: &str, findings: &[Finding], judgement: &Judgement) -> Report {
+fn block_report(id: &str, a: &Analyzed, judgement: &Judgement) -> Report {
+    let findings = &a.findings;
     let stopped: Vec<(&Finding, Decision)> = findings
         .iter()
         .zip(&judgement.judged)
@@ -193,13 +194,17 @@ fn block_report(id: &str, findings: &[Finding], judgement: &Judgement) -> Report
         .map(|(f, _)| describe(f))
         .collect::<Vec<_>>()
         .join("\n");
-    let mut hint = stopped
-        .iter()
-        .map(|(f, _)| f.alternative.clone())
-        .collect::<Vec<_>>()
-        .join("\n");
+    // The plan as SQL that runs as printed, when there is one.
+    let mut hint = match &a.plan {
+        Some(plan) => plan.render().trim_end().to_owned(),
+        None => stopped
+            .iter()
+            .map(|(f, _)| f.alternative.clone())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    };
     hint.push_str(&format!(
-        "\nAfter review, a role listed in ddl.override_roles may run it with /* ddlgate:allow {} */ (event {id}).",
+        "\n-- After review, a role listed in ddl.override_roles may run it as sent, starting it with /* ddlgate:allow {} */ (event {id}).",
         rules.join(",")
     ));
     Report::new(Severity::Error, code, message)

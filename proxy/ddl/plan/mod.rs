@@ -1,0 +1,100 @@
+//! Plans: the safe phased form of a schema change, as an ordered list of
+//! steps, each with its exact SQL, the lock it takes, and whether it may run
+//! inside a transaction block. Pure: statement text in, plan out. The gate's
+//! hint renders a plan; the runner executes one.
+//!
+//! SQL in a plan is the client's own text wherever it can be (names,
+//! column lists, expressions, index definitions, all sliced by `source`),
+//! with ddlgate adding only keywords and the names PostgreSQL would have
+//! chosen (`names`). Nothing is re-rendered from a parse tree.
+
+mod build;
+mod names;
+mod source;
+
+use serde::Serialize;
+
+use super::rule::{Lock, Rule};
+
+pub use build::plan;
+
+/// What a step does, for the runner: how to check whether it already
+/// happened, which timeouts apply, and how to undo it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    /// A catalog-only change under a brief lock.
+    Brief,
+    /// CREATE [UNIQUE] INDEX CONCURRENTLY.
+    BuildIndex,
+    /// DROP INDEX CONCURRENTLY.
+    DropIndex,
+    /// REINDEX ... CONCURRENTLY.
+    Reindex,
+    /// VALIDATE CONSTRAINT: a scan under SHARE UPDATE EXCLUSIVE.
+    Validate,
+    /// DETACH PARTITION ... CONCURRENTLY.
+    Detach,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Step {
+    pub kind: StepKind,
+    pub sql: String,
+    /// The strongest table lock it takes.
+    pub lock: Lock,
+    /// It may run inside a transaction block (CONCURRENTLY forms may not).
+    pub in_transaction: bool,
+    /// The index or constraint it creates, validates or drops, as SQL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    /// What it does, in a few words.
+    pub what: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    /// The plan as a script that runs as printed (psql -f, or statement by
+    /// statement): each step's SQL with a comment saying what it does.
+    pub fn render(&self) -> String {
+        let n = self.steps.len();
+        let mut out = String::new();
+        for (i, s) in self.steps.iter().enumerate() {
+            let tx = if s.in_transaction {
+                ""
+            } else {
+                ", outside a transaction block"
+            };
+            out.push_str(&format!(
+                "-- step {} of {n} ({}{tx}): {}\n{};\n",
+                i + 1,
+                s.lock,
+                s.what,
+                s.sql
+            ));
+        }
+        out
+    }
+}
+
+/// The rules a plan removes: a statement whose findings are all among
+/// these gets one.
+pub fn covers(rule: Rule) -> bool {
+    use Rule::*;
+    matches!(
+        rule,
+        CreateIndex
+            | DropIndex
+            | Reindex
+            | AddCheckConstraint
+            | AddForeignKey
+            | AddUniqueConstraint
+            | AddPrimaryKey
+            | SetNotNull
+            | DetachPartition
+    )
+}
