@@ -52,6 +52,54 @@ pub enum Op {
         column: String,
         to: SqlType,
         using: bool,
+        /// `COLLATE name` as written, when given.
+        collate: Option<String>,
+    },
+    /// ALTER COLUMN ... DROP DEFAULT.
+    DropDefault {
+        table: String,
+        column: String,
+    },
+    /// ALTER COLUMN ... DROP IDENTITY.
+    DropIdentity {
+        table: String,
+        column: String,
+    },
+    /// ALTER COLUMN ... ADD GENERATED ALWAYS AS IDENTITY, or SET GENERATED
+    /// ALWAYS: values clients insert into the column are rejected after.
+    IdentityAlways {
+        table: String,
+        column: String,
+    },
+    /// A rename (or SET SCHEMA) of something clients name other than a
+    /// table or column: a view, sequence, function, type, schema, enum
+    /// value, constraint, ... `kind` says which, in words.
+    RenameObject {
+        kind: String,
+        name: String,
+        to: String,
+    },
+    /// DROP of something clients use other than a table or index.
+    DropObject {
+        kind: String,
+        names: Vec<String>,
+        cascade: bool,
+    },
+    /// ALTER DOMAIN ... ADD CONSTRAINT (without NOT VALID), SET NOT NULL or
+    /// VALIDATE CONSTRAINT: every column of the domain is checked.
+    DomainCheck {
+        domain: String,
+        what: String,
+    },
+    /// CREATE TABLE ... PARTITION OF parent.
+    CreatePartition {
+        table: String,
+        parent: String,
+    },
+    /// ALTER TABLE ... SET ACCESS METHOD.
+    SetAccessMethod {
+        table: String,
+        method: String,
     },
     AddConstraint {
         table: String,
@@ -155,7 +203,12 @@ impl Op {
     pub fn table(&self) -> Option<&str> {
         match self {
             Op::AddColumn(a) => Some(&a.table),
-            Op::SetNotNull { table, .. }
+            Op::CreatePartition { parent, .. } => Some(parent),
+            Op::DropDefault { table, .. }
+            | Op::DropIdentity { table, .. }
+            | Op::IdentityAlways { table, .. }
+            | Op::SetAccessMethod { table, .. }
+            | Op::SetNotNull { table, .. }
             | Op::AlterType { table, .. }
             | Op::AddConstraint { table, .. }
             | Op::ValidateConstraint { table, .. }
@@ -177,7 +230,12 @@ impl Op {
             }
             Op::Reindex { target, .. } => Some(target),
             Op::RefreshMaterializedView { name, .. } => Some(name),
-            Op::DropIndex { .. } | Op::EnumAddValue { .. } | Op::Opaque => None,
+            Op::DropIndex { .. }
+            | Op::EnumAddValue { .. }
+            | Op::Opaque
+            | Op::RenameObject { .. }
+            | Op::DropObject { .. }
+            | Op::DomainCheck { .. } => None,
         }
     }
 
@@ -194,6 +252,10 @@ impl Op {
             Op::CreateTable { .. } | Op::Opaque | Op::EnumAddValue { .. } | Op::Reindex { .. } => {
                 Vec::new()
             }
+            Op::DropObject { kind, names, .. } if is_relation_kind(kind) => {
+                names.iter().map(String::as_str).collect()
+            }
+            Op::RenameObject { kind, name, .. } if is_relation_kind(kind) => vec![name],
             Op::Vacuum { tables, .. } => tables.iter().map(String::as_str).collect(),
             _ => self.table().into_iter().collect(),
         }
@@ -220,6 +282,15 @@ impl Op {
             _ => false,
         }
     }
+}
+
+/// Object kinds (as [`Op::RenameObject`] and [`Op::DropObject`] name them)
+/// that live in pg_class, so `to_regclass` finds them.
+pub fn is_relation_kind(kind: &str) -> bool {
+    matches!(
+        kind,
+        "view" | "materialized view" | "sequence" | "foreign table"
+    )
 }
 
 /// Folds an identifier as PostgreSQL does: unquoted parts to lower case.

@@ -217,6 +217,24 @@ rules! {
         "DETACH PARTITION without CONCURRENTLY takes ACCESS EXCLUSIVE on the parent";
     AttachPartition = "attach-partition", "partitions", Warn,
         "ATTACH PARTITION scans the partition unless a CHECK constraint implies its bound";
+    DropDefaultNotNull = "drop-default-not-null", "identity", Warn,
+        "DROP DEFAULT on a NOT NULL column makes INSERTs that omit the column fail";
+    DropIdentity = "drop-identity", "identity", Warn,
+        "DROP IDENTITY leaves a NOT NULL column without values for INSERTs that omit it";
+    IdentityAlways = "identity-always", "identity", Warn,
+        "GENERATED ALWAYS AS IDENTITY on an existing column rejects the values clients insert into it";
+    RenameObject = "rename-object", "objects", Block,
+        "renaming (or moving) a view, sequence, function, type, schema, enum value or constraint breaks clients that name it";
+    DropObject = "drop-object", "objects", Block,
+        "DROP of a view, sequence, function, type, schema or extension breaks the clients that use it";
+    DomainConstraintScan = "domain-constraint-scan", "types", Block,
+        "a domain constraint checked now scans every column of the domain under SHARE, blocking writes";
+    CreatePartitionOf = "create-partition-of", "partitions", Warn,
+        "CREATE TABLE ... PARTITION OF takes ACCESS EXCLUSIVE on the partitioned table";
+    PartitionScansDefault = "partition-scans-default", "partitions", Block,
+        "a new partition makes PostgreSQL scan the DEFAULT partition under ACCESS EXCLUSIVE";
+    SetAccessMethod = "set-access-method", "maintenance", Block,
+        "SET ACCESS METHOD to another method rewrites the table under ACCESS EXCLUSIVE";
     EnumAddValueInTransaction = "enum-add-value-in-transaction", "types", Block,
         "before PostgreSQL 12, ALTER TYPE ... ADD VALUE cannot run inside a transaction block";
     UnrecognizedAlterTable = "unrecognized-alter-table", "unrecognized", Block,
@@ -258,6 +276,7 @@ impl Rule {
                 | Cluster
                 | SetTablespace
                 | SetLoggedUnlogged
+                | SetAccessMethod
                 | AttachPartition
         )
     }

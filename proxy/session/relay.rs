@@ -313,17 +313,7 @@ impl Handler for ServerSide<'_> {
             b'Z' => {
                 self.state.tx = backend::tx_status_after(body);
             }
-            b'S' => match backend::parameter_status(body) {
-                Some((b"server_version", v)) => {
-                    self.state.server_version = String::from_utf8_lossy(v).into_owned();
-                }
-                Some((b"client_encoding", v)) => {
-                    self.state.client_utf8 = v.eq_ignore_ascii_case(b"UTF8")
-                        || v.eq_ignore_ascii_case(b"UTF-8")
-                        || v.eq_ignore_ascii_case(b"SQL_ASCII");
-                }
-                _ => {}
-            },
+            b'S' => self.state.parameter_status(body),
             b'E' => self.state.server_sent_fatal = backend::error_is_fatal(body),
             _ => {}
         }

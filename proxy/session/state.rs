@@ -18,6 +18,9 @@ pub struct SessionState {
     /// The client's encoding can carry any text ddlgate writes (UTF8);
     /// otherwise ddlgate's own messages are kept to ASCII.
     pub client_utf8: bool,
+    /// The session's `TimeZone`, from ParameterStatus: whether timestamp
+    /// and timestamptz convert in place depends on it.
+    pub time_zone: Option<String>,
     /// The client sent Terminate: it expects nothing more, so ddlgate says
     /// nothing more to it (the upstream's close that follows is expected).
     pub client_terminated: bool,
@@ -32,19 +35,26 @@ impl Default for SessionState {
             server_sent_fatal: false,
             client_utf8: true,
             client_terminated: false,
+            time_zone: None,
         }
     }
 }
 
 impl SessionState {
-    /// Takes in a ParameterStatus body (server_version, client_encoding).
+    /// Takes in a ParameterStatus body (server_version, client_encoding,
+    /// TimeZone).
     pub fn parameter_status(&mut self, body: &[u8]) {
         match crate::protocol::backend::parameter_status(body) {
             Some((b"server_version", v)) => {
                 self.server_version = String::from_utf8_lossy(v).into_owned();
             }
             Some((b"client_encoding", v)) => {
-                self.client_utf8 = v.eq_ignore_ascii_case(b"UTF8");
+                self.client_utf8 = v.eq_ignore_ascii_case(b"UTF8")
+                    || v.eq_ignore_ascii_case(b"UTF-8")
+                    || v.eq_ignore_ascii_case(b"SQL_ASCII");
+            }
+            Some((b"TimeZone", v)) => {
+                self.time_zone = Some(String::from_utf8_lossy(v).into_owned());
             }
             _ => {}
         }

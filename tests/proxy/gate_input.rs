@@ -57,7 +57,11 @@ async fn statements_of_several_megabytes() {
         .await
         .unwrap_err();
     assert_eq!(sqlstate(&e), "ZD001");
-    c.batch_execute("DROP FUNCTION g_big()").await.unwrap();
+    direct("postgres")
+        .await
+        .batch_execute("DROP FUNCTION g_big()")
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

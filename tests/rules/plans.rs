@@ -122,7 +122,21 @@ async fn fresh_schema(db: &Client, schema: &str, setup: &str) {
 
 #[tokio::test]
 async fn every_plan_runs_as_printed_and_reaches_the_same_schema() {
-    let db = connect().await;
+    // A database of its own: CONCURRENTLY steps wait for the transactions of
+    // their database, and the lock test holds some open in `postgres`.
+    let admin = connect().await;
+    admin
+        .batch_execute("DROP DATABASE IF EXISTS plans")
+        .await
+        .unwrap();
+    admin.batch_execute("CREATE DATABASE plans").await.unwrap();
+    let (db, conn) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={} user=postgres dbname=plans", port()),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
     let version: String = db
         .query_one("SHOW server_version_num", &[])
         .await
@@ -166,7 +180,7 @@ async fn every_plan_runs_as_printed_and_reaches_the_same_schema() {
                 "-U",
                 "postgres",
             ])
-            .args(["-d", "postgres", "-p", &port().to_string(), "-f"])
+            .args(["-d", "plans", "-p", &port().to_string(), "-f"])
             .arg(script.path())
             .output()
             .unwrap();

@@ -22,15 +22,24 @@ pub fn read(stmt: &Statement) -> Option<Vec<Op>> {
             concurrently: ci.concurrently,
             unique: ci.unique,
         }],
-        Statement::CreateTable(ct) => vec![Op::CreateTable {
-            table: ct.name.to_string(),
-            temporary: ct.temporary,
-            columns: ct
-                .columns
-                .iter()
-                .map(|c| (c.name.to_string(), SqlType::parse(&c.data_type.to_string())))
-                .collect(),
-        }],
+        Statement::CreateTable(ct) => {
+            let mut ops = vec![Op::CreateTable {
+                table: ct.name.to_string(),
+                temporary: ct.temporary,
+                columns: ct
+                    .columns
+                    .iter()
+                    .map(|c| (c.name.to_string(), SqlType::parse(&c.data_type.to_string())))
+                    .collect(),
+            }];
+            if let Some(parent) = &ct.partition_of {
+                ops.push(Op::CreatePartition {
+                    table: ct.name.to_string(),
+                    parent: parent.to_string(),
+                });
+            }
+            ops
+        }
         Statement::Drop {
             object_type: ObjectType::Table,
             names,
@@ -60,10 +69,8 @@ pub fn read(stmt: &Statement) -> Option<Vec<Op>> {
             AlterTypeOperation::AddValue(_) => vec![Op::EnumAddValue {
                 type_name: at.name.to_string(),
             }],
-            _ => vec![Op::Brief {
-                table: None,
-                lock: Lock::AccessExclusive,
-            }],
+            // Renames and the rest: the token front end.
+            _ => return None,
         },
         _ => return None,
     })
@@ -192,18 +199,14 @@ fn operation(table: &str, op: &AlterTableOperation) -> Option<Op> {
             let column = column_name.to_string();
             match op {
                 AlterColumnOperation::SetNotNull => Op::SetNotNull { table, column },
-                AlterColumnOperation::SetDataType {
-                    data_type, using, ..
-                } => Op::AlterType {
-                    table,
-                    column,
-                    to: SqlType::parse(&data_type.to_string()),
-                    using: using.is_some(),
-                },
-                AlterColumnOperation::DropNotNull
-                | AlterColumnOperation::SetDefault { .. }
-                | AlterColumnOperation::DropDefault
-                | AlterColumnOperation::AddGenerated { .. } => brief(Lock::AccessExclusive),
+                AlterColumnOperation::DropDefault => Op::DropDefault { table, column },
+                AlterColumnOperation::DropNotNull | AlterColumnOperation::SetDefault { .. } => {
+                    brief(Lock::AccessExclusive)
+                }
+                // Types with COLLATE and USING, identities: the token front
+                // end reads them as written.
+                AlterColumnOperation::SetDataType { .. }
+                | AlterColumnOperation::AddGenerated { .. } => return None,
             }
         }
         AlterTableOperation::RenameColumn {
@@ -224,8 +227,12 @@ fn operation(table: &str, op: &AlterTableOperation) -> Option<Op> {
             table,
             columns: column_names.iter().map(ToString::to_string).collect(),
         },
+        AlterTableOperation::RenameConstraint { old_name, new_name } => Op::RenameObject {
+            kind: "constraint".into(),
+            name: format!("{old_name} on {table}"),
+            to: new_name.to_string(),
+        },
         AlterTableOperation::DropConstraint { .. }
-        | AlterTableOperation::RenameConstraint { .. }
         | AlterTableOperation::OwnerTo { .. }
         | AlterTableOperation::ReplicaIdentity { .. }
         | AlterTableOperation::EnableRowLevelSecurity

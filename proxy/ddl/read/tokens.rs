@@ -75,11 +75,16 @@ pub fn read(mut c: Cursor) -> Vec<Op> {
 
 fn alter(mut c: Cursor) -> Vec<Op> {
     if c.eat("TYPE") {
-        let type_name = c.name().unwrap_or_default();
-        if c.eat_all(&["ADD", "VALUE"]) {
-            return vec![Op::EnumAddValue { type_name }];
-        }
-        return vec![brief(None)];
+        return vec![alter_type(c)];
+    }
+    if c.eat("DOMAIN") {
+        return vec![alter_domain(c)];
+    }
+    if c.eat("INDEX") {
+        return vec![alter_index(c)];
+    }
+    if let Some(kind) = renamable_kind(&mut c) {
+        return vec![alter_other(kind, c)];
     }
     if !c.eat("TABLE") {
         return if is_known_object(&c) {
@@ -90,6 +95,11 @@ fn alter(mut c: Cursor) -> Vec<Op> {
                 table: None,
             }]
         };
+    }
+    if c.eat_all(&["ALL", "IN", "TABLESPACE"]) {
+        return vec![Op::SetTablespace {
+            table: format!("every table in tablespace {}", c.name().unwrap_or_default()),
+        }];
     }
     c.eat_all(&["IF", "EXISTS"]);
     c.eat("ONLY");
@@ -105,7 +115,13 @@ fn alter(mut c: Cursor) -> Vec<Op> {
             return vec![Op::RenameTable { table, to }];
         }
         if c.eat("CONSTRAINT") {
-            return vec![brief(Some(table))];
+            let from = c.name().unwrap_or_default();
+            c.eat("TO");
+            return vec![Op::RenameObject {
+                kind: "constraint".into(),
+                name: format!("{from} on {table}"),
+                to: c.name().unwrap_or_default(),
+            }];
         }
         c.eat("COLUMN");
         let from = c.name().unwrap_or_default();
@@ -114,9 +130,11 @@ fn alter(mut c: Cursor) -> Vec<Op> {
         return vec![Op::RenameColumn { table, from, to }];
     }
     if c.eat_all(&["SET", "SCHEMA"]) {
+        let schema = c.name().unwrap_or_default();
+        let bare = table.rsplit('.').next().unwrap_or(&table).to_owned();
         return vec![Op::RenameTable {
+            to: format!("{schema}.{bare}"),
             table,
-            to: c.rest_text(),
         }];
     }
     c.split_commas()
@@ -185,8 +203,11 @@ fn subcommand(table: &str, mut c: Cursor) -> Op {
         if c.is_kw("LOGGED") || c.is_kw("UNLOGGED") {
             return Op::SetLogged { table };
         }
-        if c.is_kw("ACCESS") {
-            return unrecognized_alter(Some(table));
+        if c.eat_all(&["ACCESS", "METHOD"]) {
+            return Op::SetAccessMethod {
+                table,
+                method: c.name().unwrap_or_default().to_ascii_lowercase(),
+            };
         }
         // Storage parameters, WITHOUT CLUSTER, WITHOUT OIDS, SCHEMA: catalog.
         return brief(Some(table));
@@ -305,13 +326,28 @@ fn alter_column(table: String, column: String, mut c: Cursor) -> Op {
     }
     if c.eat_all(&["SET", "DATA", "TYPE"]) || c.eat("TYPE") {
         let to = SqlType::parse(&c.text_until(&["COLLATE", "USING"]));
+        let collate = if c.eat("COLLATE") { c.name() } else { None };
         let using = c.has_kw_ahead("USING");
         return Op::AlterType {
             table,
             column,
             to,
             using,
+            collate,
         };
+    }
+    if c.eat_all(&["DROP", "DEFAULT"]) {
+        return Op::DropDefault { table, column };
+    }
+    if c.eat_all(&["DROP", "IDENTITY"]) {
+        return Op::DropIdentity { table, column };
+    }
+    if c.eat_all(&["ADD", "GENERATED", "ALWAYS"]) || c.eat_all(&["SET", "GENERATED", "ALWAYS"]) {
+        return Op::IdentityAlways { table, column };
+    }
+    if c.eat_all(&["DROP", "EXPRESSION"]) {
+        // The stored values stay: the column just stops being computed.
+        return brief(Some(table));
     }
     if c.eat_all(&["SET", "STATISTICS"]) {
         return Op::Brief {
@@ -365,11 +401,19 @@ fn create(mut c: Cursor) -> Vec<Op> {
     }
     if c.eat("TABLE") {
         c.eat_all(&["IF", "NOT", "EXISTS"]);
-        return vec![Op::CreateTable {
-            table: c.name().unwrap_or_default(),
+        let table = c.name().unwrap_or_default();
+        let mut ops = vec![Op::CreateTable {
+            table: table.clone(),
             temporary,
             columns: Vec::new(),
         }];
+        if c.eat_all(&["PARTITION", "OF"]) {
+            ops.push(Op::CreatePartition {
+                table,
+                parent: c.name().unwrap_or_default(),
+            });
+        }
+        return ops;
     }
     if c.eat("TRIGGER") || c.eat_all(&["CONSTRAINT", "TRIGGER"]) {
         c.text_until(&["ON"]);
@@ -403,6 +447,25 @@ fn drop(mut c: Cursor) -> Vec<Op> {
             concurrently,
         }];
     }
+    if let Some(kind) = droppable_kind(&mut c) {
+        c.eat_all(&["IF", "EXISTS"]);
+        let mut names = Vec::new();
+        while let Some(n) = c.name() {
+            names.push(n);
+            // A function's argument list.
+            c.group();
+            if !matches!(c.peek(), Some(Token::Comma)) {
+                break;
+            }
+            c.next();
+        }
+        let cascade = c.has_kw_ahead("CASCADE");
+        return vec![Op::DropObject {
+            kind,
+            names,
+            cascade,
+        }];
+    }
     if is_known_object(&c) {
         return vec![brief(None)];
     }
@@ -410,6 +473,180 @@ fn drop(mut c: Cursor) -> Vec<Op> {
         alter_table: false,
         table: None,
     }]
+}
+
+/// Kinds whose DROP breaks the clients that use them (or loses data).
+fn droppable_kind(c: &mut Cursor) -> Option<String> {
+    let kinds: &[(&[&str], &str)] = &[
+        (&["MATERIALIZED", "VIEW"], "materialized view"),
+        (&["FOREIGN", "TABLE"], "foreign table"),
+        (&["VIEW"], "view"),
+        (&["SEQUENCE"], "sequence"),
+        (&["FUNCTION"], "function"),
+        (&["PROCEDURE"], "procedure"),
+        (&["ROUTINE"], "routine"),
+        (&["AGGREGATE"], "aggregate"),
+        (&["TYPE"], "type"),
+        (&["DOMAIN"], "domain"),
+        (&["SCHEMA"], "schema"),
+        (&["EXTENSION"], "extension"),
+        (&["OWNED", "BY"], "objects owned by"),
+    ];
+    kinds
+        .iter()
+        .find(|(kw, _)| c.eat_all(kw))
+        .map(|(_, k)| (*k).to_owned())
+}
+
+/// Kinds whose RENAME / SET SCHEMA breaks the clients that name them.
+fn renamable_kind(c: &mut Cursor) -> Option<&'static str> {
+    let kinds: &[(&[&str], &str)] = &[
+        (&["MATERIALIZED", "VIEW"], "materialized view"),
+        (&["FOREIGN", "TABLE"], "foreign table"),
+        (&["VIEW"], "view"),
+        (&["SEQUENCE"], "sequence"),
+        (&["FUNCTION"], "function"),
+        (&["PROCEDURE"], "procedure"),
+        (&["ROUTINE"], "routine"),
+        (&["AGGREGATE"], "aggregate"),
+        (&["SCHEMA"], "schema"),
+    ];
+    kinds.iter().find(|(kw, _)| c.eat_all(kw)).map(|(_, k)| *k)
+}
+
+/// ALTER VIEW / SEQUENCE / FUNCTION / SCHEMA ...: renames and moves break
+/// clients; the rest is brief.
+fn alter_other(kind: &str, mut c: Cursor) -> Op {
+    c.eat_all(&["IF", "EXISTS"]);
+    let name = c.name().unwrap_or_default();
+    c.group();
+    if c.eat("RENAME") {
+        if c.eat("COLUMN") || (!c.is_kw("TO") && kind.ends_with("view")) {
+            let from = c.name().unwrap_or_default();
+            c.eat("TO");
+            return Op::RenameObject {
+                kind: format!("{kind} column"),
+                name: format!("{name}.{from}"),
+                to: c.name().unwrap_or_default(),
+            };
+        }
+        c.eat("TO");
+        return Op::RenameObject {
+            kind: kind.into(),
+            name,
+            to: c.name().unwrap_or_default(),
+        };
+    }
+    if c.eat_all(&["SET", "SCHEMA"]) {
+        return Op::RenameObject {
+            kind: kind.into(),
+            to: format!("schema {}", c.name().unwrap_or_default()),
+            name,
+        };
+    }
+    brief(None)
+}
+
+/// ALTER TYPE: enum values added or renamed, renames and moves.
+fn alter_type(mut c: Cursor) -> Op {
+    let type_name = c.name().unwrap_or_default();
+    if c.eat_all(&["ADD", "VALUE"]) {
+        return Op::EnumAddValue { type_name };
+    }
+    if c.eat_all(&["RENAME", "VALUE"]) {
+        let from = c.rest_text();
+        return Op::RenameObject {
+            kind: "enum value".into(),
+            name: format!("{type_name} {from}"),
+            to: String::new(),
+        };
+    }
+    if c.eat_all(&["RENAME", "ATTRIBUTE"]) {
+        let from = c.name().unwrap_or_default();
+        c.eat("TO");
+        return Op::RenameObject {
+            kind: "type attribute".into(),
+            name: format!("{type_name}.{from}"),
+            to: c.name().unwrap_or_default(),
+        };
+    }
+    if c.eat_all(&["RENAME", "TO"]) {
+        return Op::RenameObject {
+            kind: "type".into(),
+            name: type_name,
+            to: c.name().unwrap_or_default(),
+        };
+    }
+    if c.eat_all(&["SET", "SCHEMA"]) {
+        return Op::RenameObject {
+            kind: "type".into(),
+            name: type_name,
+            to: format!("schema {}", c.name().unwrap_or_default()),
+        };
+    }
+    brief(None)
+}
+
+/// ALTER DOMAIN: constraints checked against every column of the domain,
+/// renames and moves.
+fn alter_domain(mut c: Cursor) -> Op {
+    let domain = c.name().unwrap_or_default();
+    if c.is_kw("ADD") {
+        let rest = c.rest_text().to_ascii_uppercase();
+        if !rest.contains("NOT VALID") {
+            return Op::DomainCheck {
+                domain,
+                what: "adding a constraint".into(),
+            };
+        }
+        return brief(None);
+    }
+    if c.eat_all(&["SET", "NOT", "NULL"]) {
+        return Op::DomainCheck {
+            domain,
+            what: "SET NOT NULL".into(),
+        };
+    }
+    if c.eat_all(&["VALIDATE", "CONSTRAINT"]) {
+        return Op::DomainCheck {
+            domain,
+            what: format!("validating {}", c.name().unwrap_or_default()),
+        };
+    }
+    if c.eat_all(&["RENAME", "TO"]) {
+        return Op::RenameObject {
+            kind: "domain".into(),
+            name: domain,
+            to: c.name().unwrap_or_default(),
+        };
+    }
+    if c.eat_all(&["SET", "SCHEMA"]) {
+        return Op::RenameObject {
+            kind: "domain".into(),
+            name: domain,
+            to: format!("schema {}", c.name().unwrap_or_default()),
+        };
+    }
+    brief(None)
+}
+
+/// ALTER INDEX: a new tablespace copies the index under ACCESS EXCLUSIVE;
+/// the rest (rename, storage parameters, statistics, attach) is brief.
+fn alter_index(mut c: Cursor) -> Op {
+    if c.eat_all(&["ALL", "IN", "TABLESPACE"]) {
+        return Op::SetTablespace {
+            table: format!("every index in tablespace {}", c.name().unwrap_or_default()),
+        };
+    }
+    c.eat_all(&["IF", "EXISTS"]);
+    let index = c.name().unwrap_or_default();
+    if c.eat_all(&["SET", "TABLESPACE"]) {
+        return Op::SetTablespace { table: index };
+    }
+    Op::Brief {
+        table: None,
+        lock: Lock::ShareUpdateExclusive,
+    }
 }
 
 fn vacuum(mut c: Cursor) -> Op {

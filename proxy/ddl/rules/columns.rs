@@ -26,9 +26,16 @@ pub fn check(op: &Op, ctx: &Context<'_>, out: &mut Vec<Finding>) {
             column,
             to,
             using,
+            collate,
         } => {
             let from = ctx.catalog.column_type(table, column);
-            if !using && from.is_some_and(|f| f.changes_without_rewrite(to)) {
+            let in_place = !using
+                && from
+                    .is_some_and(|f| f.changes_without_rewrite(to) || tz_change_in_utc(f, to, ctx));
+            if in_place {
+                if let Some(f) = rescan(table, column, from, to, collate.as_deref(), ctx) {
+                    out.push(f);
+                }
                 return;
             }
             let known = match from {
@@ -159,6 +166,23 @@ fn add_column(a: &AddColumn, ctx: &Context<'_>, out: &mut Vec<Finding>) {
         );
     }
     for k in &a.constraints {
+        if let ConstraintKind::ForeignKey { references } = k {
+            // Without a default the new column is all NULL: nothing to
+            // check. With one, every row is checked against the other table.
+            if a.default.is_some() {
+                out.push(
+                    Finding::new(Rule::AddForeignKey, Some(t), AE)
+                        .scan()
+                        .detail(format!(
+                            "adds {t}.{c} with a default and a foreign key to {references}: every row is checked while ACCESS EXCLUSIVE on {t} and SHARE ROW EXCLUSIVE on {references} block them"
+                        ))
+                        .alternative(format!(
+                            "ALTER TABLE {t} ADD COLUMN {c} {ty} DEFAULT ...; then ALTER TABLE {t} ADD FOREIGN KEY ({c}) REFERENCES {references} NOT VALID and VALIDATE CONSTRAINT in a separate transaction"
+                        )),
+                );
+            }
+            continue;
+        }
         let (rule, what) = match k {
             ConstraintKind::Unique { .. } => (Rule::AddUniqueConstraint, "a UNIQUE index"),
             ConstraintKind::PrimaryKey { .. } => (Rule::AddPrimaryKey, "a PRIMARY KEY index"),
@@ -177,6 +201,79 @@ fn add_column(a: &AddColumn, ctx: &Context<'_>, out: &mut Vec<Finding>) {
                 )),
         );
     }
+}
+
+/// timestamp <-> timestamptz, which PostgreSQL converts in place when the
+/// session's TimeZone is UTC (the values mean the same instant).
+fn tz_change_in_utc(from: &SqlType, to: &SqlType, ctx: &Context<'_>) -> bool {
+    use crate::ddl::types::Temporal::{Timestamp, TimestampTz};
+    let utc = ctx.catalog.time_zone.as_deref().is_some_and(|z| {
+        [
+            "utc",
+            "etc/utc",
+            "etc/universal",
+            "universal",
+            "zulu",
+            "etc/zulu",
+            "gmt",
+            "etc/gmt",
+            "uct",
+        ]
+        .contains(&z.to_ascii_lowercase().as_str())
+    });
+    utc && matches!(
+        (from, to),
+        (SqlType::Temporal(Timestamp, a), SqlType::Temporal(TimestampTz, b))
+            | (SqlType::Temporal(TimestampTz, a), SqlType::Temporal(Timestamp, b))
+            if b.is_none() || b >= a
+    )
+}
+
+/// A type change that keeps the table's file but still reads the whole
+/// table under ACCESS EXCLUSIVE: its CHECK constraints are re-checked, and
+/// the indexes on it are rebuilt when its collation changes (or a
+/// timestamp becomes timestamptz, whose index order differs in meaning).
+fn rescan(
+    table: &str,
+    column: &str,
+    from: Option<&SqlType>,
+    to: &SqlType,
+    collate: Option<&str>,
+    ctx: &Context<'_>,
+) -> Option<Finding> {
+    let facts = ctx.catalog.column(table, column);
+    let collation_changes = collate.is_some_and(|c| {
+        let c = crate::ddl::op::unquote(c);
+        facts.is_none_or(|f| f.collation != c)
+    });
+    // In place only because the session is in UTC: timestamp <-> timestamptz.
+    let zone_changes = from.is_some_and(|f| !f.changes_without_rewrite(to));
+    let mut why = Vec::new();
+    if facts.is_some_and(|f| f.has_check) {
+        why.push("re-checks the CHECK constraints on it".to_owned());
+    }
+    let rebuilds = (collation_changes || zone_changes) && facts.is_none_or(|f| f.indexed);
+    if rebuilds {
+        why.push(if facts.is_some() {
+            "rebuilds every index on it".to_owned()
+        } else {
+            "rebuilds every index on it, if there are any (the catalog was not read)".to_owned()
+        });
+    }
+    if why.is_empty() {
+        return None;
+    }
+    Some(
+        Finding::new(Rule::AlterColumnType, Some(table), AE)
+            .scan()
+            .detail(format!(
+                "changes {table}.{column} to {to} without rewriting the table, but {} reading all of {table} under ACCESS EXCLUSIVE",
+                why.join(" and ")
+            ))
+            .alternative(format!(
+                "expand/contract: add a new column of type {to}, keep it in sync with a trigger, backfill in batches, build its indexes CONCURRENTLY, then swap the names in one short transaction"
+            )),
+    )
 }
 
 /// What makes a DEFAULT computed per row, if anything does: a known

@@ -8,8 +8,28 @@ use crate::ddl::rule::{Finding, Lock, Rule};
 const AE: Option<Lock> = Some(Lock::AccessExclusive);
 const REPACK: &str = "use an online rebuild tool (pg_repack / pg_squeeze) instead";
 
-pub fn check(op: &Op, _ctx: &Context<'_>, out: &mut Vec<Finding>) {
+pub fn check(op: &Op, ctx: &Context<'_>, out: &mut Vec<Finding>) {
     let f = match op {
+        Op::SetAccessMethod { table, method } => {
+            let current = ctx
+                .catalog
+                .access_methods
+                .get(&crate::ddl::op::fold_name(table));
+            if current.is_some_and(|c| c == method) {
+                // Its own method already: nothing to rewrite.
+                return;
+            }
+            let known = match current {
+                Some(c) => format!("from {c} to {method}"),
+                None => format!("to {method} (nothing happens if that is its method already)"),
+            };
+            Finding::new(Rule::SetAccessMethod, Some(table), AE)
+                .rewrite()
+                .detail(format!("moves {table} {known}, rewriting it under ACCESS EXCLUSIVE"))
+                .alternative(
+                    "create a table with the new access method and copy the data online, then swap the names",
+                )
+        }
         Op::Vacuum { full: true, tables } => {
             let t = tables.first().map(String::as_str);
             let what = if tables.is_empty() {

@@ -7,8 +7,10 @@
 mod columns;
 mod constraints;
 mod destructive;
+mod identity;
 mod indexes;
 mod maintenance;
+mod objects;
 mod partitions;
 mod types;
 mod unrecognized;
@@ -43,6 +45,18 @@ pub struct TxFacts {
     pub session_indexes: HashSet<String>,
 }
 
+/// What the catalog says about one column beyond its type.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ColumnFacts {
+    pub not_null: bool,
+    /// A CHECK constraint uses it (re-checked when its type changes).
+    pub has_check: bool,
+    /// An index uses it (rebuilt when its collation changes).
+    pub indexed: bool,
+    /// Its collation's name; `default` for the database's.
+    pub collation: String,
+}
+
 /// Facts read from the server's catalog, when the caller has them.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
@@ -63,6 +77,17 @@ pub struct Catalog {
     pub missing_relations: HashSet<String>,
     /// `(table, column)` pairs that do not exist (folded).
     pub absent_columns: HashSet<(String, String)>,
+    /// Nullability, constraints, indexes and collation by folded
+    /// `(table, column)`.
+    pub columns: HashMap<(String, String), ColumnFacts>,
+    /// Partitioned tables (folded) and their DEFAULT partition, if any,
+    /// with whether it is small enough to scan in no time.
+    pub default_partitions: HashMap<String, Option<(String, bool)>>,
+    /// Tables' access methods by folded name.
+    pub access_methods: HashMap<String, String>,
+    /// The session's TimeZone setting, when known: timestamp and
+    /// timestamptz convert without a rewrite only in UTC.
+    pub time_zone: Option<String>,
 }
 
 impl Catalog {
@@ -81,7 +106,18 @@ impl Catalog {
             .extend(other.missing_relations.iter().cloned());
         c.absent_columns
             .extend(other.absent_columns.iter().cloned());
+        c.columns.extend(other.columns.clone());
+        c.default_partitions
+            .extend(other.default_partitions.clone());
+        c.access_methods.extend(other.access_methods.clone());
+        if other.time_zone.is_some() {
+            c.time_zone.clone_from(&other.time_zone);
+        }
         c
+    }
+
+    pub fn column(&self, table: &str, column: &str) -> Option<&ColumnFacts> {
+        self.columns.get(&(fold_name(table), fold_name(column)))
     }
 
     pub fn column_type(&self, table: &str, column: &str) -> Option<&SqlType> {
@@ -112,6 +148,8 @@ pub fn check(op: &Op, ctx: &Context<'_>) -> Vec<Finding> {
     constraints::check(op, ctx, &mut out);
     indexes::check(op, ctx, &mut out);
     destructive::check(op, ctx, &mut out);
+    identity::check(op, ctx, &mut out);
+    objects::check(op, ctx, &mut out);
     maintenance::check(op, ctx, &mut out);
     partitions::check(op, ctx, &mut out);
     types::check(op, ctx, &mut out);

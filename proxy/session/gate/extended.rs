@@ -50,7 +50,7 @@ impl Gate {
             }
         }
         let in_tx = state.tx != TxStatus::Idle;
-        let j = self.judge(sql, Mode::QueryString, in_tx, &state.server_version);
+        let j = self.judge(sql, Mode::QueryString, in_tx, state);
         self.statements.remove(name);
         if let Some((_, id, report)) = j.stop {
             let marker = format!("ddlgate:block:{id}");

@@ -10,6 +10,7 @@ use crate::protocol::sqlstate;
 
 use super::event::{self, Event, Kind};
 use super::{Gate, ASSUMED_MAJOR};
+use crate::session::SessionState;
 
 /// The verdict on a query string.
 pub struct Judged {
@@ -36,11 +37,13 @@ impl Gate {
         sql: &[u8],
         mode: Mode,
         in_tx: bool,
-        server_version: &str,
+        state: &SessionState,
     ) -> Judged {
-        let major = crate::session::SessionState::major_of(server_version).unwrap_or(ASSUMED_MAJOR);
+        let server_version = state.server_version.as_str();
+        let major = state.server_major().unwrap_or(ASSUMED_MAJOR);
         // Facts looked up for this statement serve it alone.
-        let catalog = std::mem::take(&mut self.catalog);
+        let mut catalog = std::mem::take(&mut self.catalog);
+        catalog.time_zone.clone_from(&state.time_zone);
         let lookup_error = self.lookup_error.take();
         self.looked_up.clear();
         let stmts = self.analyzer.analyze(sql, mode, in_tx, major, &catalog);

@@ -13,6 +13,7 @@
 //! Names travel as Bind parameters, never inside SQL.
 
 use crate::ddl::op::{fold_name, unquote, Op, Volatility};
+use crate::ddl::rules::ColumnFacts;
 use crate::ddl::types::SqlType;
 use crate::ddl::{Analyzer, Catalog, Mode};
 use crate::protocol::backend::{data_row, error_field};
@@ -64,12 +65,42 @@ const BUILTIN_TYPES: &[&str] = &[
 const FUNCTION_SQL: &str = "SELECT bool_and(p.provolatile <> 'v') FROM pg_catalog.pg_proc p \
      WHERE p.proname = $1";
 
+/// A column's type; whether a validated `CHECK (col IS NOT NULL)` proves it
+/// has no NULLs; whether it is NOT NULL; whether any CHECK uses it; whether
+/// any index uses it; its collation.
 const COLUMN_SQL: &str = "SELECT pg_catalog.format_type(a.atttypid, a.atttypmod), \
      EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c WHERE c.conrelid = a.attrelid \
      AND c.contype = 'c' AND c.convalidated AND pg_catalog.pg_get_constraintdef(c.oid) = \
-     'CHECK ((' || pg_catalog.quote_ident(a.attname) || ' IS NOT NULL))') \
+     'CHECK ((' || pg_catalog.quote_ident(a.attname) || ' IS NOT NULL))'), \
+     a.attnotnull, \
+     EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c WHERE c.conrelid = a.attrelid \
+     AND c.contype = 'c' AND a.attnum = ANY (c.conkey)), \
+     EXISTS (SELECT 1 FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class i ON i.oid = d.objid \
+     WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+     AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass \
+     AND d.refobjid = a.attrelid AND d.refobjsubid = a.attnum AND i.relkind IN ('i', 'I')), \
+     coalesce((SELECT l.collname FROM pg_catalog.pg_collation l WHERE l.oid = a.attcollation), '') \
      FROM pg_catalog.pg_attribute a WHERE a.attrelid = pg_catalog.to_regclass($1) \
      AND a.attname = $2 AND NOT a.attisdropped";
+
+const PARTITIONS: &[u8] = b"ddlgate_lookup_partitions";
+
+/// A row per partitioned table: its DEFAULT partition's name (NULL when it
+/// has none) and that partition's size, unknown (NULL) while another
+/// session holds or awaits ACCESS EXCLUSIVE on it (see SIZE_SQL).
+const PARTITIONS_SQL: &str = "SELECT CASE WHEN d.oid IS NOT NULL \
+     THEN pg_catalog.format('%I.%I', n.nspname, d.relname) END, \
+     CASE WHEN d.oid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l \
+     WHERE l.locktype = 'relation' AND l.relation = d.oid AND l.mode = 'AccessExclusiveLock' \
+     AND l.pid <> pg_catalog.pg_backend_pid()) THEN pg_catalog.pg_relation_size(d.oid) END \
+     FROM pg_catalog.pg_partitioned_table p \
+     LEFT JOIN pg_catalog.pg_class d ON d.oid = p.partdefid \
+     LEFT JOIN pg_catalog.pg_namespace n ON n.oid = d.relnamespace \
+     WHERE p.partrelid = pg_catalog.to_regclass($1)";
+
+const ACCESS_METHOD: &[u8] = b"ddlgate_lookup_access_method";
+const ACCESS_METHOD_SQL: &str = "SELECT a.amname FROM pg_catalog.pg_class c \
+     JOIN pg_catalog.pg_am a ON a.oid = c.relam WHERE c.oid = pg_catalog.to_regclass($1)";
 
 /// Heap size of plain tables and materialized views; NULL for partitioned
 /// tables (their data is in the partitions) and anything else. Reading the
@@ -97,15 +128,22 @@ pub enum Want {
     Domain(String),
     /// Whether a relation (as written) exists.
     Relation(String),
+    /// A partitioned table's DEFAULT partition (table as written).
+    DefaultPartition(String),
+    /// A table's access method (as written).
+    AccessMethod(String),
 }
 
 impl Want {
     fn names(&self) -> impl Iterator<Item = &str> {
         let (a, b) = match self {
             Want::Column(t, c) => (t.as_str(), Some(c.as_str())),
-            Want::Size(n) | Want::Function(n) | Want::Domain(n) | Want::Relation(n) => {
-                (n.as_str(), None)
-            }
+            Want::Size(n)
+            | Want::Function(n)
+            | Want::Domain(n)
+            | Want::Relation(n)
+            | Want::DefaultPartition(n)
+            | Want::AccessMethod(n) => (n.as_str(), None),
         };
         std::iter::once(a).chain(b)
     }
@@ -138,8 +176,17 @@ pub fn wanted(sql: &[u8], major: u32) -> Vec<Want> {
                     }
                 }
             }
-            if let Op::AlterType { table, column, .. } | Op::SetNotNull { table, column } = op {
-                add(Want::Column(table.clone(), column.clone()));
+            match op {
+                Op::AlterType { table, column, .. }
+                | Op::SetNotNull { table, column }
+                | Op::DropDefault { table, column } => {
+                    add(Want::Column(table.clone(), column.clone()));
+                }
+                Op::CreatePartition { parent: table, .. } | Op::AttachPartition { table, .. } => {
+                    add(Want::DefaultPartition(table.clone()));
+                }
+                Op::SetAccessMethod { table, .. } => add(Want::AccessMethod(table.clone())),
+                _ => {}
             }
             if let Op::AddColumn(a) = op {
                 if let Some(Volatility::Unknown(fns)) = &a.default {
@@ -164,12 +211,14 @@ pub fn wanted(sql: &[u8], major: u32) -> Vec<Want> {
 }
 
 /// The statement name each fact is read with, and its SQL.
-const STATEMENTS: [(&[u8], &str); 5] = [
+const STATEMENTS: [(&[u8], &str); 7] = [
     (COLUMN, COLUMN_SQL),
     (SIZE, SIZE_SQL),
     (FUNCTION, FUNCTION_SQL),
     (DOMAIN, DOMAIN_SQL),
     (RELATION, RELATION_SQL),
+    (PARTITIONS, PARTITIONS_SQL),
+    (ACCESS_METHOD, ACCESS_METHOD_SQL),
 ];
 
 const SAVEPOINT: &[u8] = b"ddlgate_lookup_savepoint";
@@ -190,6 +239,8 @@ impl Want {
             Want::Function(_) => FUNCTION,
             Want::Domain(_) => DOMAIN,
             Want::Relation(_) => RELATION,
+            Want::DefaultPartition(_) => PARTITIONS,
+            Want::AccessMethod(_) => ACCESS_METHOD,
         }
     }
 }
@@ -220,7 +271,12 @@ pub fn batch(wants: &[Want], in_transaction: bool, out: &mut Vec<u8>) {
                 let attname = unquote(column);
                 frontend::bind_params(name, name, &[table.as_bytes(), attname.as_bytes()], out);
             }
-            Want::Size(n) | Want::Function(n) | Want::Domain(n) | Want::Relation(n) => {
+            Want::Size(n)
+            | Want::Function(n)
+            | Want::Domain(n)
+            | Want::Relation(n)
+            | Want::DefaultPartition(n)
+            | Want::AccessMethod(n) => {
                 frontend::bind_params(name, name, &[n.as_bytes()], out);
             }
         }
@@ -288,8 +344,23 @@ impl Lookup {
                             let ty = SqlType::parse(&String::from_utf8_lossy(ty));
                             catalog.column_types.insert(key.clone(), ty);
                         }
-                        if cols.get(1) == Some(&Some(&b"t"[..])) {
-                            catalog.not_null_checks.insert(key);
+                        let yes = |i: usize| cols.get(i) == Some(&Some(&b"t"[..]));
+                        if yes(1) {
+                            catalog.not_null_checks.insert(key.clone());
+                        }
+                        if cols.len() >= 6 {
+                            let collation = cols[5]
+                                .map(|c| String::from_utf8_lossy(c).into_owned())
+                                .unwrap_or_default();
+                            catalog.columns.insert(
+                                key,
+                                ColumnFacts {
+                                    not_null: yes(2),
+                                    has_check: yes(3),
+                                    indexed: yes(4),
+                                    collation,
+                                },
+                            );
                         }
                     }
                     Want::Size(table) => {
@@ -313,6 +384,27 @@ impl Lookup {
                         }
                     }
                     Want::Relation(_) => {}
+                    Want::DefaultPartition(parent) => {
+                        let default = cols.first().copied().flatten().map(|name| {
+                            let small = cols
+                                .get(1)
+                                .copied()
+                                .flatten()
+                                .and_then(|b| std::str::from_utf8(b).ok()?.parse::<u64>().ok())
+                                .is_some_and(|b| b <= self.small_table_bytes);
+                            (String::from_utf8_lossy(name).into_owned(), small)
+                        });
+                        catalog
+                            .default_partitions
+                            .insert(fold_name(parent), default);
+                    }
+                    Want::AccessMethod(table) => {
+                        if let Some(Some(am)) = cols.first() {
+                            catalog
+                                .access_methods
+                                .insert(fold_name(table), String::from_utf8_lossy(am).into_owned());
+                        }
+                    }
                 }
             }
             b'C' if self.prelude > 0 => self.prelude -= 1,
@@ -363,6 +455,7 @@ mod tests {
                 Want::Size("t".into()),
                 Want::Column("t".into(), "a".into()),
                 Want::Relation("p".into()),
+                Want::DefaultPartition("p".into()),
                 Want::Size("p2".into()),
             ]
         );

@@ -393,7 +393,7 @@ impl Gate {
             }
         }
         let in_tx = state.tx != TxStatus::Idle;
-        let j = self.judge(sql, Mode::QueryString, in_tx, &state.server_version);
+        let j = self.judge(sql, Mode::QueryString, in_tx, state);
         if let Some((i, id, report)) = j.stop {
             let marker = format!("ddlgate:block:{id}");
             let mut replacement = sql[..j.stmts[i].range.start].to_vec();
