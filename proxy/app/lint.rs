@@ -12,6 +12,7 @@ use crate::config::cli::{LintArgs, LintFormat};
 use crate::config::file::FileConfig;
 use crate::ddl::analyze::decode;
 use crate::ddl::lexer::{line_of, skip_trivia};
+use crate::ddl::plan::Plan;
 use crate::ddl::{Analyzer, Catalog, Decision, Mode, Policy, Rule, Who};
 
 use super::EXIT_CONFIG;
@@ -33,6 +34,9 @@ struct Item {
     /// Rule ids named in a `ddlgate:allow` comment that the role may not use.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     ignored_overrides: Vec<String>,
+    /// The statement's safe phased plan, when it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    plan: Option<Plan>,
 }
 
 #[derive(Debug, Serialize)]
@@ -59,13 +63,41 @@ pub fn run(config: Option<&Path>, args: LintArgs) -> ExitCode {
         let _ = std::io::stdout().write_all(out.as_bytes());
         return ExitCode::SUCCESS;
     }
-    let policy = match config.map(FileConfig::load).transpose() {
+    let ddl = match config.map(FileConfig::load).transpose() {
         Ok(file) => match file.map(|f| f.ddl.resolve()).transpose() {
-            Ok(ddl) => ddl.map(|d| d.policy).unwrap_or_default(),
+            Ok(ddl) => ddl.unwrap_or_default(),
             Err(e) => return fail(&e.to_string()),
         },
         Err(e) => return fail(&e.to_string()),
     };
+    let policy = ddl.policy.clone();
+    // The existing database's facts: from a live catalog, a schema file,
+    // or nothing (then every fact is unknown and findings say so).
+    let url = args
+        .database
+        .as_deref()
+        .filter(|d| d.starts_with("postgres://") || d.starts_with("postgresql://"));
+    let mut catalog = Catalog::default();
+    if let Some(url) = url {
+        match super::catalog::read_live(url, ddl.small_table_size) {
+            Ok(c) => catalog = c,
+            Err(e) => return fail(&format!("--database: {e}")),
+        }
+    }
+    if let Some(path) = &args.schema {
+        match std::fs::read(path) {
+            Ok(sql) => catalog = catalog.overlaid_by(&crate::ddl::schema::read_schema(&sql)),
+            Err(e) => return fail(&format!("--schema {}: {e}", path.display())),
+        }
+    }
+    // The database name a URL ends in scopes the policy, as a name does.
+    let database_name = args.database.as_deref().map(|d| match url {
+        Some(u) => crate::upstream::UpstreamTarget::parse(u)
+            .ok()
+            .and_then(|t| t.database)
+            .unwrap_or_default(),
+        None => d.to_owned(),
+    });
     if args.paths.is_empty() {
         return fail("no input: give migration files, directories, or - for stdin");
     }
@@ -77,7 +109,7 @@ pub fn run(config: Option<&Path>, args: LintArgs) -> ExitCode {
     }
     let who = Who {
         user: args.user.as_deref().unwrap_or(""),
-        database: args.database.as_deref().unwrap_or(""),
+        database: database_name.as_deref().unwrap_or(""),
     };
     let mut report = Report {
         pg_version: args.pg_version,
@@ -102,12 +134,13 @@ pub fn run(config: Option<&Path>, args: LintArgs) -> ExitCode {
             major: args.pg_version,
             policy: &policy,
             who,
+            catalog: &catalog,
         };
         lint_one(&mut analyzer, &name, &bytes, &ctx, &mut report);
     }
     let out = match args.format {
         LintFormat::Json => serde_json::to_string_pretty(&report).expect("serializable") + "\n",
-        LintFormat::Text => text(&report),
+        LintFormat::Text => text(&report, args.plan),
     };
     let _ = std::io::stdout().write_all(out.as_bytes());
     if report.stopped > 0 {
@@ -121,12 +154,12 @@ struct Lint<'a> {
     major: u32,
     policy: &'a Policy,
     who: Who<'a>,
+    catalog: &'a Catalog,
 }
 
 fn lint_one(analyzer: &mut Analyzer, name: &str, sql: &[u8], ctx: &Lint<'_>, r: &mut Report) {
     let (policy, who) = (ctx.policy, ctx.who);
-    let catalog = Catalog::default();
-    for a in analyzer.analyze(sql, Mode::Script, false, ctx.major, &catalog) {
+    for a in analyzer.analyze(sql, Mode::Script, false, ctx.major, ctx.catalog) {
         r.statements += 1;
         let text = &sql[a.range.clone()];
         let judgement = policy.judge(text, &a.findings, who);
@@ -151,13 +184,15 @@ fn lint_one(analyzer: &mut Analyzer, name: &str, sql: &[u8], ctx: &Lint<'_>, r: 
                 alternative: f.alternative.clone(),
                 statement: statement.clone(),
                 ignored_overrides: judgement.ignored_overrides.clone(),
+                plan: a.plan.clone(),
             });
         }
     }
 }
 
-fn text(r: &Report) -> String {
+fn text(r: &Report, plans: bool) -> String {
     let mut out = String::new();
+    let mut last_plan: Option<(&str, usize)> = None;
     for f in &r.findings {
         out.push_str(&format!(
             "{}:{}: {} [{}] {}\n    instead: {}\n",
@@ -168,6 +203,16 @@ fn text(r: &Report) -> String {
             f.detail,
             f.alternative
         ));
+        // A statement's plan once, after its first finding.
+        if let (true, Some(plan)) = (plans, &f.plan) {
+            if last_plan != Some((&f.file, f.line)) {
+                out.push_str("    plan:\n");
+                for line in plan.render().lines() {
+                    out.push_str(&format!("      {line}\n"));
+                }
+                last_plan = Some((&f.file, f.line));
+            }
+        }
         if !f.ignored_overrides.is_empty() {
             out.push_str(&format!(
                 "    note: ddlgate:allow {} ignored: the role (--user) is not in ddl.override_roles\n",

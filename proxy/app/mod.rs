@@ -1,6 +1,7 @@
 //! The `ddlgate` command: running the proxy (with signals and reload), and
 //! the `demo` and `lint` subcommands.
 
+mod catalog;
 mod demo;
 mod lint;
 mod run;

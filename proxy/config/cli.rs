@@ -57,9 +57,21 @@ pub struct LintArgs {
     #[arg(long)]
     pub user: Option<String>,
 
-    /// Apply the per-database policy of this database.
+    /// Apply the per-database policy of this database. Given as a URL
+    /// (postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?sslmode=...]), also read the
+    /// existing tables' facts from its catalog, as the proxy does.
     #[arg(long)]
     pub database: Option<String>,
+
+    /// SQL describing the existing database (pg_dump -s output, or the
+    /// migrations already applied): its tables are existing, populated
+    /// tables, and their columns, constraints, indexes and domains known.
+    #[arg(long, value_name = "FILE")]
+    pub schema: Option<PathBuf>,
+
+    /// Print the safe phased plan (as SQL) of each statement that has one.
+    #[arg(long)]
+    pub plan: bool,
 
     /// Print every rule with its default decision and exit.
     #[arg(long)]

@@ -145,8 +145,15 @@ impl Analyzer {
                 Kind::Ddl => {
                     let text = decode(text);
                     match self.ddl(&text, in_transaction, server_major, catalog) {
-                        Some((ops, by, findings)) => {
+                        Some((ops, by, mut findings)) => {
                             a.plan = self.plan(&text, &findings, server_major, catalog);
+                            if let Some(plan) = &a.plan {
+                                // The safe form is the plan's exact SQL.
+                                let sql = plan.sql();
+                                for f in &mut findings {
+                                    f.alternative.clone_from(&sql);
+                                }
+                            }
                             a.ops = ops;
                             a.read_by = Some(by);
                             a.findings = findings;
@@ -262,7 +269,9 @@ impl Analyzer {
         remember: bool,
     ) -> Vec<Finding> {
         let merged;
-        let catalog = if self.learned.column_types.is_empty() || !remember {
+        let learned_nothing =
+            self.learned.column_types.is_empty() && self.learned.relations.is_empty();
+        let catalog = if learned_nothing || !remember {
             catalog
         } else {
             merged = self.learned.overlaid_by(catalog);
@@ -303,6 +312,7 @@ impl Analyzer {
                     &mut self.facts.created_tables
                 };
                 set.insert(fold_name(table));
+                self.learned.relations.insert(fold_name(table));
                 if self.trust_session_objects && !*temporary {
                     self.facts.session_tables.insert(fold_name(table));
                 }
@@ -315,6 +325,7 @@ impl Analyzer {
                 name: Some(name),
                 ..
             } => {
+                self.learned.relations.insert(fold_name(name));
                 let t = fold_name(table);
                 let f = &mut self.facts;
                 if f.session_tables.contains(&t) || f.temp_tables.contains(&t) {

@@ -19,6 +19,7 @@ pub mod policy;
 pub mod read;
 pub mod rule;
 pub mod rules;
+pub mod schema;
 pub mod types;
 
 pub use analyze::{Analyzed, Analyzer, Kind, Mode};

@@ -58,6 +58,14 @@ const CASES: &[(&str, &str)] = &[
         "ALTER TABLE t ADD COLUMN x int, ADD CONSTRAINT c1 CHECK (a >= 0), ALTER COLUMN x SET DEFAULT 7, ALTER COLUMN a SET NOT NULL",
     ),
     (
+        "CREATE TABLE t (id int, a int, v text); INSERT INTO t SELECT g, g, 'v' || g FROM generate_series(1, 5000) g",
+        "ALTER TABLE t ADD COLUMN created timestamptz NOT NULL DEFAULT clock_timestamp()",
+    ),
+    (
+        "CREATE TABLE \"Odd 'Table'\" (id int); INSERT INTO \"Odd 'Table'\" SELECT generate_series(1, 300)",
+        "ALTER TABLE \"Odd 'Table'\" ADD COLUMN IF NOT EXISTS \"Tag\" text COLLATE \"C\" DEFAULT md5(random()::text), ADD COLUMN n int DEFAULT 0",
+    ),
+    (
         "CREATE TABLE t (id int, a int); CREATE INDEX t_a_idx ON t (a); CREATE INDEX t_id_idx ON t (id)",
         "DROP INDEX t_a_idx, t_id_idx",
     ),

@@ -34,7 +34,11 @@ fn step(kind: StepKind, sql: String, lock: Lock, object: Option<String>, what: &
         kind,
         in_transaction: !matches!(
             kind,
-            StepKind::BuildIndex | StepKind::DropIndex | StepKind::Reindex | StepKind::Detach
+            StepKind::BuildIndex
+                | StepKind::DropIndex
+                | StepKind::Reindex
+                | StepKind::Detach
+                | StepKind::Backfill
         ),
         sql,
         lock,
@@ -314,7 +318,7 @@ fn alter_table(t: &Toks<'_>, brief_ok: &dyn Fn(&str) -> bool) -> Option<Vec<Step
 /// The phased steps of one subcommand (tokens `a..b`), if it has them.
 fn subcommand(t: &Toks<'_>, alter: &Alter<'_>, a: usize, b: usize) -> Option<Vec<Step>> {
     if t.is(a, "ADD") {
-        return add_constraint(t, alter, a + 1, b);
+        return add_constraint(t, alter, a + 1, b).or_else(|| add_column(t, alter, a + 1, b));
     }
     if t.is(a, "ALTER") {
         let c = if t.is(a + 1, "COLUMN") { a + 2 } else { a + 1 };
@@ -468,6 +472,115 @@ fn add_constraint(t: &Toks<'_>, alter: &Alter<'_>, mut i: usize, b: usize) -> Op
         Some(name),
         "make the index the constraint (catalog only)",
     ));
+    Some(steps)
+}
+
+/// Keywords that end a column's type and start a column constraint.
+const COLUMN_CONSTRAINTS: &[&str] = &[
+    "DEFAULT",
+    "NOT",
+    "NULL",
+    "CONSTRAINT",
+    "CHECK",
+    "UNIQUE",
+    "PRIMARY",
+    "REFERENCES",
+    "GENERATED",
+];
+
+/// `ADD [COLUMN] [IF NOT EXISTS] name type [COLLATE c] DEFAULT expr [NOT
+/// NULL]` (tokens `i..b`): the column added without its default, the
+/// default set for new rows, the existing rows filled in batches, then the
+/// NOT NULL recipe. Other column constraints: no plan here.
+fn add_column(t: &Toks<'_>, alter: &Alter<'_>, mut i: usize, b: usize) -> Option<Vec<Step>> {
+    if t.is(i, "COLUMN") {
+        i += 1;
+    }
+    let if_not_exists = t.eat(i, &["IF", "NOT", "EXISTS"]);
+    if let Some(j) = if_not_exists {
+        i = j;
+    }
+    let column = t.tok(i);
+    if !is_ident(column) {
+        return None;
+    }
+    let ty_start = i + 1;
+    let mut j = ty_start;
+    let mut depth = 0;
+    while j < b {
+        match t.tok(j) {
+            "(" => depth += 1,
+            ")" => depth -= 1,
+            _ if depth == 0 && COLUMN_CONSTRAINTS.iter().any(|k| t.is(j, k)) => break,
+            _ => {}
+        }
+        j += 1;
+    }
+    let ty = t.text(ty_start, j);
+    let (mut default, mut not_null) = (None, false);
+    while j < b {
+        if t.is(j, "DEFAULT") {
+            let start = j + 1;
+            j = start;
+            let mut depth = 0;
+            while j < b {
+                match t.tok(j) {
+                    "(" => depth += 1,
+                    ")" => depth -= 1,
+                    _ if depth == 0 && COLUMN_CONSTRAINTS.iter().any(|k| t.is(j, k)) => break,
+                    _ => {}
+                }
+                j += 1;
+            }
+            default = Some(t.text(start, j));
+        } else if let Some(n) = t.eat(j, &["NOT", "NULL"]) {
+            not_null = true;
+            j = n;
+        } else if t.is(j, "NULL") {
+            j += 1;
+        } else {
+            return None;
+        }
+    }
+    let default = default?;
+    let (head, table) = (alter.head, alter.table);
+    let opt = if if_not_exists.is_some() {
+        "IF NOT EXISTS "
+    } else {
+        ""
+    };
+    if table.contains("$ddlgate$") || column.contains("$ddlgate$") {
+        return None;
+    }
+    let table_literal = format!("'{}'", table.replace('\'', "''"));
+    let mut steps = vec![
+        step(
+            StepKind::Brief,
+            format!("{head} ADD COLUMN {opt}{column} {ty}"),
+            Lock::AccessExclusive,
+            Some(column.to_owned()),
+            "add the column without a default: existing rows are not touched",
+        ),
+        step(
+            StepKind::Brief,
+            format!("{head} ALTER COLUMN {column} SET DEFAULT {default}"),
+            Lock::AccessExclusive,
+            Some(column.to_owned()),
+            "new rows get the default from now on",
+        ),
+        step(
+            StepKind::Backfill,
+            format!(
+                "DO $ddlgate$\nDECLARE\n  last_block bigint := pg_catalog.pg_relation_size({table_literal}::pg_catalog.regclass) / pg_catalog.current_setting('block_size')::int;\n  b bigint := 0;\nBEGIN\n  WHILE b <= last_block LOOP\n    UPDATE {table} SET {column} = DEFAULT\n     WHERE ctid >= pg_catalog.format('(%s,0)', b)::tid AND ctid < pg_catalog.format('(%s,0)', b + 1000)::tid\n       AND {column} IS NULL;\n    COMMIT;\n    b := b + 1000;\n  END LOOP;\nEND $ddlgate$"
+            ),
+            Lock::RowExclusive,
+            Some(column.to_owned()),
+            "fill the existing rows, 1000 pages per transaction",
+        ),
+    ];
+    if not_null {
+        steps.extend(not_null_recipe(alter, column));
+    }
     Some(steps)
 }
 

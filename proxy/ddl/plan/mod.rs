@@ -35,6 +35,8 @@ pub enum StepKind {
     Validate,
     /// DETACH PARTITION ... CONCURRENTLY.
     Detach,
+    /// Fills existing rows in short batches, each its own transaction.
+    Backfill,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -58,6 +60,27 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The steps' SQL on one line, each ended by `;`. ddlgate's own
+    /// multi-line steps (a backfill's DO block) are joined onto the line;
+    /// the client's text is left exactly as written.
+    pub fn sql(&self) -> String {
+        self.steps
+            .iter()
+            .map(|s| match s.kind {
+                StepKind::Backfill => format!(
+                    "{};",
+                    s.sql
+                        .split('\n')
+                        .map(str::trim)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ),
+                _ => format!("{};", s.sql),
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
     /// The plan as a script that runs as printed (psql -f, or statement by
     /// statement): each step's SQL with a comment saying what it does.
     pub fn render(&self) -> String {
@@ -88,6 +111,8 @@ pub fn covers(rule: Rule) -> bool {
     matches!(
         rule,
         CreateIndex
+            | AddColumnVolatileDefault
+            | AddColumnDefaultBeforePg11
             | DropIndex
             | Reindex
             | AddCheckConstraint

@@ -88,6 +88,12 @@ pub struct Catalog {
     /// The session's TimeZone setting, when known: timestamp and
     /// timestamptz convert without a rewrite only in UTC.
     pub time_zone: Option<String>,
+    /// Relations known to exist (folded): from a schema, or created by
+    /// earlier statements.
+    pub relations: HashSet<String>,
+    /// The facts cover the whole database (a schema file or catalog): a
+    /// relation not in `relations` does not exist.
+    pub complete: bool,
 }
 
 impl Catalog {
@@ -113,7 +119,15 @@ impl Catalog {
         if other.time_zone.is_some() {
             c.time_zone.clone_from(&other.time_zone);
         }
+        c.relations.extend(other.relations.iter().cloned());
+        c.complete |= other.complete;
         c
+    }
+
+    /// Whether the relation is known not to exist.
+    pub fn is_missing(&self, name: &str) -> bool {
+        let n = fold_name(name);
+        self.missing_relations.contains(&n) || (self.complete && !self.relations.contains(&n))
     }
 
     pub fn column(&self, table: &str, column: &str) -> Option<&ColumnFacts> {
@@ -186,10 +200,8 @@ fn harmless(op: &Op, ctx: &Context<'_>) -> bool {
             return true;
         }
     }
-    let missing = |name: &str| {
-        let n = fold_name(name);
-        ctx.catalog.missing_relations.contains(&n) && !tx.renamed_to.contains(&n)
-    };
+    let missing =
+        |name: &str| ctx.catalog.is_missing(name) && !tx.renamed_to.contains(&fold_name(name));
     let targets = op.existing_relations();
     if !targets.is_empty() && targets.iter().all(|t| missing(t)) {
         return true;

@@ -10,8 +10,8 @@ pub fn check(op: &Op, _ctx: &Context<'_>, out: &mut Vec<Finding>) {
     match op {
         Op::RenameObject { kind, name, to } => {
             // A constraint is renamed under its table's ACCESS EXCLUSIVE.
-            let lock = (is_relation_kind(kind) || kind == "constraint")
-                .then_some(Lock::AccessExclusive);
+            let lock =
+                (is_relation_kind(kind) || kind == "constraint").then_some(Lock::AccessExclusive);
             let what = if to.is_empty() {
                 format!("renames {kind} {name}")
             } else if to.starts_with("schema ") {
