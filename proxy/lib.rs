@@ -5,6 +5,7 @@ pub mod app;
 pub mod cancel;
 pub mod config;
 pub mod ddl;
+pub mod fuzz;
 pub mod pgcluster;
 pub mod protocol;
 pub mod server;

@@ -72,11 +72,12 @@ fn read_do(sql: &str, depth: usize, out: &mut Vec<Embedded>) -> Option<()> {
 }
 
 fn unquote_word(w: &str) -> String {
-    if w.starts_with('"') || w.starts_with('\'') {
-        w[1..w.len().saturating_sub(1)].to_owned()
-    } else {
-        w.to_ascii_lowercase()
+    for q in ['"', '\''] {
+        if let Some(inner) = w.strip_prefix(q) {
+            return inner.strip_suffix(q).unwrap_or(inner).to_owned();
+        }
     }
+    w.to_ascii_lowercase()
 }
 
 /// Walks a PL/pgSQL body, collecting the statements that can change the
@@ -250,10 +251,10 @@ fn literal_at(sql: &str, pos: usize) -> Option<(String, usize)> {
     let tok = &sql[r.clone()];
     if tok.starts_with('$') && tok.len() > 1 {
         let tag_len = tok[1..].find('$')? + 2;
-        if tok.len() < 2 * tag_len {
-            return None;
-        }
-        return Some((tok[tag_len..tok.len() - tag_len].to_owned(), r.end));
+        let tag = &tok[..tag_len];
+        // An unterminated body runs to the end of the text: not readable.
+        let inner = tok.strip_prefix(tag)?.strip_suffix(tag)?;
+        return Some((inner.to_owned(), r.end));
     }
     if tok.starts_with('\'') {
         return Some((unquote_standard(tok)?, r.end));
@@ -361,6 +362,9 @@ mod tests {
             Some(vec![Embedded::Dynamic])
         );
         assert_eq!(embedded("DO LANGUAGE plpython3u $$ x $$"), None);
+        // Found by the fuzzer: unterminated bodies and names.
+        assert_eq!(embedded("DO $$ BEGIN  \u{e9}"), None);
+        assert_eq!(embedded("DO LANGUAGE \" $$ x $$"), None);
         assert_eq!(
             embedded("DO $a$ BEGIN EXECUTE 'DO $b$ BEGIN DROP TABLE t; END $b$'; END $a$"),
             Some(vec![sql("DROP TABLE t")])

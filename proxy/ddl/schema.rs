@@ -225,16 +225,23 @@ fn tokens(text: &str, c: &mut Catalog) {
         if at(i) == "ONLY" {
             i += 1;
         }
-        if at(i + 1) == "ATTACH" && at(i + 2) == "PARTITION" {
-            let parent = fold_name(words[i]);
-            let part = fold_name(words[i + 3]);
-            c.default_partitions.insert(parent, Some((part, false)));
+        if let (true, Some(parent), Some(part)) = (
+            at(i + 1) == "ATTACH" && at(i + 2) == "PARTITION",
+            words.get(i),
+            words.get(i + 3),
+        ) {
+            c.default_partitions
+                .insert(fold_name(parent), Some((fold_name(part), false)));
         }
-    } else if at(0) == "CREATE" && at(1) == "TABLE" && at(3) == "PARTITION" && at(4) == "OF" {
-        let part = fold_name(words[2]);
+    } else if let (true, Some(part), Some(parent)) = (
+        at(0) == "CREATE" && at(1) == "TABLE" && at(3) == "PARTITION" && at(4) == "OF",
+        words.get(2),
+        words.get(5),
+    ) {
+        let part = fold_name(part);
         c.relations.insert(part.clone());
         c.default_partitions
-            .insert(fold_name(words[5]), Some((part, false)));
+            .insert(fold_name(parent), Some((part, false)));
     }
 }
 

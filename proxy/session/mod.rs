@@ -7,6 +7,7 @@ mod auth;
 mod conn;
 mod control;
 mod error;
+pub mod fuzz;
 mod gate;
 mod negotiate;
 mod pipe;

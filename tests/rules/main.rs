@@ -3,6 +3,7 @@
 
 mod examples;
 mod findings;
+mod fuzz;
 mod lint;
 mod locks;
 mod plans;
