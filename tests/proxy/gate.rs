@@ -161,8 +161,10 @@ fn psql_sees_the_rule_detail_and_hint() {
         err.contains("ACCESS EXCLUSIVE lock on g_psql; rewrites the table"),
         "{err}"
     );
+    // The hint is the plan, step by step, as SQL.
+    assert!(err.contains("HINT:  -- step 1 of 8"), "{err}");
     assert!(
-        err.contains("HINT:  ALTER TABLE g_psql ADD COLUMN s bigint;"),
+        err.contains("\nALTER TABLE g_psql ADD COLUMN s bigint;\n"),
         "{err}"
     );
     // Allowed changes run; the session's lock_timeout is untouched after.

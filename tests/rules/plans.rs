@@ -66,6 +66,10 @@ const CASES: &[(&str, &str)] = &[
         "ALTER TABLE \"Odd 'Table'\" ADD COLUMN IF NOT EXISTS \"Tag\" text COLLATE \"C\" DEFAULT md5(random()::text), ADD COLUMN n int DEFAULT 0",
     ),
     (
+        "CREATE TABLE t (id int, a int); INSERT INTO t SELECT g, g FROM generate_series(1, 3000) g",
+        "ALTER TABLE t ADD COLUMN seq_no bigserial",
+    ),
+    (
         "CREATE TABLE t (id int, a int); CREATE INDEX t_a_idx ON t (a); CREATE INDEX t_id_idx ON t (id)",
         "DROP INDEX t_a_idx, t_id_idx",
     ),

@@ -542,7 +542,15 @@ fn add_column(t: &Toks<'_>, alter: &Alter<'_>, mut i: usize, b: usize) -> Option
             return None;
         }
     }
-    let default = default?;
+    // serial types: the column, a sequence it owns, its default; then the
+    // same backfill (each existing row draws from the sequence, as the
+    // direct ALTER does) and NOT NULL, which serial implies.
+    let serial = serial_base(ty);
+    let (default, ty, not_null) = match (default, serial) {
+        (None, Some(base)) => (None, base.to_owned(), true),
+        (Some(d), None) => (Some(d.to_owned()), ty.to_owned(), not_null),
+        _ => return None,
+    };
     let (head, table) = (alter.head, alter.table);
     let opt = if if_not_exists.is_some() {
         "IF NOT EXISTS "
@@ -553,21 +561,47 @@ fn add_column(t: &Toks<'_>, alter: &Alter<'_>, mut i: usize, b: usize) -> Option
         return None;
     }
     let table_literal = format!("'{}'", table.replace('\'', "''"));
-    let mut steps = vec![
-        step(
-            StepKind::Brief,
-            format!("{head} ADD COLUMN {opt}{column} {ty}"),
-            Lock::AccessExclusive,
-            Some(column.to_owned()),
-            "add the column without a default: existing rows are not touched",
-        ),
-        step(
-            StepKind::Brief,
-            format!("{head} ALTER COLUMN {column} SET DEFAULT {default}"),
-            Lock::AccessExclusive,
-            Some(column.to_owned()),
-            "new rows get the default from now on",
-        ),
+    let mut steps = vec![step(
+        StepKind::Brief,
+        format!("{head} ADD COLUMN {opt}{column} {ty}"),
+        Lock::AccessExclusive,
+        Some(column.to_owned()),
+        "add the column without a default: existing rows are not touched",
+    )];
+    let default = match default {
+        Some(d) => d,
+        None => {
+            // The sequence PostgreSQL would create: table_column_seq, in
+            // the table's schema.
+            let seq_name = object_name(&bare(table), Some(&unquote(column)), "seq");
+            let seq = match table.rfind('.') {
+                Some(dot) if !table.ends_with('"') || table[..dot].ends_with('"') => {
+                    format!("{}.{}", &table[..dot], quote_ident(&seq_name))
+                }
+                _ => quote_ident(&seq_name),
+            };
+            steps.push(step(
+                StepKind::Brief,
+                format!("CREATE SEQUENCE {seq} AS {ty} OWNED BY {table}.{column}"),
+                Lock::AccessShare,
+                Some(seq.clone()),
+                "the sequence the serial column draws from",
+            ));
+            format!(
+                "pg_catalog.nextval('{}'::pg_catalog.regclass)",
+                seq.replace('\'', "''")
+            )
+        }
+    };
+    steps.push(step(
+        StepKind::Brief,
+        format!("{head} ALTER COLUMN {column} SET DEFAULT {default}"),
+        Lock::AccessExclusive,
+        Some(column.to_owned()),
+        "new rows get the default from now on",
+    ));
+    steps.extend([
+
         step(
             StepKind::Backfill,
             format!(
@@ -577,11 +611,21 @@ fn add_column(t: &Toks<'_>, alter: &Alter<'_>, mut i: usize, b: usize) -> Option
             Some(column.to_owned()),
             "fill the existing rows, 1000 pages per transaction",
         ),
-    ];
+    ]);
     if not_null {
         steps.extend(not_null_recipe(alter, column));
     }
     Some(steps)
+}
+
+/// The integer type behind a serial type name.
+fn serial_base(ty: &str) -> Option<&'static str> {
+    match ty.trim().to_ascii_lowercase().as_str() {
+        "serial" | "serial4" => Some("integer"),
+        "bigserial" | "serial8" => Some("bigint"),
+        "smallserial" | "serial2" => Some("smallint"),
+        _ => None,
+    }
 }
 
 fn not_valid_then_validate(alter: &Alter<'_>, name: &str, def: &str) -> Vec<Step> {

@@ -112,6 +112,7 @@ pub fn covers(rule: Rule) -> bool {
         rule,
         CreateIndex
             | AddColumnVolatileDefault
+            | AddColumnSerial
             | AddColumnDefaultBeforePg11
             | DropIndex
             | Reindex
