@@ -367,6 +367,14 @@ fn alter_column(table: String, column: String, mut c: Cursor) -> Op {
         ["SET", "("],
         ["SET", "GENERATED"],
         ["RESTART", ""],
+        // An identity's sequence options.
+        ["SET", "INCREMENT"],
+        ["SET", "START"],
+        ["SET", "CYCLE"],
+        ["SET", "NO"],
+        ["SET", "MINVALUE"],
+        ["SET", "MAXVALUE"],
+        ["SET", "CACHE"],
     ];
     if known.iter().any(|[a, b]| {
         c.is_kw(a)
@@ -543,6 +551,9 @@ fn alter_other(kind: &str, mut c: Cursor) -> Op {
             to: format!("schema {}", c.name().unwrap_or_default()),
             name,
         };
+    }
+    if kind == "materialized view" && c.eat_all(&["SET", "TABLESPACE"]) {
+        return Op::SetTablespace { table: name };
     }
     brief(None)
 }
