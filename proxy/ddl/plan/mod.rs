@@ -8,7 +8,11 @@
 //! with ddlgate adding only keywords and the names PostgreSQL would have
 //! chosen (`names`). Nothing is re-rendered from a parse tree.
 
+mod alter;
 mod build;
+mod columns;
+mod constraints;
+mod index;
 mod names;
 mod source;
 

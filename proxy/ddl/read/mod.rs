@@ -5,6 +5,7 @@
 
 mod cursor;
 mod expr;
+mod objects;
 mod parsed;
 mod tokens;
 

@@ -7,6 +7,9 @@ use sqlparser::tokenizer::Token;
 
 use super::cursor::Cursor;
 use super::expr::volatility;
+use super::objects::{
+    alter_domain, alter_index, alter_other, alter_type, droppable_kind, renamable_kind,
+};
 use crate::ddl::op::{AddColumn, ConstraintKind, Op};
 use crate::ddl::rule::Lock;
 use crate::ddl::types::SqlType;
@@ -483,183 +486,6 @@ fn drop(mut c: Cursor) -> Vec<Op> {
     }]
 }
 
-/// Kinds whose DROP breaks the clients that use them (or loses data).
-fn droppable_kind(c: &mut Cursor) -> Option<String> {
-    let kinds: &[(&[&str], &str)] = &[
-        (&["MATERIALIZED", "VIEW"], "materialized view"),
-        (&["FOREIGN", "TABLE"], "foreign table"),
-        (&["VIEW"], "view"),
-        (&["SEQUENCE"], "sequence"),
-        (&["FUNCTION"], "function"),
-        (&["PROCEDURE"], "procedure"),
-        (&["ROUTINE"], "routine"),
-        (&["AGGREGATE"], "aggregate"),
-        (&["TYPE"], "type"),
-        (&["DOMAIN"], "domain"),
-        (&["SCHEMA"], "schema"),
-        (&["EXTENSION"], "extension"),
-        (&["OWNED", "BY"], "objects owned by"),
-    ];
-    kinds
-        .iter()
-        .find(|(kw, _)| c.eat_all(kw))
-        .map(|(_, k)| (*k).to_owned())
-}
-
-/// Kinds whose RENAME / SET SCHEMA breaks the clients that name them.
-fn renamable_kind(c: &mut Cursor) -> Option<&'static str> {
-    let kinds: &[(&[&str], &str)] = &[
-        (&["MATERIALIZED", "VIEW"], "materialized view"),
-        (&["FOREIGN", "TABLE"], "foreign table"),
-        (&["VIEW"], "view"),
-        (&["SEQUENCE"], "sequence"),
-        (&["FUNCTION"], "function"),
-        (&["PROCEDURE"], "procedure"),
-        (&["ROUTINE"], "routine"),
-        (&["AGGREGATE"], "aggregate"),
-        (&["SCHEMA"], "schema"),
-    ];
-    kinds.iter().find(|(kw, _)| c.eat_all(kw)).map(|(_, k)| *k)
-}
-
-/// ALTER VIEW / SEQUENCE / FUNCTION / SCHEMA ...: renames and moves break
-/// clients; the rest is brief.
-fn alter_other(kind: &str, mut c: Cursor) -> Op {
-    c.eat_all(&["IF", "EXISTS"]);
-    let name = c.name().unwrap_or_default();
-    c.group();
-    if c.eat("RENAME") {
-        if c.eat("COLUMN") || (!c.is_kw("TO") && kind.ends_with("view")) {
-            let from = c.name().unwrap_or_default();
-            c.eat("TO");
-            return Op::RenameObject {
-                kind: format!("{kind} column"),
-                name: format!("{name}.{from}"),
-                to: c.name().unwrap_or_default(),
-            };
-        }
-        c.eat("TO");
-        return Op::RenameObject {
-            kind: kind.into(),
-            name,
-            to: c.name().unwrap_or_default(),
-        };
-    }
-    if c.eat_all(&["SET", "SCHEMA"]) {
-        return Op::RenameObject {
-            kind: kind.into(),
-            to: format!("schema {}", c.name().unwrap_or_default()),
-            name,
-        };
-    }
-    if kind == "materialized view" && c.eat_all(&["SET", "TABLESPACE"]) {
-        return Op::SetTablespace { table: name };
-    }
-    brief(None)
-}
-
-/// ALTER TYPE: enum values added or renamed, renames and moves.
-fn alter_type(mut c: Cursor) -> Op {
-    let type_name = c.name().unwrap_or_default();
-    if c.eat_all(&["ADD", "VALUE"]) {
-        return Op::EnumAddValue { type_name };
-    }
-    if c.eat_all(&["RENAME", "VALUE"]) {
-        let from = c.rest_text();
-        return Op::RenameObject {
-            kind: "enum value".into(),
-            name: format!("{type_name} {from}"),
-            to: String::new(),
-        };
-    }
-    if c.eat_all(&["RENAME", "ATTRIBUTE"]) {
-        let from = c.name().unwrap_or_default();
-        c.eat("TO");
-        return Op::RenameObject {
-            kind: "type attribute".into(),
-            name: format!("{type_name}.{from}"),
-            to: c.name().unwrap_or_default(),
-        };
-    }
-    if c.eat_all(&["RENAME", "TO"]) {
-        return Op::RenameObject {
-            kind: "type".into(),
-            name: type_name,
-            to: c.name().unwrap_or_default(),
-        };
-    }
-    if c.eat_all(&["SET", "SCHEMA"]) {
-        return Op::RenameObject {
-            kind: "type".into(),
-            name: type_name,
-            to: format!("schema {}", c.name().unwrap_or_default()),
-        };
-    }
-    brief(None)
-}
-
-/// ALTER DOMAIN: constraints checked against every column of the domain,
-/// renames and moves.
-fn alter_domain(mut c: Cursor) -> Op {
-    let domain = c.name().unwrap_or_default();
-    if c.is_kw("ADD") {
-        let rest = c.rest_text().to_ascii_uppercase();
-        if !rest.contains("NOT VALID") {
-            return Op::DomainCheck {
-                domain,
-                what: "adding a constraint".into(),
-            };
-        }
-        return brief(None);
-    }
-    if c.eat_all(&["SET", "NOT", "NULL"]) {
-        return Op::DomainCheck {
-            domain,
-            what: "SET NOT NULL".into(),
-        };
-    }
-    if c.eat_all(&["VALIDATE", "CONSTRAINT"]) {
-        return Op::DomainCheck {
-            domain,
-            what: format!("validating {}", c.name().unwrap_or_default()),
-        };
-    }
-    if c.eat_all(&["RENAME", "TO"]) {
-        return Op::RenameObject {
-            kind: "domain".into(),
-            name: domain,
-            to: c.name().unwrap_or_default(),
-        };
-    }
-    if c.eat_all(&["SET", "SCHEMA"]) {
-        return Op::RenameObject {
-            kind: "domain".into(),
-            name: domain,
-            to: format!("schema {}", c.name().unwrap_or_default()),
-        };
-    }
-    brief(None)
-}
-
-/// ALTER INDEX: a new tablespace copies the index under ACCESS EXCLUSIVE;
-/// the rest (rename, storage parameters, statistics, attach) is brief.
-fn alter_index(mut c: Cursor) -> Op {
-    if c.eat_all(&["ALL", "IN", "TABLESPACE"]) {
-        return Op::SetTablespace {
-            table: format!("every index in tablespace {}", c.name().unwrap_or_default()),
-        };
-    }
-    c.eat_all(&["IF", "EXISTS"]);
-    let index = c.name().unwrap_or_default();
-    if c.eat_all(&["SET", "TABLESPACE"]) {
-        return Op::SetTablespace { table: index };
-    }
-    Op::Brief {
-        table: None,
-        lock: Lock::ShareUpdateExclusive,
-    }
-}
-
 fn vacuum(mut c: Cursor) -> Op {
     let mut full = false;
     if let Some(opts) = c.group() {
@@ -696,7 +522,7 @@ fn lock(mut c: Cursor) -> Op {
     Op::LockTable { tables, mode }
 }
 
-fn brief(table: Option<String>) -> Op {
+pub(super) fn brief(table: Option<String>) -> Op {
     Op::Brief {
         table,
         lock: Lock::AccessExclusive,
