@@ -142,6 +142,15 @@ async fn read(db: &Client, small_table_bytes: u64) -> Result<Catalog, tokio_post
     {
         c.constrained_domains.insert(r.get(0));
     }
+    let index_sql = format!(
+        "SELECT {QNAME} FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+         JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {USER_SCHEMAS} \
+         AND (SELECT bool_and(a.attnotnull) FROM pg_attribute a \
+              WHERE a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey))"
+    );
+    for r in db.query(&index_sql, &[]).await? {
+        c.not_null_indexes.insert(r.get(0));
+    }
     for r in db
         .query(
             "SELECT proname::text FROM pg_proc GROUP BY proname \

@@ -20,9 +20,20 @@ pub enum Volatility {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConstraintKind {
     Check,
-    ForeignKey { references: String },
-    Unique { using_index: bool },
-    PrimaryKey { using_index: bool },
+    ForeignKey {
+        references: String,
+    },
+    Unique {
+        using_index: bool,
+    },
+    PrimaryKey {
+        using_index: bool,
+    },
+    /// ADD PRIMARY KEY USING INDEX: sets the index's columns NOT NULL,
+    /// scanning the table for any that are not already.
+    PrimaryKeyOfIndex {
+        index: String,
+    },
     Exclude,
     NotNull,
 }

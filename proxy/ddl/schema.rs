@@ -30,26 +30,42 @@ pub fn read_schema(sql: &[u8]) -> Catalog {
         .filter(|l| !l.starts_with(b"\\"))
         .flat_map(|l| l.iter().copied().chain(std::iter::once(b'\n')))
         .collect();
+    let mut indexes = Vec::new();
     for range in split(&sql) {
         let start = skip_trivia(&sql, range.start).min(range.end);
         let text = decode(&sql[start..range.end]);
         match Parser::parse_sql(&PostgreSqlDialect {}, &text) {
             Ok(stmts) => {
                 for s in &stmts {
-                    statement(s, &mut c);
+                    statement(s, &mut c, &mut indexes);
                 }
             }
             Err(_) => tokens(&text, &mut c),
         }
     }
+    // Indexes whose columns all turned out NOT NULL.
+    for (index, table, cols) in indexes {
+        let all = !cols.is_empty()
+            && cols.iter().all(|col| {
+                c.columns
+                    .get(&(table.clone(), col.clone()))
+                    .is_some_and(|f| f.not_null)
+            });
+        if all {
+            c.not_null_indexes.insert(index);
+        }
+    }
     c
 }
+
+/// Indexes read so far: (index, table, columns), all folded.
+type Indexes = Vec<(String, String, Vec<String>)>;
 
 fn name(n: &ObjectName) -> String {
     fold_name(&n.to_string())
 }
 
-fn statement(s: &Statement, c: &mut Catalog) {
+fn statement(s: &Statement, c: &mut Catalog, indexes: &mut Indexes) {
     match s {
         Statement::CreateTable(ct) => {
             let table = name(&ct.name);
@@ -92,16 +108,26 @@ fn statement(s: &Statement, c: &mut Catalog) {
         }
         Statement::CreateIndex(ci) => {
             let table = name(&ci.table_name);
-            if let Some(n) = &ci.name {
-                c.relations.insert(fold_name(&n.to_string()));
-            }
+            let mut cols = Vec::new();
             for col in &ci.columns {
                 for column in columns_in(&col.column.expr) {
                     c.columns
-                        .entry((table.clone(), column))
+                        .entry((table.clone(), column.clone()))
                         .or_default()
                         .indexed = true;
+                    cols.push(column);
                 }
+            }
+            if let Some(n) = &ci.name {
+                let index = fold_name(&n.to_string());
+                c.relations.insert(index.clone());
+                // Settled once the whole schema is read (NOT NULL may come later).
+                let schema = table.rsplit_once('.').map(|(s, _)| s.to_owned());
+                let index = match schema {
+                    Some(s) if !index.contains('.') => format!("{s}.{index}"),
+                    _ => index,
+                };
+                indexes.push((index, table, cols));
             }
         }
         Statement::AlterTable(at) => {

@@ -55,6 +55,7 @@ const SAFE: &[(&str, &str, Lock)] = &[
     ("CREATE STATISTICS st ON a, b FROM t", "t", Lock::ShareUpdateExclusive),
     ("COMMENT ON TABLE t IS 'x'", "t", Lock::ShareUpdateExclusive),
     ("ALTER TABLE t ALTER COLUMN ts2 SET STATISTICS 100", "t", Lock::ShareUpdateExclusive),
+    ("ALTER TABLE t ADD PRIMARY KEY USING INDEX t_id_uq", "t", Lock::AccessExclusive),
 ];
 
 /// Statements the rules let through only because of the session's UTC
@@ -195,6 +196,7 @@ async fn catalog(db: &Client) -> Catalog {
     c.default_partitions
         .insert("q".into(), Some(("lt.qd".into(), false)));
     c.access_methods.insert("t".into(), "heap".into());
+    c.not_null_indexes.insert("t_id_uq".into());
     c
 }
 

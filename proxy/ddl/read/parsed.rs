@@ -179,7 +179,9 @@ fn operation(table: &str, op: &AlterTableOperation) -> Option<Op> {
                 ),
                 TableConstraint::PrimaryKeyUsingIndex(c) => (
                     c.name.as_ref(),
-                    ConstraintKind::PrimaryKey { using_index: true },
+                    ConstraintKind::PrimaryKeyOfIndex {
+                        index: c.index_name.to_string(),
+                    },
                 ),
                 TableConstraint::Exclude(c) => (c.name.as_ref(), ConstraintKind::Exclude),
                 _ => return None,

@@ -301,7 +301,13 @@ fn add_constraint(table: String, mut c: Cursor) -> Op {
     } else if c.eat("UNIQUE") {
         ConstraintKind::Unique { using_index }
     } else if c.eat_all(&["PRIMARY", "KEY"]) {
-        ConstraintKind::PrimaryKey { using_index }
+        if c.eat_all(&["USING", "INDEX"]) {
+            ConstraintKind::PrimaryKeyOfIndex {
+                index: c.name().unwrap_or_default(),
+            }
+        } else {
+            ConstraintKind::PrimaryKey { using_index }
+        }
     } else if c.eat_all(&["FOREIGN", "KEY"]) {
         c.group();
         c.eat("REFERENCES");

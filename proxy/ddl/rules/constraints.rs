@@ -13,7 +13,7 @@ pub fn check(op: &Op, ctx: &Context<'_>, out: &mut Vec<Finding>) {
             name,
             kind,
             not_valid,
-        } => add(table, name.as_deref(), kind, *not_valid, out),
+        } => add(table, name.as_deref(), kind, *not_valid, ctx, out),
         Op::ValidateConstraint { table, name } => {
             let Some(held) = ctx.tx.not_valid.get(&(fold_name(table), fold_name(name))) else {
                 return;
@@ -40,6 +40,7 @@ fn add(
     name: Option<&str>,
     kind: &ConstraintKind,
     not_valid: bool,
+    ctx: &Context<'_>,
     out: &mut Vec<Finding>,
 ) {
     let shown = name.unwrap_or("<constraint>");
@@ -102,6 +103,30 @@ fn add(
                     )),
             );
         }
+        ConstraintKind::PrimaryKeyOfIndex { index } => {
+            let qualified = qualify_index(table, index);
+            if ctx
+                .catalog
+                .not_null_indexes
+                .contains(&fold_name(&qualified))
+            {
+                // Its columns are NOT NULL already: a catalog change.
+                return;
+            }
+            out.push(
+                Finding::new(Rule::AddPrimaryKey, Some(table), Some(Lock::AccessExclusive))
+                    .scan()
+                    .detail(format!(
+                        "makes {index} the primary key of {table}: any of its columns not yet NOT NULL is set so, scanning all of {table} under ACCESS EXCLUSIVE"
+                    ))
+                    .alternative(format!(
+                        "first make each of {index}'s columns NOT NULL online: ALTER TABLE \
+                         {table} ADD CONSTRAINT c CHECK (col IS NOT NULL) NOT VALID; VALIDATE \
+                         CONSTRAINT c; ALTER COLUMN col SET NOT NULL; DROP CONSTRAINT c; this \
+                         statement is then a catalog change"
+                    )),
+            );
+        }
         ConstraintKind::Exclude => out.push(
             Finding::new(
                 Rule::AddExcludeConstraint,
@@ -118,5 +143,13 @@ fn add(
             ),
         ),
         _ => {}
+    }
+}
+
+/// An index named in `USING INDEX` lives in its table's schema.
+pub fn qualify_index(table: &str, index: &str) -> String {
+    match table.rsplit_once('.') {
+        Some((schema, _)) if !index.contains('.') => format!("{schema}.{index}"),
+        _ => index.to_owned(),
     }
 }

@@ -5,7 +5,7 @@
 //! when the caller has them.
 
 mod columns;
-mod constraints;
+pub(crate) mod constraints;
 mod destructive;
 mod identity;
 mod indexes;
@@ -85,6 +85,8 @@ pub struct Catalog {
     pub default_partitions: HashMap<String, Option<(String, bool)>>,
     /// Tables' access methods by folded name.
     pub access_methods: HashMap<String, String>,
+    /// Indexes (folded) whose columns are all NOT NULL already.
+    pub not_null_indexes: HashSet<String>,
     /// The session's TimeZone setting, when known: timestamp and
     /// timestamptz convert without a rewrite only in UTC.
     pub time_zone: Option<String>,
@@ -116,6 +118,8 @@ impl Catalog {
         c.default_partitions
             .extend(other.default_partitions.clone());
         c.access_methods.extend(other.access_methods.clone());
+        c.not_null_indexes
+            .extend(other.not_null_indexes.iter().cloned());
         if other.time_zone.is_some() {
             c.time_zone.clone_from(&other.time_zone);
         }

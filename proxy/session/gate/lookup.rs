@@ -12,7 +12,8 @@
 //!
 //! Names travel as Bind parameters, never inside SQL.
 
-use crate::ddl::op::{fold_name, unquote, Op, Volatility};
+use crate::ddl::op::{fold_name, unquote, ConstraintKind, Op, Volatility};
+use crate::ddl::rules::constraints::qualify_index;
 use crate::ddl::rules::ColumnFacts;
 use crate::ddl::types::SqlType;
 use crate::ddl::{Analyzer, Catalog, Mode};
@@ -98,6 +99,12 @@ const PARTITIONS_SQL: &str = "SELECT CASE WHEN d.oid IS NOT NULL \
      LEFT JOIN pg_catalog.pg_namespace n ON n.oid = d.relnamespace \
      WHERE p.partrelid = pg_catalog.to_regclass($1)";
 
+const INDEX_NOT_NULL: &[u8] = b"ddlgate_lookup_index_not_null";
+/// True when every column of the index is NOT NULL already.
+const INDEX_NOT_NULL_SQL: &str = "SELECT bool_and(a.attnotnull) FROM pg_catalog.pg_index i \
+     JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) \
+     WHERE i.indexrelid = pg_catalog.to_regclass($1)";
+
 const ACCESS_METHOD: &[u8] = b"ddlgate_lookup_access_method";
 const ACCESS_METHOD_SQL: &str = "SELECT a.amname FROM pg_catalog.pg_class c \
      JOIN pg_catalog.pg_am a ON a.oid = c.relam WHERE c.oid = pg_catalog.to_regclass($1)";
@@ -132,6 +139,9 @@ pub enum Want {
     DefaultPartition(String),
     /// A table's access method (as written).
     AccessMethod(String),
+    /// Whether an index's columns are all NOT NULL (name as written,
+    /// qualified with its table's schema).
+    IndexNotNull(String),
 }
 
 impl Want {
@@ -143,7 +153,8 @@ impl Want {
             | Want::Domain(n)
             | Want::Relation(n)
             | Want::DefaultPartition(n)
-            | Want::AccessMethod(n) => (n.as_str(), None),
+            | Want::AccessMethod(n)
+            | Want::IndexNotNull(n) => (n.as_str(), None),
         };
         std::iter::once(a).chain(b)
     }
@@ -186,6 +197,11 @@ pub fn wanted(sql: &[u8], major: u32) -> Vec<Want> {
                     add(Want::DefaultPartition(table.clone()));
                 }
                 Op::SetAccessMethod { table, .. } => add(Want::AccessMethod(table.clone())),
+                Op::AddConstraint {
+                    table,
+                    kind: ConstraintKind::PrimaryKeyOfIndex { index },
+                    ..
+                } => add(Want::IndexNotNull(qualify_index(table, index))),
                 _ => {}
             }
             if let Op::AddColumn(a) = op {
@@ -211,7 +227,7 @@ pub fn wanted(sql: &[u8], major: u32) -> Vec<Want> {
 }
 
 /// The statement name each fact is read with, and its SQL.
-const STATEMENTS: [(&[u8], &str); 7] = [
+const STATEMENTS: [(&[u8], &str); 8] = [
     (COLUMN, COLUMN_SQL),
     (SIZE, SIZE_SQL),
     (FUNCTION, FUNCTION_SQL),
@@ -219,6 +235,7 @@ const STATEMENTS: [(&[u8], &str); 7] = [
     (RELATION, RELATION_SQL),
     (PARTITIONS, PARTITIONS_SQL),
     (ACCESS_METHOD, ACCESS_METHOD_SQL),
+    (INDEX_NOT_NULL, INDEX_NOT_NULL_SQL),
 ];
 
 const SAVEPOINT: &[u8] = b"ddlgate_lookup_savepoint";
@@ -241,6 +258,7 @@ impl Want {
             Want::Relation(_) => RELATION,
             Want::DefaultPartition(_) => PARTITIONS,
             Want::AccessMethod(_) => ACCESS_METHOD,
+            Want::IndexNotNull(_) => INDEX_NOT_NULL,
         }
     }
 }
@@ -276,7 +294,8 @@ pub fn batch(wants: &[Want], in_transaction: bool, out: &mut Vec<u8>) {
             | Want::Domain(n)
             | Want::Relation(n)
             | Want::DefaultPartition(n)
-            | Want::AccessMethod(n) => {
+            | Want::AccessMethod(n)
+            | Want::IndexNotNull(n) => {
                 frontend::bind_params(name, name, &[n.as_bytes()], out);
             }
         }
@@ -397,6 +416,11 @@ impl Lookup {
                         catalog
                             .default_partitions
                             .insert(fold_name(parent), default);
+                    }
+                    Want::IndexNotNull(index) => {
+                        if cols.first() == Some(&Some(&b"t"[..])) {
+                            catalog.not_null_indexes.insert(fold_name(index));
+                        }
                     }
                     Want::AccessMethod(table) => {
                         if let Some(Some(am)) = cols.first() {
