@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod frame;
 pub mod frontend;
+pub mod reply;
 pub mod sqlstate;
 pub mod startup;
 
