@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use rand::RngCore;
 
+use crate::process::Runtime;
 use crate::protocol::startup::CancelKey;
-use crate::server::Runtime;
 
 /// Where a cancel for one session goes.
 #[derive(Clone)]

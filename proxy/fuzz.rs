@@ -20,8 +20,8 @@ use rand::{Rng, SeedableRng};
 
 use crate::config::Settings;
 use crate::ddl::{Analyzer, Catalog, Mode};
+use crate::process::Runtime;
 use crate::protocol::{backend, frame, frontend, startup};
-use crate::server::Runtime;
 use crate::upstream::UpstreamTarget;
 
 /// SQL fragments that, spliced, reach the classifier's rules.

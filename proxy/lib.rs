@@ -7,6 +7,7 @@ pub mod config;
 pub mod ddl;
 pub mod fuzz;
 pub mod pgcluster;
+pub mod process;
 pub mod protocol;
 pub mod server;
 pub mod session;

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use crate::config::{LogFormat, Settings};
 use crate::pgcluster::{ClusterOptions, PgCluster};
-use crate::server::{Runtime, Server};
+use crate::process::Runtime;
+use crate::server::Server;
 use crate::telemetry::logging;
 use crate::upstream::UpstreamTarget;
 

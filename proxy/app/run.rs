@@ -8,7 +8,8 @@ use tracing::{error, info, warn};
 
 use crate::config::cli::ProxyArgs;
 use crate::config::Settings;
-use crate::server::{Runtime, Server, ServerHandle};
+use crate::process::{Runtime, ServerHandle};
+use crate::server::Server;
 use crate::telemetry::logging::{self, LogReload};
 use crate::telemetry::metrics;
 

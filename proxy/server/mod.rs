@@ -1,9 +1,6 @@
 //! The listener: accepts clients, admits them up to the connection limit,
-//! spawns one session task each, and drains them on shutdown.
-
-mod shared;
-
-pub use shared::{Admission, Runtime, ServerHandle, Shared, Slot, StartError};
+//! spawns one session task each, and on shutdown drains them, then stops the
+//! background jobs.
 
 use std::io;
 use std::net::SocketAddr;
@@ -14,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use crate::process::{Runtime, ServerHandle, Shared};
 use crate::session;
 
 pub struct Server {
@@ -86,6 +84,14 @@ impl Server {
             );
             shared.force.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+        }
+        // Background work outlives sessions, not the process: told to stop
+        // (leaving its state resumable), and waited for.
+        if !shared.jobs.shutdown(timeout).await {
+            warn!(
+                jobs = shared.jobs.running().len(),
+                "background jobs still running at exit"
+            );
         }
         info!("ddlgate stopped");
     }

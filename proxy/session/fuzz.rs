@@ -18,8 +18,8 @@ use super::gate::{Gate, SessionInfo};
 use super::pipe::{Handler, Pipe, Seen, Verdict};
 use super::relay::Relay;
 use super::state::SessionState;
+use crate::process::Runtime;
 use crate::protocol::frame::FrameError;
-use crate::server::Runtime;
 use crate::telemetry::metrics::Metrics;
 
 /// A peer that sends `data` in chunks of the sizes `chunks` gives (cycled),

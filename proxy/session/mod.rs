@@ -29,8 +29,8 @@ use tracing::field::Empty;
 use tracing::{debug, info, info_span, warn, Instrument, Span};
 
 use crate::cancel::{CancelTarget, Registration};
+use crate::process::{Admission, Runtime, SessionEntry, Shared, Slot};
 use crate::protocol::startup::CancelKey;
-use crate::server::{Admission, Runtime, Shared, Slot};
 use crate::upstream;
 
 use conn::{Conn, ReadError};
@@ -58,9 +58,10 @@ pub async fn serve<C>(
     C: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let runtime = shared.runtime();
+    let id = shared.next_id();
     let span = info_span!(
         "session",
-        id = shared.next_id(),
+        id,
         client = %peer,
         user = Empty,
         database = Empty,
@@ -68,7 +69,7 @@ pub async fn serve<C>(
         backend_pid = Empty,
     );
     let started = StdInstant::now();
-    let result = run(io, peer, &shared, runtime, admission, &span)
+    let result = run(io, peer, id, &shared, runtime, admission, &span)
         .instrument(span.clone())
         .await;
     let _enter = span.enter();
@@ -92,6 +93,7 @@ pub async fn serve<C>(
 async fn run<C>(
     io: C,
     peer: SocketAddr,
+    id: u64,
     shared: &Shared,
     runtime: Arc<Runtime>,
     admission: Admission,
@@ -129,6 +131,7 @@ where
     let client_tls = matches!(client.io, Either::Right(_));
     let mut state = SessionState::default();
     let mut registration: Option<Registration> = None;
+    let mut backend_pid = None;
     let interrupt = Arc::new(tokio::sync::Notify::new());
     let setup = async {
         let t0 = StdInstant::now();
@@ -152,6 +155,7 @@ where
         auth::authenticate(&mut client, &mut server, client_tls && upstream_tls).await?;
         auth::finish_startup(&mut client, &mut server, &mut state, |upstream_key| {
             span.record("backend_pid", upstream_key.pid);
+            backend_pid = Some(upstream_key.pid);
             let (ours, reg) = shared.cancels.register(CancelTarget {
                 upstream_key,
                 runtime: runtime.clone(),
@@ -184,6 +188,16 @@ where
         user,
         client_addr: peer,
     };
+    // Listed for the console while it relays; unlisted when it ends.
+    let _listed = shared.sessions.register(SessionEntry {
+        id,
+        user: who.user.clone(),
+        database: who.database.clone(),
+        application_name: who.application_name.clone(),
+        client_addr: peer,
+        backend_pid,
+        connected_at: std::time::SystemTime::now(),
+    });
     let Conn {
         io: mut client_io,
         rbuf: client_buf,

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use ddlgate::config::Settings;
 use ddlgate::pgcluster::{ClusterOptions, PgCluster};
-use ddlgate::server::{Runtime, Server, ServerHandle};
+use ddlgate::process::{Runtime, ServerHandle};
+use ddlgate::server::Server;
 use ddlgate::upstream::UpstreamTarget;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use tokio_postgres::{Client, NoTls};

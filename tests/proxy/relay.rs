@@ -282,3 +282,28 @@ async fn many_concurrent_sessions() {
     join_all(tasks).await;
     let _ = connect(&p.conninfo("postgres", "postgres")).await;
 }
+
+#[tokio::test]
+async fn the_registry_lists_live_sessions_with_their_backends() {
+    let p = crate::harness::Proxy::start(crate::harness::settings());
+    let a = p.connect("postgres").await;
+    let b = p.connect("postgres").await;
+    let pids = [backend_pid(&a).await, backend_pid(&b).await];
+    let listed = p.handle.sessions();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    for (entry, pid) in listed.iter().zip(pids) {
+        assert_eq!(entry.backend_pid, Some(pid));
+        assert_eq!(entry.user, "postgres");
+        assert_eq!(entry.database, "postgres");
+    }
+    drop(a);
+    // The session ends when the proxy sees the close.
+    for _ in 0..100 {
+        if p.handle.sessions().len() == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(p.handle.sessions().len(), 1);
+    assert!(p.handle.jobs().is_empty());
+}

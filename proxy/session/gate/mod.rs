@@ -34,10 +34,10 @@ use tokio::time::Sleep;
 
 use crate::ddl::fastpath::may_contain_ddl;
 use crate::ddl::{Analyzer, Catalog, Mode};
+use crate::process::Runtime;
 use crate::protocol::backend::{Report, TxStatus};
 use crate::protocol::frame::{put_frame, take_cstr};
 use crate::protocol::frontend;
-use crate::server::Runtime;
 
 use super::pipe::Verdict;
 use super::state::SessionState;

@@ -1,73 +1,15 @@
-//! State shared by all sessions of one server: the current (reloadable)
-//! runtime configuration, cancel keys, metrics, shutdown signals and the
-//! connection count.
+//! State shared by all sessions of one process: the current (reloadable)
+//! runtime configuration, cancel keys, metrics, shutdown signals, the
+//! connection count, the registry of live sessions and the background jobs.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
-use rustls::ClientConfig;
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use super::{Jobs, Registry, Runtime};
 use crate::cancel::CancelRegistry;
-use crate::config::Settings;
-use crate::telemetry::audit::Audit;
 use crate::telemetry::metrics::Metrics;
-use crate::tls::{self, TlsError};
-
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    #[error("config key 'tls': TLS for clients: {0}")]
-    ClientTls(TlsError),
-    #[error("config key 'upstream': TLS to the upstream: {0}")]
-    UpstreamTls(TlsError),
-    #[error("config key 'ddl.audit_log': cannot open {path}: {source}")]
-    Audit {
-        path: String,
-        source: std::io::Error,
-    },
-}
-
-/// Settings plus what is built from them; swapped whole on reload, so a
-/// session sees one consistent version from start to end.
-pub struct Runtime {
-    pub settings: Settings,
-    pub tls_acceptor: Option<TlsAcceptor>,
-    pub upstream_tls: Option<Arc<ClientConfig>>,
-    /// The DDL audit file, opened anew on each reload (log rotation).
-    pub audit: Option<Arc<Audit>>,
-}
-
-impl Runtime {
-    pub fn build(settings: Settings) -> Result<Self, StartError> {
-        let tls_acceptor = match &settings.tls {
-            Some(files) => Some(TlsAcceptor::from(
-                tls::server_config(files).map_err(StartError::ClientTls)?,
-            )),
-            None => None,
-        };
-        let upstream_tls = tls::client_config(
-            settings.upstream.sslmode,
-            settings.upstream.root_cert.as_deref(),
-        )
-        .map_err(StartError::UpstreamTls)?;
-        let audit = match &settings.ddl.audit_log {
-            Some(path) => Some(Arc::new(Audit::open(path).map_err(|source| {
-                StartError::Audit {
-                    path: path.display().to_string(),
-                    source,
-                }
-            })?)),
-            None => None,
-        };
-        Ok(Runtime {
-            settings,
-            tls_acceptor,
-            upstream_tls,
-            audit,
-        })
-    }
-}
 
 pub struct Shared {
     runtime: RwLock<Arc<Runtime>>,
@@ -77,6 +19,10 @@ pub struct Shared {
     pub drain: CancellationToken,
     /// Close every session now.
     pub force: CancellationToken,
+    /// The live sessions.
+    pub sessions: Arc<Registry>,
+    /// Work that outlives the session that started it.
+    pub jobs: Jobs,
     active: AtomicUsize,
     next_id: AtomicU64,
 }
@@ -106,6 +52,8 @@ impl Shared {
             metrics: Metrics::new(),
             drain: CancellationToken::new(),
             force: CancellationToken::new(),
+            sessions: Arc::default(),
+            jobs: Jobs::default(),
             active: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
         }
@@ -138,7 +86,7 @@ impl Shared {
 
 /// Control of a running server from outside it (signals, tests).
 #[derive(Clone)]
-pub struct ServerHandle(pub(super) Arc<Shared>);
+pub struct ServerHandle(pub(crate) Arc<Shared>);
 
 impl ServerHandle {
     /// Begins a graceful shutdown.
@@ -157,5 +105,15 @@ impl ServerHandle {
 
     pub fn active_connections(&self) -> usize {
         self.0.active.load(Ordering::Relaxed)
+    }
+
+    /// The sessions relaying now.
+    pub fn sessions(&self) -> Vec<super::SessionEntry> {
+        self.0.sessions.sessions()
+    }
+
+    /// The background jobs running now.
+    pub fn jobs(&self) -> Vec<super::JobInfo> {
+        self.0.jobs.running()
     }
 }
