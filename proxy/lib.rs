@@ -2,7 +2,6 @@
 //! untouched and intercepts schema changes. See ARCHITECTURE.md for the map.
 
 pub mod app;
-pub mod cancel;
 pub mod config;
 pub mod ddl;
 pub mod fuzz;

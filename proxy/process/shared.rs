@@ -7,8 +7,7 @@ use std::sync::{Arc, RwLock};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Jobs, Registry, Runtime};
-use crate::cancel::CancelRegistry;
+use super::{CancelRegistry, Jobs, Registry, Runtime};
 use crate::telemetry::metrics::Metrics;
 
 pub struct Shared {

@@ -28,8 +28,7 @@ use tokio_util::either::Either;
 use tracing::field::Empty;
 use tracing::{debug, info, info_span, warn, Instrument, Span};
 
-use crate::cancel::{CancelTarget, Registration};
-use crate::process::{Admission, Runtime, SessionEntry, Shared, Slot};
+use crate::process::{Admission, CancelTarget, Registration, Runtime, SessionEntry, Shared, Slot};
 use crate::protocol::startup::CancelKey;
 use crate::upstream;
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use rand::RngCore;
 
-use crate::process::Runtime;
+use super::Runtime;
 use crate::protocol::startup::CancelKey;
 
 /// Where a cancel for one session goes.
