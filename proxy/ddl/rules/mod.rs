@@ -128,10 +128,14 @@ impl Catalog {
         c
     }
 
-    /// Whether the relation is known not to exist.
-    pub fn is_missing(&self, name: &str) -> bool {
+    /// Whether the relation is known not to exist: looked up and not
+    /// found, or, for a table, absent from a complete schema. (Indexes,
+    /// views and sequences are also made by statements that do not name
+    /// them, such as ADD UNIQUE, so a schema's silence proves nothing.)
+    pub fn is_missing(&self, name: &str, table: bool) -> bool {
         let n = fold_name(name);
-        self.missing_relations.contains(&n) || (self.complete && !self.relations.contains(&n))
+        self.missing_relations.contains(&n)
+            || (table && self.complete && !self.relations.contains(&n))
     }
 
     pub fn column(&self, table: &str, column: &str) -> Option<&ColumnFacts> {
@@ -204,8 +208,13 @@ fn harmless(op: &Op, ctx: &Context<'_>) -> bool {
             return true;
         }
     }
-    let missing =
-        |name: &str| ctx.catalog.is_missing(name) && !tx.renamed_to.contains(&fold_name(name));
+    let tables = !matches!(
+        op,
+        Op::DropIndex { .. } | Op::DropObject { .. } | Op::RenameObject { .. }
+    );
+    let missing = |name: &str| {
+        ctx.catalog.is_missing(name, tables) && !tx.renamed_to.contains(&fold_name(name))
+    };
     let targets = op.existing_relations();
     if !targets.is_empty() && targets.iter().all(|t| missing(t)) {
         return true;
