@@ -60,6 +60,10 @@ async fn every_rule_through_the_proxy_over_both_protocols() {
                             "{how} {sql}: expected {code} naming {rule}, got {e}"
                         ));
                     }
+                    let hint = e.as_db_error().and_then(|d| d.hint()).unwrap_or("");
+                    if let Some(line) = placeholder(hint) {
+                        failures.push(format!("{how} {sql}: hint has a placeholder: {line}"));
+                    }
                 }
                 (Ok(()), Decision::Warn) => {
                     let got = notices.lock().unwrap().clone();
@@ -74,4 +78,23 @@ async fn every_rule_through_the_proxy_over_both_protocols() {
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+/// A line of a hint's SQL (not its comments) that holds a placeholder
+/// (`<name>`, `(...)`): a hint must run as printed.
+fn placeholder(hint: &str) -> Option<&str> {
+    hint.lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .find(|l| {
+            l.contains("...")
+                || l.match_indices('<').any(|(i, _)| {
+                    let rest = &l[i + 1..];
+                    rest.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                        && rest.find('>').is_some_and(|j| {
+                            rest[..j]
+                                .chars()
+                                .all(|c| c.is_ascii_lowercase() || " '_".contains(c))
+                        })
+                })
+        })
 }

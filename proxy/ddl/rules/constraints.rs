@@ -26,8 +26,8 @@ pub fn check(op: &Op, ctx: &Context<'_>, out: &mut Vec<Finding>) {
                          adding it, so {table} stays locked for the whole scan"
                     ))
                     .alternative(format!(
-                        "COMMIT; then, in its own transaction: ALTER TABLE {table} VALIDATE \
-                         CONSTRAINT {name};"
+                        "commit first, then validate in a transaction of its own: ALTER TABLE \
+                         {table} VALIDATE CONSTRAINT {name};"
                     )),
             );
         }

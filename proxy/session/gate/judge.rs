@@ -202,7 +202,7 @@ fn block_report(id: &str, a: &Analyzed, judgement: &Judgement) -> Report {
         Some(plan) => plan.render().trim_end().to_owned(),
         None => stopped
             .iter()
-            .map(|(f, _)| f.alternative.clone())
+            .map(|(f, _)| as_comment(&f.alternative))
             .collect::<Vec<_>>()
             .join("\n"),
     };
@@ -243,8 +243,19 @@ fn warn_report(findings: &[Finding], judgement: &Judgement) -> Report {
     .with_hint(
         warned
             .iter()
-            .map(|f| f.alternative.clone())
+            .map(|f| as_comment(&f.alternative))
             .collect::<Vec<_>>()
             .join("\n"),
     )
+}
+
+/// Advice with no exact SQL behind it, as SQL comments: a hint is always a
+/// script that runs as printed (psql -f), and only a plan's steps do
+/// anything.
+fn as_comment(advice: &str) -> String {
+    advice
+        .lines()
+        .map(|l| format!("-- {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
