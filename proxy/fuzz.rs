@@ -428,7 +428,7 @@ pub const TARGETS: &[Target] = &[
             }
             let text = String::from_utf8_lossy(&s);
             let _ = crate::ddl::plpgsql::embedded(&text);
-            let _ = crate::ddl::plan::plan(&text, &|_| true);
+            let _ = crate::ddl::plan::plan(&text, &Catalog::default(), &|_| true);
             let _ = crate::ddl::schema::read_schema(&s);
         },
     },

@@ -118,7 +118,7 @@ async fn read(db: &Client, small_table_bytes: u64) -> Result<Catalog, tokio_post
     let part_sql = format!(
         "SELECT {QNAME}, CASE WHEN d.oid IS NOT NULL THEN \
          CASE WHEN dn.nspname = 'public' THEN d.relname::text ELSE dn.nspname || '.' || d.relname END \
-         END, pg_catalog.pg_relation_size(d.oid) \
+         END, pg_catalog.pg_relation_size(d.oid), pg_catalog.pg_get_partkeydef(p.partrelid) \
          FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid \
          JOIN pg_namespace n ON n.oid = c.relnamespace \
          LEFT JOIN pg_class d ON d.oid = p.partdefid \
@@ -128,8 +128,10 @@ async fn read(db: &Client, small_table_bytes: u64) -> Result<Catalog, tokio_post
         let default: Option<String> = r.get(1);
         let size: Option<i64> = r.get(2);
         let small = size.is_some_and(|s| s as u64 <= small_table_bytes);
+        let parent: String = r.get(0);
+        c.partition_keys.insert(parent.clone(), r.get(3));
         c.default_partitions
-            .insert(r.get(0), default.map(|d| (d, small)));
+            .insert(parent, default.map(|d| (d, small)));
     }
     for r in db
         .query(

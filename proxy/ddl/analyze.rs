@@ -255,7 +255,7 @@ impl Analyzer {
             let (ops, _) = read(part);
             !ops.is_empty() && ops.iter().all(|op| check(op, &ctx).is_empty())
         };
-        plan::plan(text, &brief_ok)
+        plan::plan(text, catalog, &brief_ok)
     }
 
     /// Findings for the parts of one statement, then remembering what they

@@ -72,6 +72,12 @@ fn statement(s: &Statement, c: &mut Catalog, indexes: &mut Indexes) {
             c.relations.insert(table.clone());
             if ct.partition_by.is_some() {
                 c.default_partitions.entry(table.clone()).or_insert(None);
+                // The key as pg_get_partkeydef writes it: `RANGE (k)`.
+                let text = ct.to_string();
+                if let Some(i) = text.to_ascii_uppercase().find("PARTITION BY ") {
+                    let key = text[i + 13..].split(')').next().unwrap_or_default();
+                    c.partition_keys.insert(table.clone(), format!("{key})"));
+                }
             }
             if let (Some(parent), true) = (&ct.partition_of, is_default(&ct.to_string())) {
                 c.default_partitions
@@ -308,6 +314,7 @@ CREATE INDEX t_v_idx ON public.t USING btree (lower((v)::text));
         assert!(c.constrained_domains.contains("posint"));
         assert_eq!(c.default_partitions["p"], Some(("pd".into(), false)));
         assert_eq!(c.default_partitions["q"], None);
+        assert_eq!(c.partition_keys["q"].replace(' ', ""), "LIST(k)");
         assert!(c.relations.contains("t") && c.relations.contains("t_v_idx"));
         assert!(c.complete);
     }

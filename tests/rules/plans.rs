@@ -84,7 +84,46 @@ const CASES: &[(&str, &str)] = &[
          INSERT INTO p SELECT g, 'x' FROM generate_series(1, 200) g",
         "ALTER TABLE p DETACH PARTITION p1",
     ),
+    (
+        "CREATE TABLE p (k int, v text) PARTITION BY RANGE (k); \
+         CREATE TABLE p1 PARTITION OF p FOR VALUES FROM (0) TO (100); \
+         CREATE TABLE p2 (k int, v text); INSERT INTO p2 SELECT g, 'x' FROM generate_series(100, 299) g",
+        "ALTER TABLE p ATTACH PARTITION p2 FOR VALUES FROM (100) TO (300)",
+    ),
+    (
+        "CREATE TABLE \"Regions\" (\"Code\" text, n int) PARTITION BY LIST (\"Code\"); \
+         CREATE TABLE eu (\"Code\" text, n int); INSERT INTO eu VALUES ('fr', 1), ('de', 2), (NULL, 3)",
+        "ALTER TABLE \"Regions\" ATTACH PARTITION eu FOR VALUES IN ('fr', 'de', NULL)",
+    ),
+    (
+        "CREATE TABLE p (k int) PARTITION BY RANGE (k); \
+         CREATE TABLE p2 (k int); INSERT INTO p2 SELECT generate_series(500, 900)",
+        "ALTER TABLE p ATTACH PARTITION p2 FOR VALUES FROM (500) TO (MAXVALUE)",
+    ),
 ];
+
+/// The facts the proxy would look up for a plan: each partitioned table's
+/// key and DEFAULT partition, in `schema`.
+async fn partition_facts(db: &Client, schema: &str) -> Catalog {
+    let mut c = Catalog::default();
+    for r in db
+        .query(
+            "SELECT c.relname::text, pg_get_partkeydef(c.oid), p.partdefid <> 0 \
+             FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1",
+            &[&schema],
+        )
+        .await
+        .unwrap()
+    {
+        let table = ddlgate::ddl::op::fold_name(&format!("\"{}\"", r.get::<_, String>(0)));
+        c.partition_keys.insert(table.clone(), r.get(1));
+        let has_default: bool = r.get(2);
+        c.default_partitions
+            .insert(table, has_default.then(|| ("default".to_owned(), false)));
+    }
+    c
+}
 
 /// The schema's catalog, with its own name taken out, as comparable text.
 async fn catalog(db: &Client, schema: &str) -> Vec<String> {
@@ -167,13 +206,9 @@ async fn every_plan_runs_as_printed_and_reaches_the_same_schema() {
         .await
         .unwrap_or_else(|e| panic!("{sql} directly: {e}"));
 
-        let analyzed = Analyzer::default().analyze(
-            sql.as_bytes(),
-            Mode::Script,
-            false,
-            major,
-            &Catalog::default(),
-        );
+        let facts = partition_facts(&db, &planned).await;
+        let analyzed =
+            Analyzer::default().analyze(sql.as_bytes(), Mode::Script, false, major, &facts);
         let Some(plan) = analyzed.into_iter().next().and_then(|a| a.plan) else {
             failures.push(format!("{sql}: no plan"));
             continue;

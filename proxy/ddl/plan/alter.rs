@@ -6,9 +6,10 @@
 use super::build::step;
 use super::names::object_name;
 use super::source::{bare, Toks};
-use super::{columns, constraints, Step, StepKind};
+use super::{columns, constraints, partitions, Step, StepKind};
 use crate::ddl::op::{quote_ident, unquote};
 use crate::ddl::rule::Lock;
+use crate::ddl::Catalog;
 
 /// The pieces of `ALTER TABLE [IF EXISTS] [ONLY] name [*] sub, sub, ...`.
 pub(super) struct Alter<'a> {
@@ -41,7 +42,11 @@ fn parse_alter<'a>(t: &Toks<'a>) -> Option<Alter<'a>> {
     })
 }
 
-pub(super) fn alter_table(t: &Toks<'_>, brief_ok: &dyn Fn(&str) -> bool) -> Option<Vec<Step>> {
+pub(super) fn alter_table(
+    t: &Toks<'_>,
+    catalog: &Catalog,
+    brief_ok: &dyn Fn(&str) -> bool,
+) -> Option<Vec<Step>> {
     let alter = parse_alter(t)?;
     let mut steps = Vec::new();
     let mut brief: Vec<&str> = Vec::new();
@@ -58,7 +63,7 @@ pub(super) fn alter_table(t: &Toks<'_>, brief_ok: &dyn Fn(&str) -> bool) -> Opti
         }
     };
     for &(a, b) in &alter.subs {
-        match subcommand(t, &alter, a, b) {
+        match subcommand(t, &alter, a, b, catalog) {
             Some(phased) => {
                 flush(&mut brief, &mut steps);
                 steps.extend(phased);
@@ -81,7 +86,13 @@ pub(super) fn alter_table(t: &Toks<'_>, brief_ok: &dyn Fn(&str) -> bool) -> Opti
 }
 
 /// The phased steps of one subcommand (tokens `a..b`), if it has them.
-fn subcommand(t: &Toks<'_>, alter: &Alter<'_>, a: usize, b: usize) -> Option<Vec<Step>> {
+fn subcommand(
+    t: &Toks<'_>,
+    alter: &Alter<'_>,
+    a: usize,
+    b: usize,
+    catalog: &Catalog,
+) -> Option<Vec<Step>> {
     if t.is(a, "ADD") {
         return constraints::add_constraint(t, alter, a + 1, b)
             .or_else(|| columns::add_column(t, alter, a + 1, b));
@@ -92,6 +103,9 @@ fn subcommand(t: &Toks<'_>, alter: &Alter<'_>, a: usize, b: usize) -> Option<Vec
             return Some(not_null_recipe(alter, t.tok(c)));
         }
         return None;
+    }
+    if t.eat(a, &["ATTACH", "PARTITION"]).is_some() {
+        return partitions::attach(t, alter, a + 2, b, catalog);
     }
     if t.eat(a, &["DETACH", "PARTITION"]).is_some() && t.name_end(a + 2) == Some(b) {
         return Some(vec![step(

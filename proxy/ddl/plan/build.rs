@@ -6,12 +6,13 @@
 use super::source::Toks;
 use super::{alter, index, Plan, Step, StepKind};
 use crate::ddl::rule::Lock;
+use crate::ddl::Catalog;
 
 /// The plan for `sql`, if it has a safe phased form. `brief_ok` tells
 /// whether a lone `ALTER TABLE <table> <subcommand>` is safe as it is
 /// (the rules find nothing in it); a subcommand that is neither safe nor
 /// plannable means the statement has no plan.
-pub fn plan(sql: &str, brief_ok: &dyn Fn(&str) -> bool) -> Option<Plan> {
+pub fn plan(sql: &str, catalog: &Catalog, brief_ok: &dyn Fn(&str) -> bool) -> Option<Plan> {
     let t = Toks::new(sql);
     let steps = if t.is(0, "CREATE") {
         index::create_index(&t)?
@@ -20,7 +21,7 @@ pub fn plan(sql: &str, brief_ok: &dyn Fn(&str) -> bool) -> Option<Plan> {
     } else if t.is(0, "REINDEX") {
         index::reindex(&t)?
     } else if t.eat(0, &["ALTER", "TABLE"]).is_some() {
-        alter::alter_table(&t, brief_ok)?
+        alter::alter_table(&t, catalog, brief_ok)?
     } else {
         return None;
     };
@@ -54,9 +55,10 @@ pub(super) fn step(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ddl::Catalog;
 
     fn sqls(sql: &str) -> Vec<String> {
-        plan(sql, &|_| true)
+        plan(sql, &Catalog::default(), &|_| true)
             .map(|p| p.steps.into_iter().map(|s| s.sql).collect())
             .unwrap_or_default()
     }
@@ -134,13 +136,62 @@ mod tests {
             ]
         );
         // A part that is unsafe and has no plan: no plan at all.
-        assert!(
-            plan("ALTER TABLE t ADD CHECK (a > 0), DROP COLUMN b", &|s| !s
-                .contains("DROP"))
-            .is_none()
-        );
+        let no_drops = |s: &str| !s.contains("DROP");
+        assert!(plan(
+            "ALTER TABLE t ADD CHECK (a > 0), DROP COLUMN b",
+            &Catalog::default(),
+            &no_drops
+        )
+        .is_none());
         // Nothing phased: safe as written.
         assert!(sqls("ALTER TABLE t ADD COLUMN x int").is_empty());
+    }
+
+    #[test]
+    fn attach_states_the_bound_first() {
+        let mut c = Catalog::default();
+        for (t, key) in [
+            ("r", "RANGE (k)"),
+            ("l", "LIST (\"Code\")"),
+            ("h", "HASH (k)"),
+        ] {
+            c.partition_keys.insert(t.into(), key.into());
+            c.default_partitions.insert(t.into(), None);
+        }
+        let steps = |sql: &str| -> Vec<String> {
+            plan(sql, &c, &|_| true)
+                .map(|p| p.steps.into_iter().map(|s| s.sql).collect())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            steps("ALTER TABLE r ATTACH PARTITION r2 FOR VALUES FROM (100) TO (MAXVALUE)"),
+            [
+                "ALTER TABLE r2 ADD CONSTRAINT r2_bound_check CHECK (k IS NOT NULL AND k >= 100) NOT VALID",
+                "ALTER TABLE r2 VALIDATE CONSTRAINT r2_bound_check",
+                "ALTER TABLE r ATTACH PARTITION r2 FOR VALUES FROM (100) TO (MAXVALUE)",
+                "ALTER TABLE r2 DROP CONSTRAINT r2_bound_check",
+            ]
+        );
+        assert_eq!(
+            steps("ALTER TABLE l ATTACH PARTITION e FOR VALUES IN ('fr', NULL)")[0],
+            "ALTER TABLE e ADD CONSTRAINT e_bound_check CHECK ((\"Code\" IS NULL OR \"Code\" IN ('fr'))) NOT VALID"
+        );
+        // Hash keys, several key columns, a DEFAULT partition, or an unknown
+        // key: no plan.
+        assert!(steps(
+            "ALTER TABLE h ATTACH PARTITION h1 FOR VALUES WITH (MODULUS 2, REMAINDER 0)"
+        )
+        .is_empty());
+        assert!(steps("ALTER TABLE r ATTACH PARTITION r3 DEFAULT").is_empty());
+        assert!(steps("ALTER TABLE unknown ATTACH PARTITION x FOR VALUES IN (1)").is_empty());
+        c.default_partitions
+            .insert("r".into(), Some(("rd".into(), false)));
+        assert!(plan(
+            "ALTER TABLE r ATTACH PARTITION r4 FOR VALUES FROM (1) TO (2)",
+            &c,
+            &|_| true
+        )
+        .is_none());
     }
 
     #[test]

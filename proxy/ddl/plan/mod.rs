@@ -14,6 +14,7 @@ mod columns;
 mod constraints;
 mod index;
 mod names;
+mod partitions;
 mod source;
 
 use serde::Serialize;
@@ -126,5 +127,6 @@ pub fn covers(rule: Rule) -> bool {
             | AddPrimaryKey
             | SetNotNull
             | DetachPartition
+            | AttachPartition
     )
 }

@@ -83,6 +83,9 @@ pub struct Catalog {
     /// Partitioned tables (folded) and their DEFAULT partition, if any,
     /// with whether it is small enough to scan in no time.
     pub default_partitions: HashMap<String, Option<(String, bool)>>,
+    /// Partitioned tables' keys (folded name to `pg_get_partkeydef`, e.g.
+    /// `RANGE (k)`).
+    pub partition_keys: HashMap<String, String>,
     /// Tables' access methods by folded name.
     pub access_methods: HashMap<String, String>,
     /// Indexes (folded) whose columns are all NOT NULL already.
@@ -118,6 +121,7 @@ impl Catalog {
         c.default_partitions
             .extend(other.default_partitions.clone());
         c.access_methods.extend(other.access_methods.clone());
+        c.partition_keys.extend(other.partition_keys.clone());
         c.not_null_indexes
             .extend(other.not_null_indexes.iter().cloned());
         if other.time_zone.is_some() {

@@ -87,13 +87,14 @@ const COLUMN_SQL: &str = "SELECT pg_catalog.format_type(a.atttypid, a.atttypmod)
 const PARTITIONS: &[u8] = b"ddlgate_lookup_partitions";
 
 /// A row per partitioned table: its DEFAULT partition's name (NULL when it
-/// has none) and that partition's size, unknown (NULL) while another
-/// session holds or awaits ACCESS EXCLUSIVE on it (see SIZE_SQL).
+/// has none), that partition's size (unknown, NULL, while another session
+/// holds or awaits ACCESS EXCLUSIVE on it: see SIZE_SQL), and its key.
 const PARTITIONS_SQL: &str = "SELECT CASE WHEN d.oid IS NOT NULL \
      THEN pg_catalog.format('%I.%I', n.nspname, d.relname) END, \
      CASE WHEN d.oid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l \
      WHERE l.locktype = 'relation' AND l.relation = d.oid AND l.mode = 'AccessExclusiveLock' \
-     AND l.pid <> pg_catalog.pg_backend_pid()) THEN pg_catalog.pg_relation_size(d.oid) END \
+     AND l.pid <> pg_catalog.pg_backend_pid()) THEN pg_catalog.pg_relation_size(d.oid) END, \
+     pg_catalog.pg_get_partkeydef(p.partrelid) \
      FROM pg_catalog.pg_partitioned_table p \
      LEFT JOIN pg_catalog.pg_class d ON d.oid = p.partdefid \
      LEFT JOIN pg_catalog.pg_namespace n ON n.oid = d.relnamespace \
@@ -416,6 +417,12 @@ impl Lookup {
                         catalog
                             .default_partitions
                             .insert(fold_name(parent), default);
+                        if let Some(Some(key)) = cols.get(2) {
+                            catalog.partition_keys.insert(
+                                fold_name(parent),
+                                String::from_utf8_lossy(key).into_owned(),
+                            );
+                        }
                     }
                     Want::IndexNotNull(index) => {
                         if cols.first() == Some(&Some(&b"t"[..])) {
