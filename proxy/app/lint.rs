@@ -122,7 +122,7 @@ pub fn run(config: Option<&Path>, args: LintArgs) -> ExitCode {
     // tables earlier ones created, and their column types matter. A table
     // a file creates is that file's own (empty, unseen) until it ends; the
     // next file runs in a later deploy, when others may use it.
-    let mut analyzer = Analyzer::for_session(true);
+    let mut analyzer = Analyzer::for_script();
     for input in &inputs {
         let (name, bytes) = match read_input(input) {
             Ok(v) => v,

@@ -70,16 +70,74 @@ pub struct Analyzer {
     /// Remember the tables (and their indexes) this session creates, across
     /// transactions, as its own scratch objects.
     trust_session_objects: bool,
+    /// Objects created by the statements analyzed last, not yet known to
+    /// exist: a CREATE that fails (the name is taken by another session's
+    /// table) or is rolled back must not make that name the session's.
+    /// The gate confirms them once the server says the statement succeeded
+    /// and committed (`confirm_later`); a script (lint) takes them at once.
+    unconfirmed: Vec<Created>,
+    confirm_later: bool,
+}
+
+/// A session-private object a statement creates.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    Table(String),
+    TempTable(String),
+    Index(String),
 }
 
 impl Analyzer {
     /// An analyzer for one session; `trust_session_objects` makes the
     /// tables it creates (and their indexes) its own, so that later changes
-    /// to them are not a risk to anyone.
+    /// to them are not a risk to anyone, once the caller confirms that the
+    /// statements creating them succeeded (`take_unconfirmed`, `confirm`).
     pub fn for_session(trust_session_objects: bool) -> Self {
         Analyzer {
             trust_session_objects,
+            confirm_later: true,
             ..Analyzer::default()
+        }
+    }
+
+    /// An analyzer for a migration script, whose statements are taken to
+    /// succeed: what they create is the script's own at once.
+    pub fn for_script() -> Self {
+        Analyzer {
+            trust_session_objects: true,
+            ..Analyzer::default()
+        }
+    }
+
+    /// What the last statements created, to confirm once they succeed.
+    pub fn take_unconfirmed(&mut self) -> Vec<Created> {
+        std::mem::take(&mut self.unconfirmed)
+    }
+
+    /// The objects exist and are the session's: the statements that created
+    /// them succeeded and committed.
+    pub fn confirm(&mut self, created: Vec<Created>) {
+        let f = &mut self.facts;
+        for c in created {
+            match c {
+                Created::Table(t) => {
+                    f.session_tables.insert(t);
+                }
+                Created::TempTable(t) => {
+                    f.temp_tables.insert(t);
+                }
+                Created::Index(i) => {
+                    f.session_indexes.insert(i);
+                }
+            }
+        }
+    }
+
+    fn created(&mut self, c: Created) {
+        if self.confirm_later {
+            self.unconfirmed.push(c);
+        } else {
+            self.confirm(vec![c]);
         }
     }
 
@@ -306,15 +364,15 @@ impl Analyzer {
                 temporary,
                 columns,
             } => {
-                let set = if *temporary {
-                    &mut self.facts.temp_tables
-                } else {
-                    &mut self.facts.created_tables
-                };
-                set.insert(fold_name(table));
+                // Exempt for the rest of this transaction (a failed CREATE
+                // aborts it, so nothing later runs); the session's own only
+                // once confirmed.
+                self.facts.created_tables.insert(fold_name(table));
                 self.learned.relations.insert(fold_name(table));
-                if self.trust_session_objects && !*temporary {
-                    self.facts.session_tables.insert(fold_name(table));
+                if *temporary {
+                    self.created(Created::TempTable(fold_name(table)));
+                } else if self.trust_session_objects {
+                    self.created(Created::Table(fold_name(table)));
                 }
                 for (column, ty) in columns {
                     self.learn(table, column, ty);
@@ -327,9 +385,12 @@ impl Analyzer {
             } => {
                 self.learned.relations.insert(fold_name(name));
                 let t = fold_name(table);
-                let f = &mut self.facts;
-                if f.session_tables.contains(&t) || f.temp_tables.contains(&t) {
-                    f.session_indexes.insert(fold_name(name));
+                let f = &self.facts;
+                if f.session_tables.contains(&t)
+                    || f.temp_tables.contains(&t)
+                    || f.created_tables.contains(&t)
+                {
+                    self.created(Created::Index(fold_name(name)));
                 }
             }
             Op::DropTable { tables } => {

@@ -185,3 +185,44 @@ async fn observe_mode_records_every_decision_and_stops_nothing() {
         ]
     );
 }
+
+#[tokio::test]
+async fn only_a_create_that_succeeded_and_committed_makes_a_table_the_sessions() {
+    let (c, _) = connect_with_notices(proxy()).await;
+    // Another session's table: this session's CREATE of the name fails, and
+    // the name does not become this session's to drop.
+    shared_table("q_taken").await;
+    c.batch_execute("CREATE TABLE q_taken (id int)")
+        .await
+        .unwrap_err();
+    let e = c.batch_execute("DROP TABLE q_taken").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "ZD001", "{e}");
+    // Rolled back, then made by someone else: not this session's either.
+    c.batch_execute("BEGIN; CREATE TABLE q_undone (id int)")
+        .await
+        .unwrap();
+    c.batch_execute("ROLLBACK").await.unwrap();
+    shared_table("q_undone").await;
+    let e = c.batch_execute("DROP TABLE q_undone").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "ZD001", "{e}");
+    // The same over the extended protocol, and a COMMIT of a failed
+    // transaction (which rolls back).
+    c.batch_execute("BEGIN").await.unwrap();
+    c.execute("CREATE TABLE q_failed (id int)", &[])
+        .await
+        .unwrap();
+    c.batch_execute("SELECT 1/0").await.unwrap_err();
+    c.batch_execute("COMMIT").await.unwrap();
+    shared_table("q_failed").await;
+    let e = c.execute("DROP TABLE q_failed", &[]).await.unwrap_err();
+    assert_eq!(sqlstate(&e), "ZD001", "{e}");
+    // Committed: the session's own.
+    c.batch_execute("BEGIN").await.unwrap();
+    c.execute("CREATE TABLE q_kept (id int)", &[])
+        .await
+        .unwrap();
+    c.batch_execute("INSERT INTO q_kept VALUES (1); COMMIT")
+        .await
+        .unwrap();
+    c.batch_execute("DROP TABLE q_kept").await.unwrap();
+}

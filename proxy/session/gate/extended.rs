@@ -53,6 +53,7 @@ impl Gate {
         let j = self.judge(sql, Mode::QueryString, in_tx, state);
         self.statements.remove(name);
         if let Some((_, id, report)) = j.stop {
+            self.analyzer.take_unconfirmed();
             let marker = format!("ddlgate:block:{id}");
             self.stopped.push(Stopped {
                 marker: marker.clone(),
@@ -80,6 +81,14 @@ impl Gate {
             // Mid-batch with no unit: the warning still goes out, before
             // the batch's ReadyForQuery.
             self.batch_notices.extend_from_slice(&notices);
+        }
+        // What it creates is the batch's to confirm; outside a unit (the
+        // middle of a batch) it is never confirmed.
+        let creates = self.analyzer.take_unconfirmed();
+        if let Some(b) = &mut self.batch {
+            if !j.tx_control {
+                b.creates.extend(creates);
+            }
         }
         self.copy_into_batch(b'P', body);
         keep_after(out)
@@ -117,16 +126,13 @@ impl Gate {
             sql::guard_batch(self.lock_timeout(), out);
             self.push(Group::Proxy { restore: false }, state);
         }
-        self.batch = Some(Box::new(Unit {
-            events: events.to_vec(),
-            extended: true,
+        self.batch = Some(Box::new(Unit::new(
+            events.to_vec(),
+            true,
             guard,
-            copy: retry.then(Vec::new),
-            attempt: 0,
-            held: Vec::new(),
-            lock_timeout_hit: false,
+            retry.then(Vec::new),
             notices,
-        }));
+        )));
     }
 
     pub(super) fn on_sync(&mut self, body: &[u8], state: &mut SessionState) -> Verdict {
@@ -135,16 +141,13 @@ impl Gate {
             if self.batch_notices.is_empty() {
                 self.push(Group::Client, state);
             } else {
-                let unit = Unit {
-                    events: Vec::new(),
-                    extended: true,
-                    guard: false,
-                    copy: None,
-                    attempt: 0,
-                    held: Vec::new(),
-                    lock_timeout_hit: false,
-                    notices: std::mem::take(&mut self.batch_notices),
-                };
+                let unit = Unit::new(
+                    Vec::new(),
+                    true,
+                    false,
+                    None,
+                    std::mem::take(&mut self.batch_notices),
+                );
                 self.push(Group::Unit(Box::new(unit)), state);
             }
             return Verdict::Keep;

@@ -33,7 +33,7 @@ use std::time::Duration;
 use tokio::time::Sleep;
 
 use crate::ddl::fastpath::may_contain_ddl;
-use crate::ddl::{Analyzer, Catalog, Mode};
+use crate::ddl::{Analyzer, Catalog, Created, Mode};
 use crate::process::Runtime;
 use crate::protocol::backend::{Report, TxStatus};
 use crate::protocol::frame::{put_frame, take_cstr};
@@ -84,11 +84,37 @@ struct Unit {
     attempt: u32,
     held: Vec<u8>,
     lock_timeout_hit: bool,
+    /// The server answered some statement of it with an error.
+    failed: bool,
     /// Warnings for the client, sent before its ReadyForQuery.
     notices: Vec<u8>,
+    /// Scratch objects it creates: the session's own once it succeeds
+    /// (and its transaction commits).
+    creates: Vec<Created>,
 }
 
 impl Unit {
+    fn new(
+        events: Vec<event::Event>,
+        extended: bool,
+        guard: bool,
+        copy: Option<Vec<u8>>,
+        notices: Vec<u8>,
+    ) -> Self {
+        Unit {
+            events,
+            extended,
+            guard,
+            copy,
+            attempt: 0,
+            held: Vec::new(),
+            lock_timeout_hit: false,
+            failed: false,
+            notices,
+            creates: Vec::new(),
+        }
+    }
+
     fn holding(&self) -> bool {
         self.copy.is_some()
     }
@@ -149,6 +175,10 @@ pub struct Gate {
     lookup_rollback: bool,
     /// Why the last lookup could not answer, for the decision's record.
     lookup_error: Option<String>,
+    /// Scratch objects created in the open transaction, the session's own
+    /// if it commits; and whether the server has said COMMIT.
+    pending_commit: Vec<Created>,
+    commit_seen: bool,
     /// Facts looked up for the statement being decided, and which columns
     /// were looked up (so a statement is looked up once).
     catalog: Catalog,
@@ -183,6 +213,8 @@ impl Gate {
             restore_pending: false,
             lookup_rollback: false,
             lookup_error: None,
+            pending_commit: Vec::new(),
+            commit_seen: false,
             catalog: Catalog::default(),
             looked_up: Vec::new(),
             inject: None,
@@ -217,6 +249,8 @@ impl Gate {
     #[inline]
     pub fn wants_server(&self, tag: u8, len: usize) -> bool {
         matches!(tag, b'Z' | b'S' | b'E')
+            // Whether the transaction that created scratch objects commits.
+            || (tag == b'C' && !self.pending_commit.is_empty())
             || match self.groups.front() {
                 Some(Group::Proxy { .. } | Group::Lookup(_)) => true,
                 Some(Group::Unit(u)) => u.holding() && len <= HOLD_LIMIT,
@@ -395,6 +429,7 @@ impl Gate {
         let in_tx = state.tx != TxStatus::Idle;
         let j = self.judge(sql, Mode::QueryString, in_tx, state);
         if let Some((i, id, report)) = j.stop {
+            self.analyzer.take_unconfirmed();
             let marker = format!("ddlgate:block:{id}");
             let mut replacement = sql[..j.stmts[i].range.start].to_vec();
             replacement.extend_from_slice(sql::failing_statement(&marker).as_bytes());
@@ -411,20 +446,22 @@ impl Gate {
         let retry = guard && !j.tx_control && self.retry_allowed(state);
         let mut frame = Vec::with_capacity(body.len() + 5);
         put_frame(&mut frame, b'Q', body);
-        let unit = Box::new(Unit {
-            events: j.events,
-            extended: false,
+        let notices = j
+            .notices
+            .into_iter()
+            .flat_map(|r| encode(r, state))
+            .collect();
+        let mut unit = Box::new(Unit::new(
+            j.events,
+            false,
             guard,
-            copy: retry.then(|| frame.clone()),
-            attempt: 0,
-            held: Vec::new(),
-            lock_timeout_hit: false,
-            notices: j
-                .notices
-                .into_iter()
-                .flat_map(|r| encode(r, state))
-                .collect(),
-        });
+            retry.then(|| frame.clone()),
+            notices,
+        ));
+        // A string that ends its own transaction may have rolled it back.
+        if !j.tx_control {
+            unit.creates = self.analyzer.take_unconfirmed();
+        }
         self.send_unit(unit, frame, state, &mut out);
         if guard && j.tx_control {
             // The guard ran before a transaction the string opens, the

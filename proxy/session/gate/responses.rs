@@ -15,13 +15,28 @@ use crate::protocol::sqlstate;
 use super::super::pipe::Verdict;
 use super::super::state::SessionState;
 use super::{event, sql, Gate, Group, Retry, RetryStep, Unit, HOLD_LIMIT};
-use crate::protocol::frame::put_frame;
+use crate::protocol::frame::{put_frame, take_cstr};
 
 impl Gate {
     /// A whole server message.
     pub fn on_server(&mut self, tag: u8, body: &[u8], state: &mut SessionState) -> Verdict {
         if tag == b'Z' && state.tx == TxStatus::Idle {
             self.analyzer.end_transaction();
+            let created = std::mem::take(&mut self.pending_commit);
+            if std::mem::take(&mut self.commit_seen) {
+                self.analyzer.confirm(created);
+            }
+        }
+        if tag == b'C' && !self.pending_commit.is_empty() {
+            // COMMIT of a failed transaction answers ROLLBACK; ROLLBACK TO a
+            // savepoint too (which objects it undid is not said): trust none.
+            match take_cstr(body).map(|(t, _)| t) {
+                Some(b"COMMIT") => self.commit_seen = true,
+                Some(t) if t.starts_with(b"ROLLBACK") || t.starts_with(b"PREPARE") => {
+                    self.pending_commit.clear();
+                }
+                _ => {}
+            }
         }
         if tag == b'E' && error_is_fatal(body) {
             // The connection is about to end: whatever is held, and the
@@ -98,10 +113,11 @@ impl Gate {
                 _ => Verdict::Replace(Vec::new()),
             },
             Some(Group::Unit(u)) => {
-                if tag == b'E'
-                    && error_field(body, b'C') == Some(sqlstate::LOCK_NOT_AVAILABLE.as_bytes())
-                {
-                    u.lock_timeout_hit = true;
+                if tag == b'E' {
+                    u.failed = true;
+                    if error_field(body, b'C') == Some(sqlstate::LOCK_NOT_AVAILABLE.as_bytes()) {
+                        u.lock_timeout_hit = true;
+                    }
                 }
                 if tag == b'Z' {
                     return self.unit_done(body, state);
@@ -181,6 +197,7 @@ impl Gate {
             self.retried(&unit);
             unit.held.clear();
             unit.lock_timeout_hit = false;
+            unit.failed = false;
             let mut cancelled = Box::pin(self.interrupt.clone().notified_owned());
             cancelled.as_mut().enable();
             self.retry = Some(Retry {
@@ -195,6 +212,14 @@ impl Gate {
         if unit.holding() {
             self.hold_client = false;
             self.released = true;
+        }
+        if !unit.failed {
+            let created = std::mem::take(&mut unit.creates);
+            match ready_for_query_status(z_body) {
+                Some(TxStatus::Idle) => self.analyzer.confirm(created),
+                Some(TxStatus::InTransaction) => self.pending_commit.extend(created),
+                _ => {}
+            }
         }
         let mut out = std::mem::take(&mut unit.held);
         out.extend_from_slice(&unit.notices);
