@@ -362,8 +362,14 @@ impl Analyzer {
             Op::CreateTable {
                 table,
                 temporary,
+                if_not_exists,
                 columns,
             } => {
+                // IF NOT EXISTS may have found another session's table.
+                if *if_not_exists {
+                    self.learned.relations.insert(fold_name(table));
+                    return;
+                }
                 // Exempt for the rest of this transaction (a failed CREATE
                 // aborts it, so nothing later runs); the session's own only
                 // once confirmed.
@@ -381,9 +387,14 @@ impl Analyzer {
             Op::CreateIndex {
                 table,
                 name: Some(name),
+                if_not_exists,
                 ..
             } => {
                 self.learned.relations.insert(fold_name(name));
+                if *if_not_exists {
+                    // It may have found another table's index of that name.
+                    return;
+                }
                 let t = fold_name(table);
                 let f = &self.facts;
                 if f.session_tables.contains(&t)

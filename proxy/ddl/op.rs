@@ -145,6 +145,8 @@ pub enum Op {
         table: String,
         /// TEMP/TEMPORARY: private to the session.
         temporary: bool,
+        /// IF NOT EXISTS: the table may be an existing one, not new.
+        if_not_exists: bool,
         /// Columns and types, when the front end read them.
         columns: Vec<(String, SqlType)>,
     },
@@ -153,6 +155,8 @@ pub enum Op {
         name: Option<String>,
         concurrently: bool,
         unique: bool,
+        /// IF NOT EXISTS: the name may be an existing index, not new.
+        if_not_exists: bool,
     },
     DropIndex {
         names: Vec<String>,

@@ -216,6 +216,13 @@ async fn only_a_create_that_succeeded_and_committed_makes_a_table_the_sessions()
     shared_table("q_failed").await;
     let e = c.execute("DROP TABLE q_failed", &[]).await.unwrap_err();
     assert_eq!(sqlstate(&e), "ZD001", "{e}");
+    // IF NOT EXISTS found another session's table: still not this one's.
+    shared_table("q_ensured").await;
+    c.batch_execute("CREATE TABLE IF NOT EXISTS q_ensured (id int)")
+        .await
+        .unwrap();
+    let e = c.batch_execute("DROP TABLE q_ensured").await.unwrap_err();
+    assert_eq!(sqlstate(&e), "ZD001", "{e}");
     // Committed: the session's own.
     c.batch_execute("BEGIN").await.unwrap();
     c.execute("CREATE TABLE q_kept (id int)", &[])

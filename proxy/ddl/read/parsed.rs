@@ -21,11 +21,13 @@ pub fn read(stmt: &Statement) -> Option<Vec<Op>> {
             name: ci.name.as_ref().map(ToString::to_string),
             concurrently: ci.concurrently,
             unique: ci.unique,
+            if_not_exists: ci.if_not_exists,
         }],
         Statement::CreateTable(ct) => {
             let mut ops = vec![Op::CreateTable {
                 table: ct.name.to_string(),
                 temporary: ct.temporary,
+                if_not_exists: ct.if_not_exists,
                 columns: ct
                     .columns
                     .iter()

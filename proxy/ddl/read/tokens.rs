@@ -401,7 +401,7 @@ fn create(mut c: Cursor) -> Vec<Op> {
     let unique = c.eat("UNIQUE");
     if c.eat("INDEX") {
         let concurrently = c.eat("CONCURRENTLY");
-        c.eat_all(&["IF", "NOT", "EXISTS"]);
+        let if_not_exists = c.eat_all(&["IF", "NOT", "EXISTS"]);
         let name = if c.is_kw("ON") { None } else { c.name() };
         c.eat("ON");
         c.eat("ONLY");
@@ -410,6 +410,7 @@ fn create(mut c: Cursor) -> Vec<Op> {
             name,
             concurrently,
             unique,
+            if_not_exists,
         }];
     }
     let mut temporary = false;
@@ -417,11 +418,12 @@ fn create(mut c: Cursor) -> Vec<Op> {
         temporary |= c.eat(k) && k.starts_with("TEMP");
     }
     if c.eat("TABLE") {
-        c.eat_all(&["IF", "NOT", "EXISTS"]);
+        let if_not_exists = c.eat_all(&["IF", "NOT", "EXISTS"]);
         let table = c.name().unwrap_or_default();
         let mut ops = vec![Op::CreateTable {
             table: table.clone(),
             temporary,
+            if_not_exists,
             columns: Vec::new(),
         }];
         if c.eat_all(&["PARTITION", "OF"]) {

@@ -12,6 +12,7 @@ pub fn check(op: &Op, ctx: &Context<'_>, out: &mut Vec<Finding>) {
             name,
             concurrently: false,
             unique,
+            ..
         } => {
             let u = if *unique { "UNIQUE " } else { "" };
             let name = name.as_deref().unwrap_or("<name>");
