@@ -418,15 +418,16 @@ impl Analyzer {
             }
             Op::RenameTable { table, to } => {
                 // `to` is bare; it stays in the table's schema.
+                // The new name is the session's once the rename succeeds
+                // (it fails if another session's table has that name).
                 let to = fold_name(to);
-                let f = &mut self.facts;
-                if f.session_tables.remove(&fold_name(table)) {
-                    f.session_tables.insert(to.clone());
+                if self.facts.session_tables.remove(&fold_name(table)) {
+                    self.created(Created::Table(to.clone()));
                 }
-                if f.temp_tables.remove(&fold_name(table)) {
-                    f.temp_tables.insert(to.clone());
+                if self.facts.temp_tables.remove(&fold_name(table)) {
+                    self.created(Created::TempTable(to.clone()));
                 }
-                f.renamed_to.insert(to);
+                self.facts.renamed_to.insert(to);
             }
             Op::AddColumn(a) => self.learn(&a.table, &a.column, &a.ty),
             Op::AlterType {
