@@ -56,6 +56,9 @@ const SQL: &[&str] = &[
     "TO ",
     "VALIDATE ",
     "DETACH PARTITION ",
+    "FOR VALUES FROM (1) TO (MAXVALUE) ",
+    "FOR VALUES IN ('a', NULL) ",
+    "FOR VALUES ",
     "ATTACH PARTITION ",
     "PARTITION OF ",
     "DEFAULT ",
@@ -428,7 +431,15 @@ pub const TARGETS: &[Target] = &[
             }
             let text = String::from_utf8_lossy(&s);
             let _ = crate::ddl::plpgsql::embedded(&text);
-            let _ = crate::ddl::plan::plan(&text, &Catalog::default(), &|_| true);
+            // Facts that open the fact-driven plans (ATTACH's bound).
+            let mut facts = Catalog::default();
+            facts.partition_keys.insert("t".into(), "RANGE (k)".into());
+            facts
+                .partition_keys
+                .insert("u".into(), "LIST (\"T\")".into());
+            facts.default_partitions.insert("t".into(), None);
+            facts.default_partitions.insert("u".into(), None);
+            let _ = crate::ddl::plan::plan(&text, &facts, &|_| true);
             let _ = crate::ddl::schema::read_schema(&s);
         },
     },
