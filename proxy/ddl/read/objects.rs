@@ -7,43 +7,28 @@ use super::tokens::brief;
 use crate::ddl::op::Op;
 use crate::ddl::rule::Lock;
 
-/// Kinds whose DROP breaks the clients that use them (or loses data).
-pub(super) fn droppable_kind(c: &mut Cursor) -> Option<String> {
-    let kinds: &[(&[&str], &str)] = &[
-        (&["MATERIALIZED", "VIEW"], "materialized view"),
-        (&["FOREIGN", "TABLE"], "foreign table"),
-        (&["VIEW"], "view"),
-        (&["SEQUENCE"], "sequence"),
-        (&["FUNCTION"], "function"),
-        (&["PROCEDURE"], "procedure"),
-        (&["ROUTINE"], "routine"),
-        (&["AGGREGATE"], "aggregate"),
-        (&["TYPE"], "type"),
-        (&["DOMAIN"], "domain"),
-        (&["SCHEMA"], "schema"),
-        (&["EXTENSION"], "extension"),
-        (&["OWNED", "BY"], "objects owned by"),
-    ];
-    kinds
-        .iter()
-        .find(|(kw, _)| c.eat_all(kw))
-        .map(|(_, k)| (*k).to_owned())
-}
+/// Objects other than tables and indexes that clients name, by the
+/// keywords that introduce them: dropping one breaks the clients that use it
+/// (or loses data), and renaming or moving it breaks those that name it.
+const KINDS: &[(&[&str], &str)] = &[
+    (&["MATERIALIZED", "VIEW"], "materialized view"),
+    (&["FOREIGN", "TABLE"], "foreign table"),
+    (&["VIEW"], "view"),
+    (&["SEQUENCE"], "sequence"),
+    (&["FUNCTION"], "function"),
+    (&["PROCEDURE"], "procedure"),
+    (&["ROUTINE"], "routine"),
+    (&["AGGREGATE"], "aggregate"),
+    (&["TYPE"], "type"),
+    (&["DOMAIN"], "domain"),
+    (&["SCHEMA"], "schema"),
+    (&["EXTENSION"], "extension"),
+    (&["OWNED", "BY"], "objects owned by"),
+];
 
-/// Kinds whose RENAME / SET SCHEMA breaks the clients that name them.
-pub(super) fn renamable_kind(c: &mut Cursor) -> Option<&'static str> {
-    let kinds: &[(&[&str], &str)] = &[
-        (&["MATERIALIZED", "VIEW"], "materialized view"),
-        (&["FOREIGN", "TABLE"], "foreign table"),
-        (&["VIEW"], "view"),
-        (&["SEQUENCE"], "sequence"),
-        (&["FUNCTION"], "function"),
-        (&["PROCEDURE"], "procedure"),
-        (&["ROUTINE"], "routine"),
-        (&["AGGREGATE"], "aggregate"),
-        (&["SCHEMA"], "schema"),
-    ];
-    kinds.iter().find(|(kw, _)| c.eat_all(kw)).map(|(_, k)| *k)
+/// The kind of object next, if it is one of [`KINDS`].
+pub(super) fn object_kind(c: &mut Cursor) -> Option<&'static str> {
+    KINDS.iter().find(|(kw, _)| c.eat_all(kw)).map(|(_, k)| *k)
 }
 
 /// ALTER VIEW / SEQUENCE / FUNCTION / SCHEMA ...: renames and moves break

@@ -7,9 +7,7 @@ use sqlparser::tokenizer::Token;
 
 use super::cursor::Cursor;
 use super::expr::volatility;
-use super::objects::{
-    alter_domain, alter_index, alter_other, alter_type, droppable_kind, renamable_kind,
-};
+use super::objects::{alter_domain, alter_index, alter_other, alter_type, object_kind};
 use crate::ddl::op::{AddColumn, ConstraintKind, Op};
 use crate::ddl::rule::Lock;
 use crate::ddl::types::SqlType;
@@ -86,7 +84,8 @@ fn alter(mut c: Cursor) -> Vec<Op> {
     if c.eat("INDEX") {
         return vec![alter_index(c)];
     }
-    if let Some(kind) = renamable_kind(&mut c) {
+    // TYPE and DOMAIN were read above.
+    if let Some(kind) = object_kind(&mut c) {
         return vec![alter_other(kind, c)];
     }
     if !c.eat("TABLE") {
@@ -466,7 +465,7 @@ fn drop(mut c: Cursor) -> Vec<Op> {
             concurrently,
         }];
     }
-    if let Some(kind) = droppable_kind(&mut c) {
+    if let Some(kind) = object_kind(&mut c).map(str::to_owned) {
         c.eat_all(&["IF", "EXISTS"]);
         let mut names = Vec::new();
         while let Some(n) = c.name() {
