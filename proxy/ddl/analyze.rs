@@ -77,6 +77,9 @@ pub struct Analyzer {
     /// and committed (`confirm_later`); a script (lint) takes them at once.
     unconfirmed: Vec<Created>,
     confirm_later: bool,
+    /// Only the findings are wanted (the gate's pre-pass that finds which
+    /// facts to look up): no plans are built.
+    findings_only: bool,
 }
 
 /// A session-private object a statement creates.
@@ -105,6 +108,14 @@ impl Analyzer {
     pub fn for_script() -> Self {
         Analyzer {
             trust_session_objects: true,
+            ..Analyzer::default()
+        }
+    }
+
+    /// An analyzer whose callers need findings, never plans.
+    pub fn findings_only() -> Self {
+        Analyzer {
+            findings_only: true,
             ..Analyzer::default()
         }
     }
@@ -204,7 +215,9 @@ impl Analyzer {
                     let text = decode(text);
                     match self.ddl(&text, in_transaction, server_major, catalog) {
                         Some((ops, by, mut findings)) => {
-                            a.plan = self.plan(&text, &findings, server_major, catalog);
+                            if !self.findings_only {
+                                a.plan = self.plan(&text, &findings, server_major, catalog);
+                            }
                             if let Some(plan) = &a.plan {
                                 // The safe form is the plan's exact SQL.
                                 let sql = plan.sql();

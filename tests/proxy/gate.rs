@@ -374,15 +374,7 @@ async fn catalog_facts_let_safe_type_changes_and_the_not_null_recipe_through() {
         .unwrap_err();
     assert_eq!(sqlstate(&e), "ZD002");
     // Pasted whole into psql, through ddlgate: every step passes the gate.
-    let hint = e.as_db_error().unwrap().hint().unwrap().to_owned();
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), &hint).unwrap();
-    let out = psql(proxy()).arg("-f").arg(file.path()).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{hint}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_hint(&e, "SET NOT NULL");
     let not_null: bool = direct("postgres")
         .await
         .query_one(
@@ -517,15 +509,7 @@ async fn a_rewrite_hint_pasted_into_psql_runs_through_the_gate() {
     ] {
         let e = c.batch_execute(sql).await.unwrap_err();
         assert_eq!(sqlstate(&e), "ZD002", "{sql}: {e}");
-        let hint = e.as_db_error().unwrap().hint().unwrap().to_owned();
-        let file = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(file.path(), &hint).unwrap();
-        let out = psql(proxy()).arg("-f").arg(file.path()).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{sql}\n{hint}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_hint(&e, sql);
     }
     let defs: Vec<String> = direct("postgres")
         .await
@@ -546,5 +530,18 @@ async fn a_rewrite_hint_pasted_into_psql_runs_through_the_gate() {
             "g_paste_child_parent_fkey true",
             "g_paste_pkey true"
         ]
+    );
+}
+
+/// Runs a blocked statement's hint as printed, through ddlgate, with psql.
+fn run_hint(e: &tokio_postgres::Error, what: &str) {
+    let hint = e.as_db_error().unwrap().hint().unwrap().to_owned();
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), &hint).unwrap();
+    let out = psql(proxy()).arg("-f").arg(file.path()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{what}\n{hint}\n{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

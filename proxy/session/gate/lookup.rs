@@ -146,18 +146,18 @@ pub enum Want {
 }
 
 impl Want {
-    fn names(&self) -> impl Iterator<Item = &str> {
-        let (a, b) = match self {
-            Want::Column(t, c) => (t.as_str(), Some(c.as_str())),
+    /// The names the fact is read by: a table and column, or one name.
+    fn names(&self) -> (&str, Option<&str>) {
+        match self {
+            Want::Column(t, c) => (t, Some(c)),
             Want::Size(n)
             | Want::Function(n)
             | Want::Domain(n)
             | Want::Relation(n)
             | Want::DefaultPartition(n)
             | Want::AccessMethod(n)
-            | Want::IndexNotNull(n) => (n.as_str(), None),
-        };
-        std::iter::once(a).chain(b)
+            | Want::IndexNotNull(n) => (n, None),
+        }
     }
 }
 
@@ -167,12 +167,21 @@ pub fn wanted(sql: &[u8], major: u32) -> Vec<Want> {
     let mut add = |w: Want| {
         // A name that did not decode is not the client's name: looked up,
         // it would not be found, and "missing" would exempt the statement.
-        if !w.names().any(|n| n.contains(char::REPLACEMENT_CHARACTER)) && !out.contains(&w) {
+        let (a, b) = w.names();
+        let undecoded = std::iter::once(a)
+            .chain(b)
+            .any(|n| n.contains(char::REPLACEMENT_CHARACTER));
+        if !undecoded && !out.contains(&w) {
             out.push(w);
         }
     };
-    let stmts =
-        Analyzer::default().analyze(sql, Mode::QueryString, false, major, &Catalog::default());
+    let stmts = Analyzer::findings_only().analyze(
+        sql,
+        Mode::QueryString,
+        false,
+        major,
+        &Catalog::default(),
+    );
     for s in stmts {
         let size_matters = s.findings.iter().any(|f| f.rule.size_bound());
         let has_findings = !s.findings.is_empty();
@@ -285,20 +294,13 @@ pub fn batch(wants: &[Want], in_transaction: bool, out: &mut Vec<u8>) {
     }
     for w in wants {
         let name = w.statement();
-        match w {
-            Want::Column(table, column) => {
+        match w.names() {
+            // The column as pg_attribute stores it.
+            (table, Some(column)) => {
                 let attname = unquote(column);
                 frontend::bind_params(name, name, &[table.as_bytes(), attname.as_bytes()], out);
             }
-            Want::Size(n)
-            | Want::Function(n)
-            | Want::Domain(n)
-            | Want::Relation(n)
-            | Want::DefaultPartition(n)
-            | Want::AccessMethod(n)
-            | Want::IndexNotNull(n) => {
-                frontend::bind_params(name, name, &[n.as_bytes()], out);
-            }
+            (n, None) => frontend::bind_params(name, name, &[n.as_bytes()], out),
         }
         frontend::execute(name, out);
         frontend::close_portal(name, out);
