@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
+use crate::config::ddl::GateMode;
 use crate::process::{Runtime, ServerHandle, Shared};
 use crate::session;
 
@@ -42,8 +43,15 @@ impl Server {
     pub async fn run(self) {
         let tracker = TaskTracker::new();
         let shared = self.shared;
+        let runtime = shared.runtime();
         info!(listen = %self.listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-              upstream = %shared.runtime().settings.upstream, "ddlgate accepting connections");
+              upstream = %runtime.settings.upstream,
+              ddl_gate = if runtime.settings.ddl.enabled { runtime.settings.ddl.mode.as_str() } else { "off" },
+              "ddlgate accepting connections");
+        if runtime.settings.ddl.enabled && runtime.settings.ddl.mode == GateMode::Observe {
+            warn!("DDL gate in observe mode: decisions are logged and audited, nothing is blocked");
+        }
+        drop(runtime);
         loop {
             let accepted = tokio::select! {
                 biased;
