@@ -19,6 +19,7 @@ pub struct FileConfig {
     pub idle_timeout: Option<String>,
     pub connect_timeout: Option<String>,
     pub shutdown_timeout: Option<String>,
+    pub admin_roles: Option<Vec<String>>,
     #[serde(default)]
     pub tls: TlsSection,
     #[serde(default)]
@@ -27,6 +28,8 @@ pub struct FileConfig {
     pub metrics: MetricsSection,
     #[serde(default)]
     pub ddl: super::ddl::DdlSection,
+    #[serde(default)]
+    pub runner: super::runner::RunnerSection,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod ddl;
 pub mod file;
+pub mod runner;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,6 +15,7 @@ use crate::upstream::UpstreamTarget;
 use cli::ProxyArgs;
 pub use ddl::DdlSettings;
 use file::FileConfig;
+pub use runner::{ClientWait, RunnerSettings};
 
 /// One configuration problem: which key, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,6 +61,10 @@ pub struct Settings {
     pub log_level: String,
     pub metrics_listen: Option<SocketAddr>,
     pub ddl: DdlSettings,
+    /// The migration runner; `None`: rewrites fall back to blocking.
+    pub runner: Option<RunnerSettings>,
+    /// Roles the admin console (database `ddlgate`) admits.
+    pub admin_roles: Vec<String>,
 }
 
 impl Settings {
@@ -79,6 +85,8 @@ impl Settings {
             log_level: "info".into(),
             metrics_listen: None,
             ddl: DdlSettings::default(),
+            runner: None,
+            admin_roles: Vec::new(),
         }
     }
 
@@ -164,6 +172,10 @@ pub fn resolve(args: &ProxyArgs, file: FileConfig) -> Result<Settings, ConfigErr
         s.metrics_listen = Some(parse_addr("metrics.listen", &v)?);
     }
     s.ddl = file.ddl.resolve()?;
+    s.runner = file
+        .runner
+        .resolve(std::env::var(runner::PASSWORD_ENV).ok())?;
+    s.admin_roles = file.admin_roles.unwrap_or_default();
     Ok(s)
 }
 

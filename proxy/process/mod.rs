@@ -5,13 +5,12 @@
 //! (`session`) depend on this module, and it on neither.
 
 mod cancel;
-mod jobs;
 mod registry;
 mod runtime;
 mod shared;
 
+pub use crate::jobs::{JobInfo, Jobs};
 pub use cancel::{CancelRegistry, CancelTarget, Registration};
-pub use jobs::{JobInfo, Jobs};
 pub use registry::{Registered, Registry, SessionEntry};
 pub use runtime::{Runtime, StartError};
 pub use shared::{Admission, ServerHandle, Shared, Slot};

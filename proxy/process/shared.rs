@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 use tokio_util::sync::CancellationToken;
 
 use super::{CancelRegistry, Jobs, Registry, Runtime};
+use crate::runner::{Connector, Runner};
 use crate::telemetry::metrics::Metrics;
 
 pub struct Shared {
@@ -22,6 +23,8 @@ pub struct Shared {
     pub sessions: Arc<Registry>,
     /// Work that outlives the session that started it.
     pub jobs: Jobs,
+    /// Applies `rewrite` decisions; `None` without a `[runner]` section.
+    pub runner: Option<Arc<Runner>>,
     active: AtomicUsize,
     next_id: AtomicU64,
 }
@@ -44,7 +47,19 @@ impl Drop for Slot {
 }
 
 impl Shared {
+    /// Must be called inside the tokio runtime (the runner starts here).
     pub fn new(runtime: Runtime) -> Self {
+        let jobs = Jobs::default();
+        let runner = runtime.settings.runner.as_ref().map(|r| {
+            let s = &runtime.settings;
+            let connector = Connector::new(
+                &s.upstream,
+                runtime.upstream_tls.clone(),
+                s.connect_timeout,
+                r,
+            );
+            Runner::start(r.clone(), connector, jobs.clone())
+        });
         Shared {
             runtime: RwLock::new(Arc::new(runtime)),
             cancels: CancelRegistry::default(),
@@ -52,7 +67,8 @@ impl Shared {
             drain: CancellationToken::new(),
             force: CancellationToken::new(),
             sessions: Arc::default(),
-            jobs: Jobs::default(),
+            jobs,
+            runner,
             active: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
         }

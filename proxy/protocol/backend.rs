@@ -32,17 +32,22 @@ impl Severity {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
     pub severity: Severity,
-    pub code: &'static str,
+    /// SQLSTATE: ddlgate's own, or the server's (a migration step's).
+    pub code: std::borrow::Cow<'static, str>,
     pub message: String,
     pub detail: Option<String>,
     pub hint: Option<String>,
 }
 
 impl Report {
-    pub fn new(severity: Severity, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(
+        severity: Severity,
+        code: impl Into<std::borrow::Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
         Report {
             severity,
-            code,
+            code: code.into(),
             message: message.into(),
             detail: None,
             hint: None,
@@ -68,7 +73,7 @@ impl Report {
         let mut f = vec![
             (b'S', sev.clone()),
             (b'V', sev),
-            (b'C', self.code.to_owned()),
+            (b'C', self.code.to_string()),
             (b'M', self.message.clone()),
         ];
         if let Some(d) = &self.detail {

@@ -48,6 +48,17 @@ impl Server {
               upstream = %runtime.settings.upstream,
               ddl_gate = if runtime.settings.ddl.enabled { runtime.settings.ddl.mode.as_str() } else { "off" },
               "ddlgate accepting connections");
+        match &runtime.settings.runner {
+            Some(r) => info!(
+                runner_user = %r.user,
+                client_wait = r.mode.as_str(),
+                instance = shared.runner.as_ref().map(|r| r.instance()).unwrap_or_default(),
+                "migration runner on: rewrite decisions are applied as phased migrations"
+            ),
+            None => info!(
+                "migration runner off (no [runner] section): rewrite decisions are blocked with their plan"
+            ),
+        }
         if runtime.settings.ddl.enabled && runtime.settings.ddl.mode == GateMode::Observe {
             warn!("DDL gate in observe mode: decisions are logged and audited, nothing is blocked");
         }

@@ -103,7 +103,12 @@ pub fn relay(
             c2s: Pipe::new(BytesMut::new()),
             s2c: Pipe::new(BytesMut::new()),
             state,
-            gate: Gate::new(runtime.clone(), who, Arc::new(tokio::sync::Notify::new())),
+            gate: Gate::new(
+                runtime.clone(),
+                None,
+                who,
+                Arc::new(tokio::sync::Notify::new()),
+            ),
             control: Control::new(None, CancellationToken::new(), CancellationToken::new()),
             metrics: &metrics,
             max_message_size: 1 << 20,

@@ -213,7 +213,7 @@ where
         c2s: Pipe::new(client_buf),
         s2c: Pipe::new(server_buf),
         state,
-        gate: Gate::new(runtime.clone(), who, interrupt),
+        gate: Gate::new(runtime.clone(), shared.runner.clone(), who, interrupt),
         control: Control::new(
             settings.idle_timeout,
             shared.drain.clone(),

@@ -15,7 +15,7 @@ use crate::telemetry::metrics::Metrics;
 use super::conn::ReadError;
 use super::control::{Control, Signal};
 use super::error::SessionError;
-use super::gate::{Gate, RetryStep};
+use super::gate::{Action, Gate};
 use super::pipe::{Handler, Pipe, Seen, Verdict};
 use super::state::SessionState;
 
@@ -169,14 +169,15 @@ where
                 continue;
             }
             // A schema change's retry whose wait is over goes in front of
-            // whatever the client sent meanwhile.
+            // whatever the client sent meanwhile; a migration's progress
+            // and answer go to the client.
             let client_ready = self.s2c.at_boundary();
-            match self.gate.poll_retry(cx, &mut self.state, client_ready) {
-                Some(RetryStep::Send(bytes)) => {
+            match self.gate.poll_wait(cx, &mut self.state, client_ready) {
+                Some(Action::ToServer(bytes)) => {
                     self.c2s.insert_ready(&bytes);
                     continue;
                 }
-                Some(RetryStep::Abort(bytes)) => {
+                Some(Action::ToClient(bytes)) => {
                     self.s2c.inject(&bytes);
                     if let Err(ScanStop::Frame(e)) = self.scan_client() {
                         *phase = Phase::Closing(self.close_with(SessionError::ClientFrame(e)));

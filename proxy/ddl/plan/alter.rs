@@ -112,7 +112,7 @@ fn subcommand(
             StepKind::Detach,
             format!("{} {} CONCURRENTLY", alter.head, t.text(a, b)),
             Lock::ShareUpdateExclusive,
-            None,
+            Some(t.text(a + 2, b).to_owned()),
             "detach the partition without blocking queries on the parent (PostgreSQL \
              leaves the partition's bound on it as a CHECK constraint)",
         )]);

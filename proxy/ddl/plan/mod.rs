@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use super::rule::{Lock, Rule};
 
-pub use build::plan;
+pub use build::{command_tag, plan};
 
 /// What a step does, for the runner: how to check whether it already
 /// happened, which timeouts apply, and how to undo it.
@@ -44,6 +44,35 @@ pub enum StepKind {
     Backfill,
 }
 
+impl StepKind {
+    pub const ALL: [StepKind; 7] = [
+        StepKind::Brief,
+        StepKind::BuildIndex,
+        StepKind::DropIndex,
+        StepKind::Reindex,
+        StepKind::Validate,
+        StepKind::Detach,
+        StepKind::Backfill,
+    ];
+
+    /// The name stored and shown (as serialized).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Brief => "brief",
+            StepKind::BuildIndex => "build_index",
+            StepKind::DropIndex => "drop_index",
+            StepKind::Reindex => "reindex",
+            StepKind::Validate => "validate",
+            StepKind::Detach => "detach",
+            StepKind::Backfill => "backfill",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        StepKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Step {
     pub kind: StepKind,
@@ -61,6 +90,11 @@ pub struct Step {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Plan {
+    /// The relation the statement works on, as written (the table, or for
+    /// DROP INDEX and REINDEX INDEX the first index): migrations on one
+    /// relation run one after another.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
     pub steps: Vec<Step>,
 }
 
@@ -89,9 +123,19 @@ impl Plan {
     /// The plan as a script that runs as printed (psql -f, or statement by
     /// statement): each step's SQL with a comment saying what it does.
     pub fn render(&self) -> String {
+        self.render_from(1)
+    }
+
+    /// Whether the runner can apply it (backfills come with throttling,
+    /// in a later release of the runner).
+    pub fn runnable(&self) -> bool {
+        self.steps.iter().all(|s| s.kind != StepKind::Backfill)
+    }
+
+    fn render_from(&self, first: usize) -> String {
         let n = self.steps.len();
         let mut out = String::new();
-        for (i, s) in self.steps.iter().enumerate() {
+        for (i, s) in self.steps.iter().enumerate().skip(first - 1) {
             let tx = if s.in_transaction {
                 ""
             } else {

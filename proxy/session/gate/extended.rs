@@ -50,8 +50,26 @@ impl Gate {
             }
         }
         let in_tx = state.tx != TxStatus::Idle;
-        let j = self.judge(sql, Mode::QueryString, in_tx, state);
+        let unit_start = boundary && self.batch.is_none();
+        let j = self.judge(sql, Mode::QueryString, in_tx, unit_start, state);
         self.statements.remove(name);
+        self.migrations.remove(name);
+        if let Some(pending) = j.migrate {
+            // The runner applies it each time it is executed at the start
+            // of a batch; the server prepares a stand-in.
+            self.analyzer.take_unconfirmed();
+            frontend::parse(
+                name,
+                sql::raising_statement(&pending.marker).as_bytes(),
+                &mut out,
+            );
+            self.statements.insert(name.to_vec(), Arc::new(Vec::new()));
+            let mut unit = Box::new(Unit::new(Vec::new(), true, false, None, Vec::new()));
+            unit.migration = Some(pending.clone());
+            self.migrations.insert(name.to_vec(), pending);
+            self.batch = Some(unit);
+            return Verdict::Replace(out);
+        }
         if let Some((_, id, report)) = j.stop {
             self.analyzer.take_unconfirmed();
             let marker = format!("ddlgate:block:{id}");
@@ -102,6 +120,28 @@ impl Gate {
             self.pending_restore(true, state, &mut out);
         }
         if let Some((_, statement)) = frontend::bind_names(body) {
+            if let Some(pending) = self.migrations.get(statement) {
+                if boundary && self.batch.is_none() && state.tx == TxStatus::Idle {
+                    let mut unit = Box::new(Unit::new(Vec::new(), true, false, None, Vec::new()));
+                    unit.migration = Some(pending.clone());
+                    self.batch = Some(unit);
+                } else {
+                    // Its stand-in's error reaches the client as ddlgate's.
+                    let marker = pending.marker.clone();
+                    let report = crate::protocol::backend::Report::new(
+                        crate::protocol::backend::Severity::Error,
+                        crate::protocol::sqlstate::DDL_BLOCKED,
+                        "ddlgate: this schema change is applied as a migration only when it is executed at the start of its own batch (its own Sync), outside a transaction block",
+                    );
+                    self.stopped.push(Stopped {
+                        marker,
+                        group: self.pushed,
+                        report: encode(report, state),
+                    });
+                }
+                self.copy_into_batch(b'B', body);
+                return keep_after(out);
+            }
             if let Some(events) = self.statements.get(statement).cloned() {
                 if boundary && self.batch.is_none() {
                     self.start_batch(true, Vec::new(), &events, state, &mut out);

@@ -29,6 +29,8 @@ pub struct Judged {
     pub notices: Vec<Report>,
     /// The events of the statements let through, to repeat on a retry.
     pub events: Vec<Event>,
+    /// The statement is a migration the runner applies.
+    pub migrate: Option<Box<super::migrate::Pending>>,
 }
 
 impl Gate {
@@ -37,6 +39,7 @@ impl Gate {
         sql: &[u8],
         mode: Mode,
         in_tx: bool,
+        may_migrate: bool,
         state: &SessionState,
     ) -> Judged {
         let server_version = state.server_version.as_str();
@@ -61,7 +64,9 @@ impl Gate {
             copy: false,
             notices: Vec::new(),
             events: Vec::new(),
+            migrate: None,
         };
+        let alone = stmts.len() == 1;
         for (i, a) in stmts.iter().enumerate() {
             match a.kind {
                 StmtKind::Begin | StmtKind::End => j.tx_control = true,
@@ -84,6 +89,12 @@ impl Gate {
                         continue;
                     }
                     if decision.stops() {
+                        if alone && !in_tx && may_migrate {
+                            if let Some(p) = self.migration(text, a, &judgement, &e.id, state) {
+                                j.migrate = Some(p);
+                                break;
+                            }
+                        }
                         let report = block_report(&e.id, a, &judgement);
                         j.stop = Some((i, e.id, report));
                         break;
@@ -98,7 +109,52 @@ impl Gate {
         }
         j.guard &= !j.copy;
         j.stmts = stmts;
+        self.session_facts = None;
         j
+    }
+
+    /// The migration that applies statement `a` (alone in its message,
+    /// outside a transaction block), when the runner can: every finding
+    /// that stops it is a `rewrite`, its plan needs no backfill, and the
+    /// session's role is known.
+    fn migration(
+        &mut self,
+        text: &[u8],
+        a: &Analyzed,
+        judgement: &Judgement,
+        event_id: &str,
+        state: &SessionState,
+    ) -> Option<Box<super::migrate::Pending>> {
+        let runner = self.runner.as_ref()?;
+        let rewrite_only = judgement
+            .judged
+            .iter()
+            .all(|j| !j.decision.stops() || j.decision == Decision::Rewrite);
+        let plan = a.plan.as_ref().filter(|p| p.runnable())?;
+        // The runner's connection speaks UTF-8: only text that means the
+        // same there is handed over.
+        let statement = std::str::from_utf8(text)
+            .ok()
+            .filter(|t| state.client_utf8 || t.is_ascii())?;
+        let tag = crate::ddl::plan::command_tag(statement)?;
+        let (role, search_path) = self.session_facts.take()?;
+        if !rewrite_only {
+            return None;
+        }
+        Some(Box::new(super::migrate::Pending {
+            marker: format!("ddlgate:migrate:{event_id}"),
+            submission: crate::runner::Submission {
+                database: self.who.database.clone(),
+                wait: runner.settings().wait_for(&role),
+                role,
+                search_path,
+                statement: statement.trim().to_owned(),
+                plan: plan.clone(),
+                tag: tag.to_owned(),
+                event: event_id.to_owned(),
+            },
+            executed: None,
+        }))
     }
 
     fn event(

@@ -106,6 +106,12 @@ const INDEX_NOT_NULL_SQL: &str = "SELECT bool_and(a.attnotnull) FROM pg_catalog.
      JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) \
      WHERE i.indexrelid = pg_catalog.to_regclass($1)";
 
+const SESSION: &[u8] = b"ddlgate_lookup_session";
+/// Who the session is now and how it resolves names: what a migration
+/// runs as. The parameter is unused (every fact is read by a name).
+const SESSION_SQL: &str = "SELECT current_user::text, \
+     pg_catalog.current_setting('search_path') WHERE $1::text IS NOT NULL";
+
 const ACCESS_METHOD: &[u8] = b"ddlgate_lookup_access_method";
 const ACCESS_METHOD_SQL: &str = "SELECT a.amname FROM pg_catalog.pg_class c \
      JOIN pg_catalog.pg_am a ON a.oid = c.relam WHERE c.oid = pg_catalog.to_regclass($1)";
@@ -143,6 +149,8 @@ pub enum Want {
     /// Whether an index's columns are all NOT NULL (name as written,
     /// qualified with its table's schema).
     IndexNotNull(String),
+    /// The session's current role and search_path (for the runner).
+    Session,
 }
 
 impl Want {
@@ -157,6 +165,7 @@ impl Want {
             | Want::DefaultPartition(n)
             | Want::AccessMethod(n)
             | Want::IndexNotNull(n) => (n, None),
+            Want::Session => ("", None),
         }
     }
 }
@@ -182,7 +191,14 @@ pub fn wanted(sql: &[u8], major: u32) -> Vec<Want> {
         major,
         &Catalog::default(),
     );
+    let single = stmts.len() == 1;
     for s in stmts {
+        let plannable =
+            !s.findings.is_empty() && s.findings.iter().all(|f| crate::ddl::plan::covers(f.rule));
+        if single && plannable {
+            // It may become a migration, run as the session's role.
+            add(Want::Session);
+        }
         let size_matters = s.findings.iter().any(|f| f.rule.size_bound());
         let has_findings = !s.findings.is_empty();
         for op in &s.ops {
@@ -237,7 +253,7 @@ pub fn wanted(sql: &[u8], major: u32) -> Vec<Want> {
 }
 
 /// The statement name each fact is read with, and its SQL.
-const STATEMENTS: [(&[u8], &str); 8] = [
+const STATEMENTS: [(&[u8], &str); 9] = [
     (COLUMN, COLUMN_SQL),
     (SIZE, SIZE_SQL),
     (FUNCTION, FUNCTION_SQL),
@@ -246,6 +262,7 @@ const STATEMENTS: [(&[u8], &str); 8] = [
     (PARTITIONS, PARTITIONS_SQL),
     (ACCESS_METHOD, ACCESS_METHOD_SQL),
     (INDEX_NOT_NULL, INDEX_NOT_NULL_SQL),
+    (SESSION, SESSION_SQL),
 ];
 
 const SAVEPOINT: &[u8] = b"ddlgate_lookup_savepoint";
@@ -269,6 +286,7 @@ impl Want {
             Want::DefaultPartition(_) => PARTITIONS,
             Want::AccessMethod(_) => ACCESS_METHOD,
             Want::IndexNotNull(_) => INDEX_NOT_NULL,
+            Want::Session => SESSION,
         }
     }
 }
@@ -338,6 +356,8 @@ pub struct Lookup {
     pub error: Option<(String, String)>,
     /// Tables up to this many bytes count as small.
     small_table_bytes: u64,
+    /// The session's current role and search_path, if asked for.
+    pub session: Option<(String, String)>,
 }
 
 impl Lookup {
@@ -349,6 +369,7 @@ impl Lookup {
             prelude: usize::from(in_transaction),
             error: None,
             small_table_bytes,
+            session: None,
         }
     }
 
@@ -429,6 +450,14 @@ impl Lookup {
                     Want::IndexNotNull(index) => {
                         if cols.first() == Some(&Some(&b"t"[..])) {
                             catalog.not_null_indexes.insert(fold_name(index));
+                        }
+                    }
+                    Want::Session => {
+                        if let (Some(Some(role)), Some(Some(path))) = (cols.first(), cols.get(1)) {
+                            self.session = Some((
+                                String::from_utf8_lossy(role).into_owned(),
+                                String::from_utf8_lossy(path).into_owned(),
+                            ));
                         }
                     }
                     Want::AccessMethod(table) => {

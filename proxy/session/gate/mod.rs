@@ -20,6 +20,7 @@ mod event;
 mod extended;
 mod judge;
 mod lookup;
+mod migrate;
 mod responses;
 mod sql;
 
@@ -38,6 +39,7 @@ use crate::process::Runtime;
 use crate::protocol::backend::{Report, TxStatus};
 use crate::protocol::frame::{put_frame, take_cstr};
 use crate::protocol::frontend;
+use crate::runner::Runner;
 
 use super::pipe::Verdict;
 use super::state::SessionState;
@@ -91,6 +93,9 @@ struct Unit {
     /// Scratch objects it creates: the session's own once it succeeds
     /// (and its transaction commits).
     creates: Vec<Created>,
+    /// The migration it stands for: its statement was replaced, and the
+    /// runner applies it once the unit's ReadyForQuery says it ran.
+    migration: Option<Box<migrate::Pending>>,
 }
 
 impl Unit {
@@ -112,11 +117,13 @@ impl Unit {
             failed: false,
             notices,
             creates: Vec::new(),
+            migration: None,
         }
     }
 
+    /// Its responses are held until its ReadyForQuery.
     fn holding(&self) -> bool {
-        self.copy.is_some()
+        self.copy.is_some() || self.migration.is_some()
     }
 }
 
@@ -138,16 +145,25 @@ struct Retry {
     aborting: bool,
 }
 
-/// What a retry's wait ends in.
-pub enum RetryStep {
-    /// Messages for the server: the unit again, guarded.
-    Send(Vec<u8>),
-    /// Messages for the client: the cancel's error and ReadyForQuery.
-    Abort(Vec<u8>),
+/// What the session waits for, with the client's later messages held.
+enum Wait {
+    /// The backoff before a unit is sent again.
+    Retry(Retry),
+    /// A migration applying the client's statement.
+    Migration(Box<migrate::Waiting>),
+}
+
+/// What a wait produces, for the relay to carry out.
+pub enum Action {
+    /// Messages for the server, in front of what the client sent since.
+    ToServer(Vec<u8>),
+    /// Messages for the client (at a message boundary).
+    ToClient(Vec<u8>),
 }
 
 pub struct Gate {
     runtime: Arc<Runtime>,
+    runner: Option<Arc<Runner>>,
     interrupt: Arc<tokio::sync::Notify>,
     who: Arc<SessionInfo>,
     analyzer: Analyzer,
@@ -162,12 +178,15 @@ pub struct Gate {
     /// Prepared statements that are allowed schema changes, with their
     /// decisions: a batch that starts by binding one is a unit.
     statements: HashMap<Vec<u8>, Arc<Vec<event::Event>>>,
+    /// Prepared statements that stand for migrations: each execution at
+    /// the start of a batch is one.
+    migrations: HashMap<Vec<u8>, Box<migrate::Pending>>,
     stopped: Vec<Stopped>,
     /// Later client messages wait until the current unit is done.
     hold_client: bool,
     /// The client side was held and may be scanned again.
     released: bool,
-    retry: Option<Retry>,
+    wait: Option<Wait>,
     /// A restore failed (aborted transaction): send it again when idle.
     restore_pending: bool,
     /// A lookup failed inside the client's transaction: roll back to its
@@ -183,6 +202,8 @@ pub struct Gate {
     /// were looked up (so a statement is looked up once).
     catalog: Catalog,
     looked_up: Vec<lookup::Want>,
+    /// The session's role and search_path, read with the facts.
+    session_facts: Option<(String, String)>,
     /// Messages to put in front of the client's held message.
     inject: Option<Vec<u8>>,
     /// Warnings about schema changes in the middle of an extended batch
@@ -193,11 +214,13 @@ pub struct Gate {
 impl Gate {
     pub fn new(
         runtime: Arc<Runtime>,
+        runner: Option<Arc<Runner>>,
         who: SessionInfo,
         interrupt: Arc<tokio::sync::Notify>,
     ) -> Self {
         Gate {
             runtime: runtime.clone(),
+            runner,
             interrupt,
             who: Arc::new(who),
             analyzer: Analyzer::for_session(runtime.settings.ddl.trust_session_objects),
@@ -206,10 +229,11 @@ impl Gate {
             in_batch: false,
             batch: None,
             statements: HashMap::new(),
+            migrations: HashMap::new(),
             stopped: Vec::new(),
             hold_client: false,
             released: false,
-            retry: None,
+            wait: None,
             restore_pending: false,
             lookup_rollback: false,
             lookup_error: None,
@@ -217,6 +241,7 @@ impl Gate {
             commit_seen: false,
             catalog: Catalog::default(),
             looked_up: Vec::new(),
+            session_facts: None,
             inject: None,
             batch_notices: Vec::new(),
         }
@@ -276,12 +301,27 @@ impl Gate {
     }
 
     fn sync_outstanding(&self, state: &mut SessionState) {
-        state.outstanding = self.groups.len() as u32 + u32::from(self.retry.is_some());
+        state.outstanding = self.groups.len() as u32 + u32::from(self.wait.is_some());
     }
 
     /// Later client messages are waiting for a unit.
     pub fn holding_client(&self) -> bool {
         self.hold_client
+    }
+
+    /// What a wait (a retry's backoff, a migration) has for the relay now.
+    /// `client_at_boundary`: messages for the client may be put in.
+    pub fn poll_wait(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        state: &mut SessionState,
+        client_at_boundary: bool,
+    ) -> Option<Action> {
+        match self.wait {
+            None => None,
+            Some(Wait::Retry(_)) => self.poll_retry(cx, state, client_at_boundary),
+            Some(Wait::Migration(_)) => self.poll_migration(cx, state, client_at_boundary),
+        }
     }
 
     /// ddlgate's own messages to send before the held client message.
@@ -302,9 +342,11 @@ impl Gate {
             return None;
         }
         let major = state.server_major().unwrap_or(ASSUMED_MAJOR);
+        let runner = self.runner.is_some();
         let wants: Vec<_> = lookup::wanted(sql, major)
             .into_iter()
             .filter(|w| !self.looked_up.contains(w))
+            .filter(|w| runner || *w != lookup::Want::Session)
             .collect();
         if wants.is_empty() {
             return None;
@@ -342,6 +384,7 @@ impl Gate {
                 self.in_batch = true;
                 if let (b'C', Some((b'S', name))) = (tag, frontend::target(body)) {
                     self.statements.remove(name);
+                    self.migrations.remove(name);
                 }
                 self.copy_into_batch(tag, body);
                 Verdict::Keep
@@ -427,7 +470,17 @@ impl Gate {
             }
         }
         let in_tx = state.tx != TxStatus::Idle;
-        let j = self.judge(sql, Mode::QueryString, in_tx, state);
+        let j = self.judge(sql, Mode::QueryString, in_tx, boundary, state);
+        if let Some(pending) = j.migrate {
+            // The runner applies it; the server runs a stand-in.
+            self.analyzer.take_unconfirmed();
+            frontend::query(sql::raising_statement(&pending.marker).as_bytes(), &mut out);
+            let mut unit = Box::new(Unit::new(Vec::new(), false, false, None, Vec::new()));
+            unit.migration = Some(pending);
+            self.hold_client = true;
+            self.push(Group::Unit(unit), state);
+            return Verdict::Replace(out);
+        }
         if let Some((i, id, report)) = j.stop {
             self.analyzer.take_unconfirmed();
             let marker = format!("ddlgate:block:{id}");

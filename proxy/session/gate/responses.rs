@@ -5,7 +5,6 @@
 
 use std::future::Future;
 use std::task::Context;
-use std::time::Duration;
 
 use crate::protocol::backend::{
     error_field, error_is_fatal, ready_for_query_status, Report, Severity, TxStatus,
@@ -14,8 +13,9 @@ use crate::protocol::sqlstate;
 
 use super::super::pipe::Verdict;
 use super::super::state::SessionState;
-use super::{event, sql, Gate, Group, Retry, RetryStep, Unit, HOLD_LIMIT};
+use super::{event, sql, Action, Gate, Group, Retry, Unit, Wait, HOLD_LIMIT};
 use crate::protocol::frame::{put_frame, take_cstr};
+use crate::retry::backoff;
 
 impl Gate {
     /// A whole server message.
@@ -74,6 +74,7 @@ impl Gate {
             }
             Some(Group::Lookup(l)) => match tag {
                 b'Z' => {
+                    self.session_facts = l.session.take();
                     if let Some((code, message)) = &l.error {
                         // Decided without the facts: conservatively.
                         tracing::warn!(
@@ -114,6 +115,14 @@ impl Gate {
             },
             Some(Group::Unit(u)) => {
                 if tag == b'E' {
+                    if let Some(m) = &mut u.migration {
+                        let msg = error_field(body, b'M').unwrap_or_default();
+                        if m.executed.is_none() && msg == m.marker.as_bytes() {
+                            // The stand-in ran: the migration goes here.
+                            m.executed = Some(u.held.len());
+                            return Verdict::Replace(Vec::new());
+                        }
+                    }
                     u.failed = true;
                     if error_field(body, b'C') == Some(sqlstate::LOCK_NOT_AVAILABLE.as_bytes()) {
                         u.lock_timeout_hit = true;
@@ -173,8 +182,27 @@ impl Gate {
         let Some(Group::Unit(mut unit)) = self.pop(state) else {
             unreachable!("unit_done is called with a unit at the head");
         };
-        let ddl = &self.runtime.settings.ddl;
         let idle = ready_for_query_status(z_body) == Some(TxStatus::Idle);
+        if let Some(m) = unit.migration.take() {
+            if m.executed.is_some() && idle && !unit.failed {
+                self.start_migration(&mut unit, m, z_body, state);
+                return Verdict::Replace(Vec::new());
+            }
+            if let Some(at) = m.executed {
+                // Ran where no migration can start: the client hears why.
+                let report = Report::new(
+                    Severity::Error,
+                    sqlstate::DDL_BLOCKED,
+                    "ddlgate: this schema change is applied as a migration only outside a transaction block",
+                );
+                let bytes = report.to_bytes();
+                unit.held.splice(at..at, bytes.iter().copied());
+            }
+            // Prepared only, or failed before it ran: answered as is.
+            self.hold_client = false;
+            self.released = true;
+        }
+        let ddl = &self.runtime.settings.ddl;
         if unit.holding() && unit.lock_timeout_hit && idle && unit.attempt < ddl.lock_retries {
             unit.attempt += 1;
             let delay = backoff(ddl.retry_backoff, ddl.retry_backoff_max, unit.attempt);
@@ -200,12 +228,12 @@ impl Gate {
             unit.failed = false;
             let mut cancelled = Box::pin(self.interrupt.clone().notified_owned());
             cancelled.as_mut().enable();
-            self.retry = Some(Retry {
+            self.wait = Some(Wait::Retry(Retry {
                 sleep: Box::pin(tokio::time::sleep(delay)),
                 unit,
                 cancelled,
                 aborting: false,
-            });
+            }));
             self.sync_outstanding(state);
             return Verdict::Replace(notice);
         }
@@ -240,13 +268,15 @@ impl Gate {
     /// When a retry's wait is over: the messages to send again, in front
     /// of anything the client sent meanwhile. When the client cancelled
     /// during the wait: its error, once `client_at_boundary`.
-    pub fn poll_retry(
+    pub(super) fn poll_retry(
         &mut self,
         cx: &mut Context<'_>,
         state: &mut SessionState,
         client_at_boundary: bool,
-    ) -> Option<RetryStep> {
-        let r = self.retry.as_mut()?;
+    ) -> Option<Action> {
+        let Some(Wait::Retry(r)) = self.wait.as_mut() else {
+            return None;
+        };
         if !r.aborting && r.cancelled.as_mut().poll(cx).is_ready() {
             r.aborting = true;
         }
@@ -254,7 +284,7 @@ impl Gate {
             if !client_at_boundary {
                 return None;
             }
-            self.retry = None;
+            self.wait = None;
             self.hold_client = false;
             self.released = true;
             self.sync_outstanding(state);
@@ -268,12 +298,14 @@ impl Gate {
             .to_bytes()
             .to_vec();
             put_frame(&mut out, b'Z', b"I");
-            return Some(RetryStep::Abort(out));
+            return Some(Action::ToClient(out));
         }
         if r.sleep.as_mut().poll(cx).is_pending() {
             return None;
         }
-        let Retry { mut unit, .. } = self.retry.take()?;
+        let Some(Wait::Retry(Retry { mut unit, .. })) = self.wait.take() else {
+            return None;
+        };
         let copy = unit.copy.clone().unwrap_or_default();
         let mut out = Vec::new();
         let timeout = self.lock_timeout();
@@ -293,14 +325,6 @@ impl Gate {
             sql::restore_query(timeout, &mut out);
         }
         self.push(Group::Proxy { restore: true }, state);
-        Some(RetryStep::Send(out))
+        Some(Action::ToServer(out))
     }
-}
-
-/// Exponential backoff with jitter: between half and all of
-/// `base * 2^(attempt-1)`, capped at `max`.
-fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
-    let exp = base.saturating_mul(1u32 << (attempt - 1).min(16)).min(max);
-    let half = exp / 2;
-    half + half.mul_f64(rand::random::<f64>())
 }

@@ -72,6 +72,16 @@ pub fn failing_statement(marker: &str) -> String {
     format!("SELECT '{marker}'::pg_catalog.int4")
 }
 
+/// A statement that passes Parse and Describe as a utility statement does
+/// (NoData, as a schema change gives) and fails when executed, with
+/// `marker` as the server's error message. It stands in for a statement a
+/// migration applies: executed at the head of its own unit, ddlgate runs
+/// the migration in its place; executed anywhere else, its error is
+/// swapped for ddlgate's.
+pub fn raising_statement(marker: &str) -> String {
+    format!("DO $ddlgate$BEGIN RAISE EXCEPTION USING MESSAGE = '{marker}'; END$ddlgate$")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

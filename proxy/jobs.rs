@@ -23,11 +23,12 @@ pub struct JobInfo {
     pub started_at: SystemTime,
 }
 
-#[derive(Debug, Default)]
+/// Cheap to clone: every clone tracks the same jobs.
+#[derive(Debug, Default, Clone)]
 pub struct Jobs {
     tracker: TaskTracker,
     shutdown: CancellationToken,
-    next_id: AtomicU64,
+    next_id: Arc<AtomicU64>,
     running: Arc<Mutex<BTreeMap<u64, JobInfo>>>,
 }
 

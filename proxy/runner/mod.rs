@@ -1,0 +1,354 @@
+//! The runner: a process-level service that applies `rewrite` decisions as
+//! phased migrations, with its own upstream connections, state kept in each
+//! database's `ddlgate` schema, and every step run as the submitting role.
+//!
+//! - `submit` records a migration and hands back a stream of [`Progress`]
+//!   for the waiting session; the migration goes on if nobody listens.
+//! - One worker per (database, relation) holds that relation's advisory
+//!   lock and runs its migrations in id order (`exec`), so several ddlgate
+//!   instances never run one table's steps at once, and a migration whose
+//!   instance died is resumed by whichever instance takes the lock next.
+//! - A poll loop picks up what this instance did not submit: migrations
+//!   left by a crash or by another instance, RESUME and CANCEL given on
+//!   another instance.
+
+mod connect;
+mod exec;
+pub mod model;
+mod steps;
+pub mod store;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio_util::sync::CancellationToken;
+
+pub use connect::Connector;
+pub use model::{Failure, Progress, RunnerError, Status, Submission};
+
+use crate::config::RunnerSettings;
+use crate::ddl::op::quote_ident;
+use crate::jobs::Jobs;
+use crate::protocol::sqlstate;
+
+/// A migration in one database.
+pub type MigrationKey = (String, i64);
+
+pub struct Runner {
+    settings: RunnerSettings,
+    connector: Connector,
+    jobs: Jobs,
+    /// Which ddlgate process this is, as stored with what it runs.
+    instance: String,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// Workers running here per (database, lock key), and whether work
+    /// arrived since the worker last looked.
+    workers: HashMap<(String, i64), bool>,
+    /// Sessions waiting for a migration.
+    followers: HashMap<MigrationKey, Vec<UnboundedSender<Progress>>>,
+    /// Migrations running here: interrupting one cancels its statement.
+    running: HashMap<MigrationKey, CancellationToken>,
+    /// Databases with a `ddlgate` schema, polled for work.
+    databases: BTreeSet<String>,
+}
+
+impl Runner {
+    /// Starts the service: the poll loop runs as a job until shutdown.
+    pub fn start(settings: RunnerSettings, connector: Connector, jobs: Jobs) -> Arc<Runner> {
+        let runner = Arc::new(Runner {
+            instance: instance_name(),
+            settings,
+            connector,
+            jobs: jobs.clone(),
+            inner: Mutex::default(),
+        });
+        let r = runner.clone();
+        jobs.spawn(
+            "runner",
+            "poll for migrations".into(),
+            move |stop| async move {
+                exec::poll(r, stop).await;
+            },
+        );
+        runner
+    }
+
+    pub fn settings(&self) -> &RunnerSettings {
+        &self.settings
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    pub fn connector(&self) -> &Connector {
+        &self.connector
+    }
+
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records `s` and runs it; what happens to it arrives on the receiver
+    /// (first `Recorded` or `Refused`, last a final status).
+    pub fn submit(self: &Arc<Self>, s: Submission) -> UnboundedReceiver<Progress> {
+        let (tx, rx) = unbounded_channel();
+        let r = self.clone();
+        let name = format!("submit on {}", s.database);
+        self.jobs.spawn("submit", name, move |_stop| async move {
+            match r.record(&s).await {
+                Ok((id, key)) => {
+                    tracing::info!(
+                        event = "migration.queued",
+                        migration = id,
+                        database = %s.database,
+                        table = s.plan.table.as_deref().unwrap_or(""),
+                        role = %s.role,
+                        steps = s.plan.steps.len(),
+                        gate_event = %s.event,
+                        "migration recorded"
+                    );
+                    metrics::counter!("ddlgate_migrations_total", "status" => "queued")
+                        .increment(1);
+                    let _ = tx.send(Progress::Recorded(id));
+                    r.inner()
+                        .followers
+                        .entry((s.database.clone(), id))
+                        .or_default()
+                        .push(tx);
+                    r.wake(&s.database, key);
+                }
+                Err(f) => {
+                    tracing::warn!(
+                        event = "migration.refused",
+                        database = %s.database,
+                        role = %s.role,
+                        sqlstate = %f.sqlstate,
+                        error = %f.message,
+                        "migration not recorded"
+                    );
+                    let _ = tx.send(Progress::Refused(f));
+                }
+            }
+        });
+        rx
+    }
+
+    /// Checks that the runner may act as the submitter, then writes the
+    /// migration. Its id and lock key.
+    async fn record(&self, s: &Submission) -> Result<(i64, i64), Failure> {
+        let db = self
+            .connector
+            .connect(&s.database, "submit")
+            .await
+            .map_err(|e| e.failure())?;
+        let runner = &self.settings.user;
+        if let Err(e) = db
+            .batch_execute(&format!("SET ROLE {}; RESET ROLE", quote_ident(&s.role)))
+            .await
+        {
+            let e = RunnerError::from_db(e);
+            let mut f = Failure::new(
+                sqlstate::DDL_BLOCKED,
+                format!(
+                    "ddlgate blocked this statement: its runner role \"{runner}\" may not act as role \"{}\", so it cannot apply the change safely",
+                    s.role
+                ),
+            );
+            f.detail = Some(e.to_string());
+            f.hint = Some(format!(
+                "Let the runner take the role: GRANT {} TO {};",
+                quote_ident(&s.role),
+                quote_ident(runner)
+            ));
+            return Err(f);
+        }
+        store::ensure_schema(&db).await.map_err(|e| {
+            let mut f = e.failure();
+            f.message = format!("ddlgate's runner cannot keep its state in database \"{}\": {}", s.database, f.message);
+            f.hint = Some(format!(
+                "The runner creates the schema ddlgate on first use: GRANT CREATE ON DATABASE {} TO {};",
+                quote_ident(&s.database),
+                quote_ident(runner)
+            ));
+            f
+        })?;
+        let key = lock_key(&db, s).await;
+        let id = store::insert(&db, s, key).await.map_err(|e| e.failure())?;
+        self.inner().databases.insert(s.database.clone());
+        Ok((id, key))
+    }
+
+    /// A worker for `(database, key)` runs (or is told there is more).
+    fn wake(self: &Arc<Self>, database: &str, key: i64) {
+        let slot = (database.to_owned(), key);
+        {
+            let mut inner = self.inner();
+            if let Some(more) = inner.workers.get_mut(&slot) {
+                *more = true;
+                return;
+            }
+            inner.workers.insert(slot.clone(), false);
+        }
+        let r = self.clone();
+        let name = format!("migrations on {database} (lock {key:x})");
+        self.jobs.spawn("migration", name, move |stop| async move {
+            exec::work(r, slot, stop).await;
+        });
+    }
+
+    /// The worker for `slot` ends unless work arrived meanwhile.
+    fn worker_may_end(&self, slot: &(String, i64)) -> bool {
+        let mut inner = self.inner();
+        match inner.workers.get_mut(slot) {
+            Some(more) if *more => {
+                *more = false;
+                false
+            }
+            _ => {
+                inner.workers.remove(slot);
+                true
+            }
+        }
+    }
+
+    /// Tells the sessions following `m`; a final status ends the following.
+    fn notify(&self, m: &MigrationKey, p: Progress) {
+        let done = matches!(
+            p,
+            Progress::Succeeded | Progress::Failed(_) | Progress::Cancelled
+        );
+        let mut inner = self.inner();
+        if let Some(list) = inner.followers.get_mut(m) {
+            list.retain(|tx| tx.send(p.clone()).is_ok());
+            if done || list.is_empty() {
+                inner.followers.remove(m);
+            }
+        }
+    }
+
+    /// Migrations followed by sessions, in `database`.
+    fn followed(&self, database: &str) -> Vec<i64> {
+        self.inner()
+            .followers
+            .keys()
+            .filter(|(d, _)| d == database)
+            .map(|(_, id)| *id)
+            .collect()
+    }
+
+    pub fn databases(&self) -> Vec<String> {
+        self.inner().databases.iter().cloned().collect()
+    }
+
+    /// Interrupts the statement of `m` if it runs here.
+    fn interrupt(&self, m: &MigrationKey) -> bool {
+        match self.inner().running.get(m) {
+            Some(t) => {
+                t.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// PAUSE or CANCEL from the console: recorded for whichever instance
+    /// runs it; if that is this one, its current statement is interrupted
+    /// at once for CANCEL (PAUSE waits for the step to end).
+    pub async fn request(
+        self: &Arc<Self>,
+        m: &MigrationKey,
+        req: model::Request,
+    ) -> Result<Option<Status>, RunnerError> {
+        let db = self.connector.connect(&m.0, "console").await?;
+        let status = store::request(&db, m.1, req).await?;
+        if status.is_some() {
+            tracing::info!(event = "migration.requested", migration = m.1, database = %m.0, request = req.as_str(), "operator request");
+            if req == model::Request::Cancel {
+                self.interrupt(m);
+            }
+            if let Some(key) = store::lock_key_of(&db, m.1).await? {
+                self.wake(&m.0, key);
+            }
+        }
+        Ok(status)
+    }
+
+    /// RESUME (paused) or RETRY (failed): queued again from the current step.
+    pub async fn requeue(
+        self: &Arc<Self>,
+        m: &MigrationKey,
+        from: &[Status],
+    ) -> Result<bool, RunnerError> {
+        let db = self.connector.connect(&m.0, "console").await?;
+        let ok = store::requeue(&db, m.1, from).await?;
+        if ok {
+            tracing::info!(event = "migration.requeued", migration = m.1, database = %m.0, "queued again by operator");
+            if let Some(key) = store::lock_key_of(&db, m.1).await? {
+                self.wake(&m.0, key);
+            }
+        }
+        Ok(ok)
+    }
+
+    /// Sessions now waiting on migrations.
+    pub fn followers(&self) -> usize {
+        self.inner().followers.values().map(Vec::len).sum()
+    }
+
+    /// Migrations running here now.
+    pub fn running_here(&self) -> Vec<MigrationKey> {
+        self.inner().running.keys().cloned().collect()
+    }
+}
+
+/// The relation whose migrations must run one after another: the table
+/// (or an index's table), resolved as the submitter would; 0 when it
+/// does not resolve (the first step will fail with PostgreSQL's error).
+async fn lock_key(db: &tokio_postgres::Client, s: &Submission) -> i64 {
+    let Some(table) = &s.plan.table else {
+        return store::table_lock_key(0);
+    };
+    let resolve = async {
+        db.batch_execute("BEGIN").await?;
+        db.execute(
+            "SELECT pg_catalog.set_config('search_path', $1, true)",
+            &[&s.search_path],
+        )
+        .await?;
+        db.batch_execute(&format!("SET LOCAL ROLE {}", quote_ident(&s.role)))
+            .await?;
+        let row = db
+            .query_one(
+                "SELECT coalesce((SELECT i.indrelid FROM pg_catalog.pg_index i \
+                 WHERE i.indexrelid = pg_catalog.to_regclass($1)), \
+                 pg_catalog.to_regclass($1)::oid)",
+                &[table],
+            )
+            .await?;
+        Ok::<_, tokio_postgres::Error>(row.get::<_, Option<u32>>(0))
+    };
+    let oid = resolve.await.ok().flatten();
+    let _ = db.batch_execute("ROLLBACK; RESET ROLE").await;
+    store::table_lock_key(oid.unwrap_or(0))
+}
+
+/// `host:pid`, as stored with the migrations this process runs.
+fn instance_name() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is valid for its length; gethostname writes at
+    // most that many bytes.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let host = if rc == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        "unknown".into()
+    };
+    format!("{host}:{}", std::process::id())
+}

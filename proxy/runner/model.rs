@@ -1,0 +1,216 @@
+//! What the runner works with: a migration's and a step's status (one enum
+//! each, stored as text), what a session submits, what it hears back, and
+//! the runner's errors.
+
+use crate::config::ClientWait;
+use crate::ddl::plan::Plan;
+
+/// A migration's status, as stored in `ddlgate.migrations.status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Queued,
+    Running,
+    Paused,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl Status {
+    pub const ALL: [Status; 6] = [
+        Status::Queued,
+        Status::Running,
+        Status::Paused,
+        Status::Succeeded,
+        Status::Failed,
+        Status::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Status::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// Nothing more happens to it without an operator.
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Succeeded | Status::Failed | Status::Cancelled)
+    }
+}
+
+/// A step's status, as stored in `ddlgate.steps.status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepStatus {
+    Pending,
+    Running,
+    Done,
+    /// The catalog showed it had already happened.
+    Skipped,
+    Failed,
+    /// Rolled back by CANCEL.
+    Undone,
+}
+
+impl StepStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Running => "running",
+            StepStatus::Done => "done",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Failed => "failed",
+            StepStatus::Undone => "undone",
+        }
+    }
+}
+
+/// An operator's request to a migration, stored in
+/// `ddlgate.migrations.requested` so that the instance running it sees
+/// a request given on another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    Pause,
+    Cancel,
+}
+
+impl Request {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Request::Pause => "pause",
+            Request::Cancel => "cancel",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pause" => Some(Request::Pause),
+            "cancel" => Some(Request::Cancel),
+            _ => None,
+        }
+    }
+}
+
+/// A schema change a session hands to the runner.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub database: String,
+    /// The session's current role (`current_user`, read from the server):
+    /// every step runs as it.
+    pub role: String,
+    /// The session's search_path, so the client's names mean what they
+    /// meant to the client.
+    pub search_path: String,
+    pub statement: String,
+    pub plan: Plan,
+    /// The CommandComplete tag PostgreSQL would have sent.
+    pub tag: String,
+    /// The gate decision's event id.
+    pub event: String,
+    pub wait: ClientWait,
+}
+
+/// What a following session hears about its migration.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    /// Recorded under this id.
+    Recorded(i64),
+    /// Not recorded: the client gets this error instead.
+    Refused(Failure),
+    /// Waiting before it can start (why).
+    Waiting(String),
+    Step {
+        n: usize,
+        total: usize,
+        what: String,
+    },
+    /// A step gave up on its lock; tried again after `delay_ms`.
+    Retrying {
+        n: usize,
+        attempt: u32,
+        delay_ms: u64,
+    },
+    Paused,
+    Succeeded,
+    Failed(Failure),
+    Cancelled,
+}
+
+/// An error as the client gets it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub sqlstate: String,
+    pub message: String,
+    pub detail: Option<String>,
+    pub hint: Option<String>,
+}
+
+impl Failure {
+    pub fn new(sqlstate: &str, message: impl Into<String>) -> Self {
+        Failure {
+            sqlstate: sqlstate.to_owned(),
+            message: message.into(),
+            detail: None,
+            hint: None,
+        }
+    }
+}
+
+/// The runner's errors, per cause.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error("runner cannot connect to the upstream: {0}")]
+    Connect(String),
+    /// The server's error: SQLSTATE and message (and detail, hint).
+    #[error("{}: {}", .0.sqlstate, .0.message)]
+    Server(Failure),
+    #[error("runner lost its upstream connection: {0}")]
+    Lost(String),
+    #[error("{0}")]
+    State(String),
+}
+
+impl RunnerError {
+    pub fn from_db(e: tokio_postgres::Error) -> Self {
+        match e.as_db_error() {
+            Some(db) => RunnerError::Server(Failure {
+                sqlstate: db.code().code().to_owned(),
+                message: db.message().to_owned(),
+                detail: db.detail().map(str::to_owned),
+                hint: db.hint().map(str::to_owned),
+            }),
+            None if e.is_closed() => RunnerError::Lost(e.to_string()),
+            None => RunnerError::Lost(e.to_string()),
+        }
+    }
+
+    pub fn sqlstate(&self) -> &str {
+        match self {
+            RunnerError::Server(f) => &f.sqlstate,
+            RunnerError::Connect(_) | RunnerError::Lost(_) => "08006",
+            RunnerError::State(_) => "XX000",
+        }
+    }
+
+    /// As the client gets it.
+    pub fn failure(&self) -> Failure {
+        match self {
+            RunnerError::Server(f) => f.clone(),
+            other => Failure::new(other.sqlstate(), other.to_string()),
+        }
+    }
+}
+
+impl From<tokio_postgres::Error> for RunnerError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        RunnerError::from_db(e)
+    }
+}

@@ -1,0 +1,354 @@
+//! Running one step as the submitting role: the timeouts its kind allows,
+//! the catalog check that tells whether an earlier attempt already did it,
+//! the cleanup of what a failed CONCURRENTLY build leaves, and the undo
+//! that CANCEL runs.
+//!
+//! A step that may run in a transaction runs in one together with the
+//! record that it is done, so after a crash it either happened and is
+//! recorded, or neither. The others (CONCURRENTLY forms) cannot: before
+//! each attempt, the catalog says whether an earlier attempt got there.
+
+use std::time::Duration;
+
+use tokio_postgres::Client;
+
+use super::model::StepStatus;
+use super::store::{self, Migration, StepRow};
+use super::RunnerError;
+use crate::ddl::op::{quote_ident, unquote};
+use crate::ddl::plan::StepKind;
+
+/// How long one attempt of a step may wait and run.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub lock_timeout: Duration,
+    pub brief_statement_timeout: Duration,
+}
+
+/// `lock_timeout` and `statement_timeout` for a step of `kind`. The
+/// CONCURRENTLY forms wait for older transactions as part of their work,
+/// and their SHARE UPDATE EXCLUSIVE lock queues no reader or writer, so
+/// they get neither; a scan (VALIDATE) gets no statement_timeout.
+fn timeouts(kind: StepKind, limits: &Limits) -> (Duration, Duration) {
+    match kind {
+        StepKind::Brief => (limits.lock_timeout, limits.brief_statement_timeout),
+        StepKind::Validate | StepKind::Backfill => (limits.lock_timeout, Duration::ZERO),
+        StepKind::BuildIndex | StepKind::DropIndex | StepKind::Reindex | StepKind::Detach => {
+            (Duration::ZERO, Duration::ZERO)
+        }
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("'{}ms'", d.as_millis())
+}
+
+/// What an attempt of a step came to.
+pub enum Attempt {
+    Done,
+    /// The catalog shows an earlier attempt did it.
+    Skipped,
+}
+
+/// Runs one attempt of step `s` of `m` (its `attempts` counts this one).
+pub async fn run(
+    db: &Client,
+    m: &Migration,
+    s: &StepRow,
+    limits: &Limits,
+) -> Result<Attempt, RunnerError> {
+    if s.in_transaction {
+        run_in_transaction(db, m, s, limits)
+            .await
+            .map(|()| Attempt::Done)
+    } else {
+        run_alone(db, m, s, limits).await
+    }
+}
+
+/// `SET ROLE` to the submitter, with its search_path (as a parameter).
+async fn become_submitter(db: &Client, m: &Migration, local: bool) -> Result<(), RunnerError> {
+    let scope = if local { "LOCAL " } else { "" };
+    db.execute(
+        "SELECT pg_catalog.set_config('search_path', $1, $2)",
+        &[&m.search_path, &local],
+    )
+    .await?;
+    db.batch_execute(&format!("SET {scope}ROLE {}", quote_ident(&m.role)))
+        .await?;
+    Ok(())
+}
+
+const BECOME_RUNNER: &str = "RESET ROLE; SET search_path = pg_catalog";
+
+/// The step changed role under us (a function it ran did SET ROLE): its
+/// work cannot be trusted to be the submitter's.
+async fn check_role(db: &Client, m: &Migration) -> Result<(), RunnerError> {
+    let row = db.query_one("SELECT current_user::text", &[]).await?;
+    let now: String = row.get(0);
+    if now != m.role {
+        return Err(RunnerError::Server(super::model::Failure::new(
+            "42501",
+            format!(
+                "ddlgate: the step changed the role from \"{}\" to \"{now}\"; it was rolled back",
+                m.role
+            ),
+        )));
+    }
+    Ok(())
+}
+
+async fn run_in_transaction(
+    db: &Client,
+    m: &Migration,
+    s: &StepRow,
+    limits: &Limits,
+) -> Result<(), RunnerError> {
+    let (lock, statement) = timeouts(s.kind, limits);
+    db.batch_execute(&format!(
+        "BEGIN; SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}",
+        ms(lock),
+        ms(statement),
+    ))
+    .await?;
+    let result = async {
+        become_submitter(db, m, true).await?;
+        db.batch_execute(&s.sql).await?;
+        check_role(db, m).await?;
+        db.batch_execute(BECOME_RUNNER).await?;
+        store::step_ended(db, m.id, s.n, StepStatus::Done, None).await?;
+        db.batch_execute("COMMIT").await?;
+        Ok::<_, RunnerError>(())
+    }
+    .await;
+    if result.is_err() {
+        let _ = db.batch_execute("ROLLBACK").await;
+        let _ = db.batch_execute(BECOME_RUNNER).await;
+    }
+    result
+}
+
+async fn run_alone(
+    db: &Client,
+    m: &Migration,
+    s: &StepRow,
+    limits: &Limits,
+) -> Result<Attempt, RunnerError> {
+    let (lock, statement) = timeouts(s.kind, limits);
+    db.batch_execute(&format!(
+        "SET lock_timeout = {}; SET statement_timeout = {}",
+        ms(lock),
+        ms(statement),
+    ))
+    .await?;
+    let result = async {
+        become_submitter(db, m, false).await?;
+        let sql = match before_attempt(db, m, s).await? {
+            Before::Skip => return Ok(Attempt::Skipped),
+            Before::Run(sql) => sql,
+        };
+        db.batch_execute(&sql).await?;
+        check_role(db, m).await?;
+        Ok::<_, RunnerError>(Attempt::Done)
+    }
+    .await;
+    if let Err(e) = &result {
+        if s.kind == StepKind::BuildIndex && e.sqlstate() != "42501" {
+            // A failed build leaves an INVALID index behind: drop it, so a
+            // failure leaves nothing half-built.
+            let _ = drop_invalid_index(db, m, s).await;
+        }
+    }
+    let reset = db
+        .batch_execute(&format!(
+            "{BECOME_RUNNER}; RESET lock_timeout; RESET statement_timeout"
+        ))
+        .await;
+    let attempt = result?;
+    reset?;
+    store::step_ended(
+        db,
+        m.id,
+        s.n,
+        match attempt {
+            Attempt::Done => StepStatus::Done,
+            Attempt::Skipped => StepStatus::Skipped,
+        },
+        None,
+    )
+    .await?;
+    Ok(attempt)
+}
+
+enum Before {
+    Skip,
+    Run(String),
+}
+
+/// The index a BuildIndex step creates, schema-qualified: in its table's
+/// schema, as PostgreSQL puts it.
+async fn built_index(
+    db: &Client,
+    m: &Migration,
+    s: &StepRow,
+) -> Result<Option<String>, RunnerError> {
+    let (Some(table), Some(index)) = (&m.table, &s.object) else {
+        return Ok(None);
+    };
+    let row = db
+        .query_opt(
+            "SELECT pg_catalog.format('%I.%I', n.nspname, $2::text) FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.oid = pg_catalog.to_regclass($1)",
+            &[table, &unquote(index)],
+        )
+        .await?;
+    Ok(row.map(|r| r.get(0)))
+}
+
+/// Whether the index exists, and is valid.
+async fn index_state(db: &Client, qualified: &str) -> Result<Option<bool>, RunnerError> {
+    Ok(db
+        .query_opt(
+            "SELECT i.indisvalid FROM pg_catalog.pg_index i \
+             WHERE i.indexrelid = pg_catalog.to_regclass($1)",
+            &[&qualified],
+        )
+        .await?
+        .map(|r| r.get(0)))
+}
+
+async fn drop_invalid_index(db: &Client, m: &Migration, s: &StepRow) -> Result<(), RunnerError> {
+    if let Some(q) = built_index(db, m, s).await? {
+        if index_state(db, &q).await? == Some(false) {
+            db.batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {q}"))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// On a first attempt a step runs as planned, so that the client gets
+/// PostgreSQL's own answer (an index that already exists is its error).
+/// On a later one (after a crash or RETRY), the catalog decides.
+async fn before_attempt(db: &Client, m: &Migration, s: &StepRow) -> Result<Before, RunnerError> {
+    if s.attempts <= 1 {
+        return Ok(Before::Run(s.sql.clone()));
+    }
+    match s.kind {
+        StepKind::BuildIndex => {
+            if let Some(q) = built_index(db, m, s).await? {
+                match index_state(db, &q).await? {
+                    Some(true) => return Ok(Before::Skip),
+                    Some(false) => {
+                        db.batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {q}"))
+                            .await?;
+                    }
+                    None => {}
+                }
+            }
+        }
+        StepKind::DropIndex => {
+            if let Some(index) = &s.object {
+                let gone = db
+                    .query_one("SELECT pg_catalog.to_regclass($1) IS NULL", &[index])
+                    .await?;
+                if gone.get::<_, bool>(0) {
+                    return Ok(Before::Skip);
+                }
+            }
+        }
+        StepKind::Reindex => {
+            // An interrupted REINDEX CONCURRENTLY leaves INVALID copies
+            // named *_ccnew: drop them, then rebuild.
+            if let Some(table) = &m.table {
+                let rows = db
+                    .query(
+                        "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) \
+                         FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
+                         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                         WHERE NOT i.indisvalid AND c.relname ~ '_ccnew[0-9]*$' \
+                         AND (i.indrelid = pg_catalog.to_regclass($1) OR i.indrelid = \
+                         (SELECT x.indrelid FROM pg_catalog.pg_index x WHERE x.indexrelid = pg_catalog.to_regclass($1)))",
+                        &[table],
+                    )
+                    .await?;
+                for r in rows {
+                    let name: String = r.get(0);
+                    db.batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {name}"))
+                        .await?;
+                }
+            }
+        }
+        StepKind::Detach => {
+            if let Some(child) = &s.object {
+                let row = db
+                    .query_opt(
+                        "SELECT h.inhdetachpending FROM pg_catalog.pg_inherits h \
+                         WHERE h.inhrelid = pg_catalog.to_regclass($1)",
+                        &[child],
+                    )
+                    .await?;
+                match row.map(|r| r.get::<_, bool>(0)) {
+                    None => return Ok(Before::Skip),
+                    Some(true) => {
+                        // Interrupted after its first transaction: finish it.
+                        let sql = s.sql.trim_end();
+                        let head = sql.strip_suffix("CONCURRENTLY").unwrap_or(sql);
+                        return Ok(Before::Run(format!("{head}FINALIZE")));
+                    }
+                    Some(false) => {}
+                }
+            }
+        }
+        StepKind::Brief | StepKind::Validate | StepKind::Backfill => {}
+    }
+    Ok(Before::Run(s.sql.clone()))
+}
+
+/// What undoes a finished step, if anything can: the index it built, the
+/// NOT VALID constraint it added.
+pub fn undo_sql(s: &StepRow, built: Option<&str>) -> Option<String> {
+    match s.kind {
+        StepKind::BuildIndex => built.map(|q| format!("DROP INDEX CONCURRENTLY IF EXISTS {q}")),
+        StepKind::Brief if s.sql.trim_end().ends_with("NOT VALID") => {
+            let constraint = s.object.as_ref()?;
+            let head = alter_head(&s.sql)?;
+            Some(format!("{head} DROP CONSTRAINT IF EXISTS {constraint}"))
+        }
+        _ => None,
+    }
+}
+
+/// `ALTER TABLE [IF EXISTS] [ONLY] name` of a step's own statement: the
+/// text before ` ADD CONSTRAINT`.
+fn alter_head(sql: &str) -> Option<&str> {
+    let at = sql.find(" ADD CONSTRAINT ")?;
+    Some(&sql[..at])
+}
+
+/// Undoes step `s` as the submitter. Whether there was anything to undo.
+pub async fn undo(db: &Client, m: &Migration, s: &StepRow) -> Result<bool, RunnerError> {
+    db.batch_execute("SET lock_timeout = '2s'; SET statement_timeout = 0")
+        .await?;
+    let result = async {
+        become_submitter(db, m, false).await?;
+        let built = if s.kind == StepKind::BuildIndex {
+            built_index(db, m, s).await?
+        } else {
+            None
+        };
+        let Some(sql) = undo_sql(s, built.as_deref()) else {
+            return Ok(false);
+        };
+        db.batch_execute(&sql).await?;
+        Ok(true)
+    }
+    .await;
+    let _ = db
+        .batch_execute(&format!(
+            "{BECOME_RUNNER}; RESET lock_timeout; RESET statement_timeout"
+        ))
+        .await;
+    result
+}

@@ -1,0 +1,469 @@
+//! Durable migration state in the upstream database: the `ddlgate`
+//! schema (versioned, upgraded in order under an advisory lock), and the
+//! reads and writes of migrations and steps. Every statement names its
+//! schema (`ddlgate.`, `pg_catalog.`), so nothing a submitter creates on a
+//! search_path can stand in for ours.
+//!
+//! The schema belongs to the runner's role and PUBLIC has no access: other
+//! roles can neither read the statements of others nor forge a migration.
+
+use tokio_postgres::{Client, Row};
+
+use super::model::{Status, StepStatus, Submission};
+use super::RunnerError;
+use crate::ddl::plan::StepKind;
+
+/// Advisory lock keys: (namespace, key) pairs in one bigint each.
+const LOCK_SPACE: i64 = 0x6464_6c67; // "ddlg"
+
+/// The key of the advisory lock that serialises one relation's migrations.
+pub fn table_lock_key(relation_oid: u32) -> i64 {
+    (LOCK_SPACE << 32) | i64::from(relation_oid)
+}
+
+/// Taken in a transaction while the schema is created or upgraded.
+const UPGRADE_LOCK: i64 = LOCK_SPACE << 32 | 0xffff_ffff;
+
+/// The schema's versions, applied in order; never edit a released one.
+const UPGRADES: &[&str] = &[
+    // 1: migrations and their steps.
+    "CREATE TABLE ddlgate.migrations (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        statement text NOT NULL,
+        role name NOT NULL,
+        search_path text NOT NULL,
+        database name NOT NULL DEFAULT pg_catalog.current_database(),
+        table_name text,
+        lock_key bigint NOT NULL,
+        tag text NOT NULL,
+        plan jsonb NOT NULL,
+        status text NOT NULL DEFAULT 'queued'
+            CHECK (status IN ('queued', 'running', 'paused', 'succeeded', 'failed', 'cancelled')),
+        requested text CHECK (requested IN ('pause', 'cancel')),
+        current_step integer NOT NULL DEFAULT 1,
+        steps_total integer NOT NULL,
+        progress text,
+        sqlstate text,
+        error text,
+        instance text,
+        gate_event text,
+        created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+        started_at timestamptz,
+        updated_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+        finished_at timestamptz
+    );
+    CREATE INDEX migrations_active ON ddlgate.migrations (lock_key, id)
+        WHERE status IN ('queued', 'running', 'paused');
+    CREATE TABLE ddlgate.steps (
+        migration bigint NOT NULL REFERENCES ddlgate.migrations ON DELETE CASCADE,
+        n integer NOT NULL,
+        kind text NOT NULL,
+        sql text NOT NULL,
+        what text NOT NULL,
+        object text,
+        in_transaction boolean NOT NULL,
+        status text NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'running', 'done', 'skipped', 'failed', 'undone')),
+        attempts integer NOT NULL DEFAULT 0,
+        started_at timestamptz,
+        finished_at timestamptz,
+        sqlstate text,
+        error text,
+        PRIMARY KEY (migration, n)
+    );",
+];
+
+/// Creates or upgrades the `ddlgate` schema in the connected database.
+pub async fn ensure_schema(db: &Client) -> Result<(), RunnerError> {
+    let current = version(db).await?;
+    if current == Some(UPGRADES.len() as i32) {
+        return Ok(());
+    }
+    db.batch_execute("BEGIN").await?;
+    let result = async {
+        db.execute(
+            "SELECT pg_catalog.pg_advisory_xact_lock($1)",
+            &[&UPGRADE_LOCK],
+        )
+        .await?;
+        db.batch_execute(
+            "CREATE SCHEMA IF NOT EXISTS ddlgate;
+             REVOKE ALL ON SCHEMA ddlgate FROM PUBLIC;
+             CREATE TABLE IF NOT EXISTS ddlgate.schema_version (
+                 version integer PRIMARY KEY,
+                 applied_at timestamptz NOT NULL DEFAULT pg_catalog.now())",
+        )
+        .await?;
+        // Read again under the lock: another instance may have upgraded.
+        let from: Option<i32> = db
+            .query_one(
+                "SELECT pg_catalog.max(version) FROM ddlgate.schema_version",
+                &[],
+            )
+            .await?
+            .get(0);
+        let from = from.unwrap_or(0).max(0) as usize;
+        for (i, sql) in UPGRADES.iter().enumerate().skip(from) {
+            db.batch_execute(sql).await?;
+            db.execute(
+                "INSERT INTO ddlgate.schema_version (version) VALUES ($1)",
+                &[&(i as i32 + 1)],
+            )
+            .await?;
+        }
+        Ok::<_, tokio_postgres::Error>(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            db.batch_execute("COMMIT").await?;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = db.batch_execute("ROLLBACK").await;
+            Err(e.into())
+        }
+    }
+}
+
+/// The schema's version here, or `None` without one.
+pub async fn version(db: &Client) -> Result<Option<i32>, RunnerError> {
+    let exists: bool = db
+        .query_one(
+            "SELECT pg_catalog.to_regclass('ddlgate.schema_version') IS NOT NULL",
+            &[],
+        )
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    match db
+        .query_one(
+            "SELECT pg_catalog.max(version) FROM ddlgate.schema_version",
+            &[],
+        )
+        .await
+    {
+        Ok(r) => Ok(r.get(0)),
+        // Cannot see it (another role's schema): none of ours.
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) => {
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Records a submission, queued, with one row per step. Its id.
+pub async fn insert(db: &Client, s: &Submission, lock_key: i64) -> Result<i64, RunnerError> {
+    let plan = serde_json::to_value(&s.plan).map_err(|e| RunnerError::State(e.to_string()))?;
+    db.batch_execute("BEGIN").await?;
+    let result = async {
+        let row = db
+            .query_one(
+                "INSERT INTO ddlgate.migrations (statement, role, search_path, table_name, \
+                 lock_key, tag, plan, steps_total, gate_event, database) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8, $9, $10) RETURNING id",
+                &[
+                    &s.statement,
+                    &s.role,
+                    &s.search_path,
+                    &s.plan.table,
+                    &lock_key,
+                    &s.tag,
+                    &plan.to_string(),
+                    &(s.plan.steps.len() as i32),
+                    &s.event,
+                    &s.database,
+                ],
+            )
+            .await?;
+        let id: i64 = row.get(0);
+        for (i, step) in s.plan.steps.iter().enumerate() {
+            db.execute(
+                "INSERT INTO ddlgate.steps (migration, n, kind, sql, what, object, in_transaction) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                &[
+                    &id,
+                    &(i as i32 + 1),
+                    &step.kind.as_str(),
+                    &step.sql,
+                    &step.what,
+                    &step.object,
+                    &step.in_transaction,
+                ],
+            )
+            .await?;
+        }
+        Ok::<_, tokio_postgres::Error>(id)
+    }
+    .await;
+    match result {
+        Ok(id) => {
+            db.batch_execute("COMMIT").await?;
+            Ok(id)
+        }
+        Err(e) => {
+            let _ = db.batch_execute("ROLLBACK").await;
+            Err(e.into())
+        }
+    }
+}
+
+/// A migration as the runner needs it.
+#[derive(Debug, Clone)]
+pub struct Migration {
+    pub id: i64,
+    pub statement: String,
+    pub role: String,
+    pub search_path: String,
+    pub table: Option<String>,
+    pub status: Status,
+    pub requested: Option<super::model::Request>,
+    pub current_step: usize,
+    pub steps: Vec<StepRow>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StepRow {
+    pub n: usize,
+    pub kind: StepKind,
+    pub sql: String,
+    pub what: String,
+    pub object: Option<String>,
+    pub in_transaction: bool,
+    pub status: String,
+    pub attempts: i32,
+}
+
+const MIGRATION_COLUMNS: &str =
+    "id, statement, role::text, search_path, table_name, status, requested, current_step";
+
+fn migration_of(r: &Row) -> Result<Migration, RunnerError> {
+    let status: String = r.get(5);
+    let requested: Option<String> = r.get(6);
+    Ok(Migration {
+        id: r.get(0),
+        statement: r.get(1),
+        role: r.get(2),
+        search_path: r.get(3),
+        table: r.get(4),
+        status: Status::parse(&status)
+            .ok_or_else(|| RunnerError::State(format!("unknown status {status}")))?,
+        requested: requested.as_deref().and_then(super::model::Request::parse),
+        current_step: r.get::<_, i32>(7).max(1) as usize,
+        steps: Vec::new(),
+    })
+}
+
+/// One migration with its steps.
+pub async fn load(db: &Client, id: i64) -> Result<Option<Migration>, RunnerError> {
+    let Some(r) = db
+        .query_opt(
+            &format!("SELECT {MIGRATION_COLUMNS} FROM ddlgate.migrations WHERE id = $1"),
+            &[&id],
+        )
+        .await?
+    else {
+        return Ok(None);
+    };
+    let mut m = migration_of(&r)?;
+    for r in db
+        .query(
+            "SELECT n, kind, sql, what, object, in_transaction, status, attempts \
+             FROM ddlgate.steps WHERE migration = $1 ORDER BY n",
+            &[&id],
+        )
+        .await?
+    {
+        let kind: String = r.get(1);
+        m.steps.push(StepRow {
+            n: r.get::<_, i32>(0) as usize,
+            kind: StepKind::parse(&kind)
+                .ok_or_else(|| RunnerError::State(format!("unknown step kind {kind}")))?,
+            sql: r.get(2),
+            what: r.get(3),
+            object: r.get(4),
+            in_transaction: r.get(5),
+            status: r.get(6),
+            attempts: r.get(7),
+        });
+    }
+    Ok(Some(m))
+}
+
+/// The first unfinished migration on `lock_key`: the one that must run
+/// (or stay paused) before any later one.
+pub async fn head(db: &Client, lock_key: i64) -> Result<Option<(i64, Status)>, RunnerError> {
+    let row = db
+        .query_opt(
+            "SELECT id, status FROM ddlgate.migrations \
+             WHERE lock_key = $1 AND status IN ('queued', 'running', 'paused') \
+             ORDER BY id LIMIT 1",
+            &[&lock_key],
+        )
+        .await?;
+    Ok(row.and_then(|r| Some((r.get(0), Status::parse(r.get::<_, &str>(1))?))))
+}
+
+/// The relations with runnable migrations: queued, or running with no
+/// live instance (their table lock is free, which the worker checks).
+pub async fn runnable_keys(db: &Client) -> Result<Vec<i64>, RunnerError> {
+    Ok(db
+        .query(
+            "SELECT DISTINCT lock_key FROM ddlgate.migrations \
+             WHERE status IN ('queued', 'running')",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+/// Status of each of `ids`.
+pub async fn statuses(
+    db: &Client,
+    ids: &[i64],
+) -> Result<Vec<(i64, Status, Option<String>, Option<String>)>, RunnerError> {
+    let mut out = Vec::new();
+    for r in db
+        .query(
+            "SELECT id, status, sqlstate, error FROM ddlgate.migrations WHERE id = ANY ($1)",
+            &[&ids],
+        )
+        .await?
+    {
+        if let Some(s) = Status::parse(r.get::<_, &str>(1)) {
+            out.push((r.get(0), s, r.get(2), r.get(3)));
+        }
+    }
+    Ok(out)
+}
+
+/// Sets a migration's status (and the instance running it).
+pub async fn set_status(
+    db: &Client,
+    id: i64,
+    status: Status,
+    instance: &str,
+) -> Result<(), RunnerError> {
+    db.execute(
+        "UPDATE ddlgate.migrations SET status = $2, instance = $3, updated_at = pg_catalog.now(), \
+         started_at = CASE WHEN $2 = 'running' THEN coalesce(started_at, pg_catalog.now()) ELSE started_at END, \
+         finished_at = CASE WHEN $2 IN ('succeeded', 'failed', 'cancelled') THEN pg_catalog.now() END, \
+         requested = CASE WHEN $2 IN ('running', 'queued') THEN requested END, \
+         sqlstate = CASE WHEN $2 = 'failed' THEN sqlstate END, \
+         error = CASE WHEN $2 = 'failed' THEN error END \
+         WHERE id = $1",
+        &[&id, &status.as_str(), &instance],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A step starts an attempt.
+pub async fn step_started(
+    db: &Client,
+    id: i64,
+    n: usize,
+    progress: &str,
+) -> Result<i32, RunnerError> {
+    let row = db
+        .query_one(
+            "UPDATE ddlgate.steps SET status = 'running', attempts = attempts + 1, \
+             started_at = pg_catalog.now(), finished_at = NULL \
+             WHERE migration = $1 AND n = $2 RETURNING attempts",
+            &[&id, &(n as i32)],
+        )
+        .await?;
+    db.execute(
+        "UPDATE ddlgate.migrations SET current_step = $2, progress = $3, \
+         updated_at = pg_catalog.now() WHERE id = $1",
+        &[&id, &(n as i32), &progress],
+    )
+    .await?;
+    Ok(row.get(0))
+}
+
+/// A step's attempt ends: done, skipped, failed (with its error) or
+/// undone; a finished step moves the migration to the next.
+pub async fn step_ended(
+    db: &Client,
+    id: i64,
+    n: usize,
+    status: StepStatus,
+    error: Option<(&str, &str)>,
+) -> Result<(), RunnerError> {
+    let (code, message) = error.unzip();
+    db.execute(
+        "UPDATE ddlgate.steps SET status = $3, finished_at = pg_catalog.now(), \
+         sqlstate = $4, error = $5 WHERE migration = $1 AND n = $2",
+        &[&id, &(n as i32), &status.as_str(), &code, &message],
+    )
+    .await?;
+    if matches!(status, StepStatus::Done | StepStatus::Skipped) {
+        db.execute(
+            "UPDATE ddlgate.migrations SET current_step = $2 + 1, updated_at = pg_catalog.now() \
+             WHERE id = $1",
+            &[&id, &(n as i32)],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The migration failed with the server's error.
+pub async fn failed(db: &Client, id: i64, sqlstate: &str, error: &str) -> Result<(), RunnerError> {
+    db.execute(
+        "UPDATE ddlgate.migrations SET status = 'failed', sqlstate = $2, error = $3, \
+         requested = NULL, updated_at = pg_catalog.now(), finished_at = pg_catalog.now() \
+         WHERE id = $1",
+        &[&id, &sqlstate, &error],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records an operator's request (PAUSE/CANCEL), for whichever instance
+/// runs it. Whether the migration exists in a state that takes it.
+pub async fn request(
+    db: &Client,
+    id: i64,
+    req: super::model::Request,
+) -> Result<Option<Status>, RunnerError> {
+    let row = db
+        .query_opt(
+            "UPDATE ddlgate.migrations SET requested = $2, updated_at = pg_catalog.now() \
+             WHERE id = $1 AND status IN ('queued', 'running', 'paused') RETURNING status",
+            &[&id, &req.as_str()],
+        )
+        .await?;
+    Ok(row.and_then(|r| Status::parse(r.get::<_, &str>(0))))
+}
+
+/// RESUME of a paused, or RETRY of a failed migration: queued again from
+/// its current step. Whether it was in that state.
+pub async fn requeue(db: &Client, id: i64, from: &[Status]) -> Result<bool, RunnerError> {
+    let from: Vec<&str> = from.iter().map(|s| s.as_str()).collect();
+    let n = db
+        .execute(
+            "UPDATE ddlgate.migrations SET status = 'queued', requested = NULL, sqlstate = NULL, \
+             error = NULL, finished_at = NULL, updated_at = pg_catalog.now() \
+             WHERE id = $1 AND status = ANY ($2)",
+            &[&id, &from],
+        )
+        .await?;
+    Ok(n == 1)
+}
+
+/// The lock key of a migration.
+pub async fn lock_key_of(db: &Client, id: i64) -> Result<Option<i64>, RunnerError> {
+    Ok(db
+        .query_opt(
+            "SELECT lock_key FROM ddlgate.migrations WHERE id = $1",
+            &[&id],
+        )
+        .await?
+        .map(|r| r.get(0)))
+}
