@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod config;
+pub mod console;
 pub mod ddl;
 pub mod fuzz;
 pub mod jobs;

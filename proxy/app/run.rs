@@ -79,6 +79,10 @@ async fn signals(handle: ServerHandle, args: ProxyArgs, log: LogReload) {
             _ = term.recv() => { info!("SIGTERM received, shutting down"); handle.shutdown(); }
             _ = int.recv() => { info!("SIGINT received, shutting down"); handle.shutdown(); }
             _ = hup.recv() => reload(&handle, &args, &log),
+            _ = handle.reload_requested() => {
+                info!("reload requested from the admin console");
+                reload(&handle, &args, &log);
+            }
         }
     }
 }

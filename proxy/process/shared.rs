@@ -25,6 +25,8 @@ pub struct Shared {
     pub jobs: Jobs,
     /// Applies `rewrite` decisions; `None` without a `[runner]` section.
     pub runner: Option<Arc<Runner>>,
+    /// RELOAD from the admin console: the process reloads as on SIGHUP.
+    pub reload: tokio::sync::Notify,
     active: AtomicUsize,
     next_id: AtomicU64,
 }
@@ -69,6 +71,7 @@ impl Shared {
             sessions: Arc::default(),
             jobs,
             runner,
+            reload: tokio::sync::Notify::new(),
             active: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
         }
@@ -79,6 +82,11 @@ impl Shared {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// The id the next session will get.
+    pub fn next_id_peek(&self) -> u64 {
+        self.next_id.load(Ordering::Relaxed)
     }
 
     pub fn next_id(&self) -> u64 {
@@ -125,6 +133,11 @@ impl ServerHandle {
     /// The sessions relaying now.
     pub fn sessions(&self) -> Vec<super::SessionEntry> {
         self.0.sessions.sessions()
+    }
+
+    /// Resolves when the admin console asks for a reload.
+    pub async fn reload_requested(&self) {
+        self.0.reload.notified().await
     }
 
     /// The background jobs running now.

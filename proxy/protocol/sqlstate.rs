@@ -17,3 +17,5 @@ pub const DDL_BLOCKED: &str = "ZD001";
 pub const DDL_NEEDS_REWRITE: &str = "ZD002";
 /// WARNING-level notices ddlgate sends (warned rules, retries).
 pub const WARNING: &str = "01000";
+pub const SYNTAX_ERROR: &str = "42601";
+pub const FEATURE_NOT_SUPPORTED: &str = "0A000";

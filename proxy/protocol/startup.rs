@@ -51,6 +51,47 @@ pub struct StartupMessage {
 }
 
 impl StartupMessage {
+    /// The same startup with `key` set to `value` (added if absent): the
+    /// admin console authenticates against a real database.
+    pub fn with_param(&self, key: &str, value: &str) -> StartupMessage {
+        let mut body = Vec::with_capacity(self.raw.len() + value.len());
+        body.extend_from_slice(&self.raw[4..8]);
+        let mut rest = &self.raw[8..];
+        let mut seen = false;
+        while let Some((name, after)) = take_cstr(rest) {
+            if name.is_empty() {
+                break;
+            }
+            let Some((v, after)) = take_cstr(after) else {
+                break;
+            };
+            rest = after;
+            body.extend_from_slice(name);
+            body.push(0);
+            if name == key.as_bytes() {
+                seen = true;
+                body.extend_from_slice(value.as_bytes());
+            } else {
+                body.extend_from_slice(v);
+            }
+            body.push(0);
+        }
+        if !seen {
+            for part in [key, value] {
+                body.extend_from_slice(part.as_bytes());
+                body.push(0);
+            }
+        }
+        body.push(0);
+        let mut raw = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+        raw.extend_from_slice(&body);
+        StartupMessage {
+            major: self.major,
+            minor: self.minor,
+            raw: Bytes::from(raw),
+        }
+    }
+
     /// The parameter name/value pairs, lossily decoded for logging and routing.
     pub fn params(&self) -> impl Iterator<Item = (String, String)> + '_ {
         let mut rest = &self.raw[8..];

@@ -41,6 +41,8 @@ pub enum SessionError {
     IdleTimeout,
     #[error("closed by shutdown")]
     Shutdown,
+    #[error("role {0} is not in admin_roles")]
+    NotAdmin(String),
 }
 
 impl SessionError {
@@ -63,6 +65,11 @@ impl SessionError {
                 "the upstream server closed the connection unexpectedly",
             )
             .with_detail("The server may have been restarted or terminated this backend."),
+            NotAdmin(role) => Report::fatal(
+                sqlstate::INVALID_AUTHORIZATION,
+                format!("role \"{role}\" may not use ddlgate's admin console"),
+            )
+            .with_hint("List the role in admin_roles in ddlgate's configuration."),
             IdleTimeout => Report::fatal(
                 sqlstate::IDLE_SESSION_TIMEOUT,
                 "terminating connection due to ddlgate's idle_timeout",
@@ -113,6 +120,7 @@ impl SessionError {
             IdleTimeout => "idle_timeout",
             Shutdown => "shutdown",
             UpstreamRejected => "upstream_rejected",
+            NotAdmin(_) => "not_admin",
         }
     }
 }

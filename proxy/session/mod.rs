@@ -5,6 +5,7 @@
 
 mod auth;
 mod conn;
+mod console;
 mod control;
 mod error;
 pub mod fuzz;
@@ -15,6 +16,7 @@ mod relay;
 mod state;
 
 pub use error::SessionError;
+pub use gate::{recent_decisions, Event as DecisionEvent};
 pub use relay::End;
 pub use state::SessionState;
 
@@ -39,11 +41,16 @@ use negotiate::{negotiate, report, Opening};
 use pipe::Pipe;
 use relay::Relay;
 
+/// The database name that reaches the admin console instead of the
+/// upstream.
+pub const CONSOLE_DATABASE: &str = "ddlgate";
+
 /// How a session ended without error.
 #[derive(Debug)]
 enum Outcome {
     Cancel,
     Relayed(End),
+    Console,
 }
 
 /// Serves one client connection to completion.
@@ -76,6 +83,7 @@ pub async fn serve<C>(
     match result {
         Ok(Outcome::Cancel) => {}
         Ok(Outcome::Relayed(end)) => info!(?end, duration_secs = secs, "session closed"),
+        Ok(Outcome::Console) => info!(duration_secs = secs, "admin console session closed"),
         Err(e) => {
             shared.metrics.error(e.kind());
             match &e {
@@ -128,6 +136,18 @@ where
     }
 
     let client_tls = matches!(client.io, Either::Right(_));
+    // Routing: the admin console, or the upstream.
+    if startup.param("database").as_deref() == Some(CONSOLE_DATABASE) {
+        return console_session(
+            &mut client,
+            &startup,
+            shared,
+            &runtime,
+            deadline,
+            client_tls,
+        )
+        .await;
+    }
     let mut state = SessionState::default();
     let mut registration: Option<Registration> = None;
     let mut backend_pid = None;
@@ -225,6 +245,68 @@ where
     let end = relay.run().await;
     drop(registration);
     Ok(Outcome::Relayed(end))
+}
+
+/// The admin console: admitted for `admin_roles`, authenticated against
+/// the upstream's own database with the client's credentials (the auth
+/// relay), then answered by ddlgate itself.
+async fn console_session<C>(
+    client: &mut Conn<C>,
+    startup: &crate::protocol::startup::StartupMessage,
+    shared: &Shared,
+    runtime: &Runtime,
+    deadline: Instant,
+    client_tls: bool,
+) -> Result<Outcome, SessionError>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let settings = &runtime.settings;
+    let user = startup.param("user").unwrap_or_default();
+    if !settings.admin_roles.contains(&user) {
+        return Err(report(&mut client.io, SessionError::NotAdmin(user)).await);
+    }
+    let home = settings
+        .upstream
+        .database
+        .clone()
+        .unwrap_or_else(|| "postgres".into());
+    let setup = async {
+        let upstream = upstream::connect(
+            &settings.upstream,
+            runtime.upstream_tls.as_ref(),
+            settings.connect_timeout,
+        )
+        .await?;
+        let upstream_tls = matches!(upstream, Either::Right(_));
+        let mut server = Conn::new(upstream);
+        server.send(&startup.with_param("database", &home).raw);
+        server
+            .flush()
+            .await
+            .map_err(|e| SessionError::UpstreamLost(ReadError::Io(e)))?;
+        auth::authenticate(client, &mut server, client_tls && upstream_tls).await?;
+        let mut state = SessionState::default();
+        auth::finish_startup(client, &mut server, &mut state, |key| key).await?;
+        // Authenticated: the upstream connection has done its job.
+        server.send(b"X\0\0\0\x04");
+        let _ = server.flush().await;
+        Ok::<_, SessionError>(())
+    };
+    match timeout_at(deadline, setup).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            let _ = client.flush().await;
+            return Err(report(&mut client.io, e).await);
+        }
+        Err(_) => {
+            let _ = client.flush().await;
+            return Err(report(&mut client.io, SessionError::HandshakeTimeout).await);
+        }
+    }
+    info!(user = %user, "admin console session");
+    console::serve(client, shared).await?;
+    Ok(Outcome::Console)
 }
 
 /// Forwards a CancelRequest for a key this proxy issued; others are dropped,

@@ -2,9 +2,10 @@
 //! `ddl.warned`, `ddl.allowed`, `ddl.retried`), the same record appended to
 //! the audit file, and counters per rule and decision.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use metrics::counter;
 use serde::Serialize;
@@ -34,6 +35,9 @@ pub enum Kind {
     Allowed,
     #[serde(rename = "ddl.retried")]
     Retried,
+    /// A rewrite handed to the runner as a migration.
+    #[serde(rename = "ddl.migrated")]
+    Migrated,
 }
 
 impl Kind {
@@ -45,12 +49,13 @@ impl Kind {
         }
     }
 
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Kind::Blocked => "ddl.blocked",
             Kind::Warned => "ddl.warned",
             Kind::Allowed => "ddl.allowed",
             Kind::Retried => "ddl.retried",
+            Kind::Migrated => "ddl.migrated",
         }
     }
 }
@@ -140,7 +145,29 @@ pub fn strongest(findings: &[Finding]) -> (Option<Lock>, Option<String>) {
 }
 
 /// Logs, audits and counts one event.
+/// Recent decisions other than plain allows, newest last, for the admin
+/// console's SHOW BLOCKED.
+const RECENT: usize = 200;
+
+fn recent_list() -> &'static Mutex<VecDeque<Event>> {
+    static LIST: OnceLock<Mutex<VecDeque<Event>>> = OnceLock::new();
+    LIST.get_or_init(Mutex::default)
+}
+
+/// The recent decisions that were not plain allows, newest first.
+pub fn recent() -> Vec<Event> {
+    let list = recent_list().lock().unwrap_or_else(|p| p.into_inner());
+    list.iter().rev().cloned().collect()
+}
+
 pub fn emit(e: &Event, audit: Option<&Audit>) {
+    if e.event != Kind::Allowed {
+        let mut list = recent_list().lock().unwrap_or_else(|p| p.into_inner());
+        if list.len() == RECENT {
+            list.pop_front();
+        }
+        list.push_back(e.clone());
+    }
     let rules = e.rules.join(",");
     let lock = e.lock.map(Lock::sql_name);
     macro_rules! log {
@@ -169,7 +196,7 @@ pub fn emit(e: &Event, audit: Option<&Audit>) {
         };
     }
     match e.event {
-        Kind::Allowed => log!(info),
+        Kind::Allowed | Kind::Migrated => log!(info),
         Kind::Warned | Kind::Blocked | Kind::Retried => log!(warn),
     }
     if let Some(a) = audit {

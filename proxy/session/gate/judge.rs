@@ -50,11 +50,13 @@ impl Gate {
         let lookup_error = self.lookup_error.take();
         self.looked_up.clear();
         let stmts = self.analyzer.analyze(sql, mode, in_tx, major, &catalog);
-        let ddl = &self.runtime.settings.ddl;
+        let runtime = self.runtime.clone();
+        let ddl = &runtime.settings.ddl;
         let observe = ddl.mode == GateMode::Observe;
+        let session = self.who.clone();
         let who = Who {
-            user: &self.who.user,
-            database: &self.who.database,
+            user: &session.user,
+            database: &session.database,
         };
         let mut j = Judged {
             stmts: Vec::new(),
@@ -83,18 +85,20 @@ impl Gate {
                     let decision = judgement.decision();
                     let mut e = self.event(Kind::of(decision), text, a, &judgement, server_version);
                     e.lookup_error.clone_from(&lookup_error);
+                    if !observe && decision.stops() && alone && !in_tx && may_migrate {
+                        if let Some(p) = self.migration(text, a, &judgement, &e.id, state) {
+                            e.event = Kind::Migrated;
+                            event::emit(&e, self.runtime.audit.as_deref());
+                            j.migrate = Some(p);
+                            break;
+                        }
+                    }
                     event::emit(&e, self.runtime.audit.as_deref());
                     if observe {
                         // Shadow: recorded as decided, run as sent.
                         continue;
                     }
                     if decision.stops() {
-                        if alone && !in_tx && may_migrate {
-                            if let Some(p) = self.migration(text, a, &judgement, &e.id, state) {
-                                j.migrate = Some(p);
-                                break;
-                            }
-                        }
                         let report = block_report(&e.id, a, &judgement);
                         j.stop = Some((i, e.id, report));
                         break;
