@@ -173,7 +173,7 @@ async fn migrations(runner: &Runner) -> Result<Vec<Table>, Report> {
             .map_err(failed)?;
         let rows = c
             .query(
-                "SELECT id::text, status, table_name, pg_catalog.least(current_step, steps_total) || '/' || steps_total, \
+                "SELECT id::text, status, table_name, LEAST(current_step, steps_total) || '/' || steps_total, \
                  progress, role::text, instance, \
                  pg_catalog.to_char(created_at, 'YYYY-MM-DD HH24:MI:SS'), \
                  pg_catalog.to_char(updated_at, 'YYYY-MM-DD HH24:MI:SS'), \
@@ -220,7 +220,7 @@ async fn migration(runner: &Runner, target: &Target) -> Result<Vec<Table>, Repor
     let m = c
         .query_one(
             "SELECT id::text, status, coalesce(requested, ''), table_name, role::text, \
-             pg_catalog.least(current_step, steps_total) || '/' || steps_total, progress, instance, \
+             LEAST(current_step, steps_total) || '/' || steps_total, progress, instance, \
              pg_catalog.to_char(created_at, 'YYYY-MM-DD HH24:MI:SS'), \
              pg_catalog.to_char(started_at, 'YYYY-MM-DD HH24:MI:SS'), \
              pg_catalog.to_char(finished_at, 'YYYY-MM-DD HH24:MI:SS'), \

@@ -425,6 +425,10 @@ async fn run_steps(
             }
         }
     }
+    // A CANCEL that came while the last step finished still undoes it.
+    if interrupt.is_cancelled() || requested(db, m.id).await? == Some(Request::Cancel) {
+        return cancel(db, m).await;
+    }
     Ok(Ended::Succeeded)
 }
 

@@ -329,8 +329,17 @@ fn alter_head(sql: &str) -> Option<&str> {
 
 /// Undoes step `s` as the submitter. Whether there was anything to undo.
 pub async fn undo(db: &Client, m: &Migration, s: &StepRow) -> Result<bool, RunnerError> {
-    db.batch_execute("SET lock_timeout = '2s'; SET statement_timeout = 0")
-        .await?;
+    // Dropping an index concurrently waits for older transactions, and
+    // queues nobody; a constraint's drop takes a brief strong lock.
+    let lock = if s.kind == StepKind::BuildIndex {
+        "0"
+    } else {
+        "'2s'"
+    };
+    db.batch_execute(&format!(
+        "SET lock_timeout = {lock}; SET statement_timeout = 0"
+    ))
+    .await?;
     let result = async {
         become_submitter(db, m, false).await?;
         let built = if s.kind == StepKind::BuildIndex {

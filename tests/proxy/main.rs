@@ -16,5 +16,6 @@ mod gate_lookup;
 mod gate_quiet;
 mod gate_rules;
 mod relay;
+mod runner;
 mod tools;
 mod transparency;
