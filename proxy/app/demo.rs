@@ -33,6 +33,9 @@ pub fn run(listen: &str) -> ExitCode {
     let mut settings = Settings::for_upstream(upstream);
     settings.listen = listen;
     settings.shutdown_timeout = std::time::Duration::from_secs(2);
+    // The demo applies unsafe changes instead of refusing them.
+    settings.runner = Some(crate::config::RunnerSettings::for_user("postgres"));
+    settings.admin_roles = vec!["postgres".into()];
     let rt = super::runtime(1).expect("tokio runtime");
     let code = rt.block_on(async {
         let server = match Server::bind(Runtime::build(settings).expect("no TLS in demo")).await {
@@ -53,7 +56,7 @@ pub fn run(listen: &str) -> ExitCode {
             handle.shutdown();
         });
         println!(
-            "\nddlgate is relaying {listen} -> PostgreSQL on 127.0.0.1:{}\n\nconnect with:\n  psql \"postgres://postgres@{listen}/postgres\"\n\nCtrl-C stops ddlgate and removes the cluster.\n",
+            "\nddlgate is relaying {listen} -> PostgreSQL on 127.0.0.1:{}\n\nconnect with:\n  psql \"postgres://postgres@{listen}/postgres\"\n\nthings to try:\n  an unsafe change, applied as a phased migration:\n    CREATE TABLE t AS SELECT g AS id, g AS a FROM generate_series(1, 1000000) g;\n    ALTER TABLE t ALTER COLUMN a SET NOT NULL;\n  the admin console:\n    psql \"postgres://postgres@{listen}/ddlgate\" -c 'SHOW MIGRATIONS'\n  the log lines: on this terminal (migration.* events)\n\nCtrl-C stops ddlgate and removes the cluster.\n",
             cluster.port
         );
         server.run().await;
