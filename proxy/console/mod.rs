@@ -11,6 +11,7 @@ use std::time::SystemTime;
 use crate::process::Shared;
 use crate::protocol::backend::{Report, Severity};
 use crate::runner::{model::Request, Runner, Status};
+use crate::telemetry::decisions;
 
 pub use command::{parse, Command, Target};
 
@@ -347,17 +348,17 @@ fn blocked() -> Table {
         "database",
         "statement",
     ]);
-    for e in crate::session::recent_decisions() {
+    for d in decisions::recent() {
         t.row(vec![
-            Some(e.at.clone()),
-            Some(e.event.as_str().into()),
-            Some(e.id.clone()),
-            Some(e.decision.as_str().into()),
-            Some(e.rules.join(",")),
-            e.table.clone(),
-            Some(e.who.user.clone()),
-            Some(e.who.database.clone()),
-            Some(e.statement.clone()),
+            Some(d.at),
+            Some(d.event.into()),
+            Some(d.id),
+            Some(d.decision.into()),
+            Some(d.rules),
+            d.table,
+            Some(d.user),
+            Some(d.database),
+            Some(d.statement),
         ]);
     }
     t
@@ -417,7 +418,7 @@ fn stats(shared: &Shared) -> Table {
         (shared.next_id_peek() - 1).to_string(),
     );
     put("background jobs", shared.jobs.running().len().to_string());
-    let recent = crate::session::recent_decisions();
+    let recent = decisions::recent();
     put(
         "recent gate decisions (blocked, rewritten, warned)",
         recent.len().to_string(),

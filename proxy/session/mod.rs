@@ -16,7 +16,6 @@ mod relay;
 mod state;
 
 pub use error::SessionError;
-pub use gate::{recent_decisions, Event as DecisionEvent};
 pub use relay::End;
 pub use state::SessionState;
 

@@ -1,5 +1,6 @@
 //! Logs and metrics.
 
 pub mod audit;
+pub mod decisions;
 pub mod logging;
 pub mod metrics;

@@ -1,11 +1,11 @@
 //! DDL decision events: one structured log event each (`ddl.blocked`,
-//! `ddl.warned`, `ddl.allowed`, `ddl.retried`), the same record appended to
-//! the audit file, and counters per rule and decision.
+//! `ddl.warned`, `ddl.allowed`, `ddl.retried`, `ddl.migrated`), the same
+//! record appended to the audit file, the console's ring of recent
+//! decisions, and counters per rule and decision.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use metrics::counter;
 use serde::Serialize;
@@ -15,6 +15,7 @@ use tracing::{info, warn};
 use crate::ddl::lexer::redact;
 use crate::ddl::{Decision, Finding, Lock};
 use crate::telemetry::audit::Audit;
+use crate::telemetry::decisions;
 
 /// Who a session is, for policy and for the record.
 #[derive(Debug, Clone, Serialize)]
@@ -49,7 +50,7 @@ impl Kind {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    fn as_str(self) -> &'static str {
         match self {
             Kind::Blocked => "ddl.blocked",
             Kind::Warned => "ddl.warned",
@@ -145,28 +146,19 @@ pub fn strongest(findings: &[Finding]) -> (Option<Lock>, Option<String>) {
 }
 
 /// Logs, audits and counts one event.
-/// Recent decisions other than plain allows, newest last, for the admin
-/// console's SHOW BLOCKED.
-const RECENT: usize = 200;
-
-fn recent_list() -> &'static Mutex<VecDeque<Event>> {
-    static LIST: OnceLock<Mutex<VecDeque<Event>>> = OnceLock::new();
-    LIST.get_or_init(Mutex::default)
-}
-
-/// The recent decisions that were not plain allows, newest first.
-pub fn recent() -> Vec<Event> {
-    let list = recent_list().lock().unwrap_or_else(|p| p.into_inner());
-    list.iter().rev().cloned().collect()
-}
-
 pub fn emit(e: &Event, audit: Option<&Audit>) {
     if e.event != Kind::Allowed {
-        let mut list = recent_list().lock().unwrap_or_else(|p| p.into_inner());
-        if list.len() == RECENT {
-            list.pop_front();
-        }
-        list.push_back(e.clone());
+        decisions::record(decisions::Decision {
+            at: e.at.clone(),
+            event: e.event.as_str(),
+            id: e.id.clone(),
+            decision: e.decision.as_str(),
+            rules: e.rules.join(","),
+            table: e.table.clone(),
+            user: e.who.user.clone(),
+            database: e.who.database.clone(),
+            statement: e.statement.clone(),
+        });
     }
     let rules = e.rules.join(",");
     let lock = e.lock.map(Lock::sql_name);

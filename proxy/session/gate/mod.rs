@@ -24,7 +24,7 @@ mod migrate;
 mod responses;
 mod sql;
 
-pub use event::{recent as recent_decisions, Event, SessionInfo};
+pub use event::SessionInfo;
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
