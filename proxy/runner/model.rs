@@ -110,9 +110,8 @@ pub struct Submission {
     /// meant to the client.
     pub search_path: String,
     pub statement: String,
+    /// Its `tag` is the CommandComplete PostgreSQL would have sent.
     pub plan: Plan,
-    /// The CommandComplete tag PostgreSQL would have sent.
-    pub tag: String,
     /// The gate decision's event id.
     pub event: String,
     pub wait: ClientWait,

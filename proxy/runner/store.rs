@@ -170,7 +170,7 @@ pub async fn insert(db: &Client, s: &Submission, lock_key: i64) -> Result<i64, R
                     &s.search_path,
                     &s.plan.table,
                     &lock_key,
-                    &s.tag,
+                    &s.plan.tag,
                     &plan.to_string(),
                     &(s.plan.steps.len() as i32),
                     &s.event,

@@ -3,7 +3,7 @@
 //! the brief ones batched into one statement, in the order written so the
 //! schema is valid after every step; and the NOT NULL recipe they share.
 
-use super::build::step;
+use super::build::{step, Form};
 use super::names::object_name;
 use super::source::{bare, Toks};
 use super::{columns, constraints, partitions, Step, StepKind};
@@ -46,7 +46,7 @@ pub(super) fn alter_table(
     t: &Toks<'_>,
     catalog: &Catalog,
     brief_ok: &dyn Fn(&str) -> bool,
-) -> Option<Vec<Step>> {
+) -> Option<Form> {
     let alter = parse_alter(t)?;
     let mut steps = Vec::new();
     let mut brief: Vec<&str> = Vec::new();
@@ -82,7 +82,10 @@ pub(super) fn alter_table(
     steps
         .iter()
         .any(|s| s.kind != StepKind::Brief)
-        .then_some(steps)
+        .then(|| Form {
+            table: Some(alter.table.to_owned()),
+            steps,
+        })
 }
 
 /// The phased steps of one subcommand (tokens `a..b`), if it has them.

@@ -14,76 +14,29 @@ use crate::ddl::Catalog;
 /// plannable means the statement has no plan.
 pub fn plan(sql: &str, catalog: &Catalog, brief_ok: &dyn Fn(&str) -> bool) -> Option<Plan> {
     let t = Toks::new(sql);
-    let steps = if t.is(0, "CREATE") {
-        index::create_index(&t)?
+    let (tag, form) = if t.is(0, "CREATE") {
+        ("CREATE INDEX", index::create_index(&t)?)
     } else if t.eat(0, &["DROP", "INDEX"]).is_some() {
-        index::drop_index(&t)?
+        ("DROP INDEX", index::drop_index(&t)?)
     } else if t.is(0, "REINDEX") {
-        index::reindex(&t)?
+        ("REINDEX", index::reindex(&t)?)
     } else if t.eat(0, &["ALTER", "TABLE"]).is_some() {
-        alter::alter_table(&t, catalog, brief_ok)?
+        ("ALTER TABLE", alter::alter_table(&t, catalog, brief_ok)?)
     } else {
         return None;
     };
-    (!steps.is_empty()).then(|| Plan {
-        table: target(&t),
-        steps,
+    (!form.steps.is_empty()).then_some(Plan {
+        tag,
+        table: form.table,
+        steps: form.steps,
     })
 }
 
-/// The CommandComplete tag PostgreSQL sends for a plannable statement.
-pub fn command_tag(sql: &str) -> Option<&'static str> {
-    let t = Toks::new(sql);
-    if t.is(0, "CREATE") {
-        return Some("CREATE INDEX");
-    }
-    if t.eat(0, &["DROP", "INDEX"]).is_some() {
-        return Some("DROP INDEX");
-    }
-    if t.is(0, "REINDEX") {
-        return Some("REINDEX");
-    }
-    t.eat(0, &["ALTER", "TABLE"]).map(|_| "ALTER TABLE")
-}
-
-/// The relation a plannable statement names first, as written.
-fn target(t: &Toks<'_>) -> Option<String> {
-    let name_at = |i: usize| Some(t.text(i, t.name_end(i)?).to_owned());
-    if t.is(0, "CREATE") {
-        let on = (1..t.len()).find(|&i| t.is(i, "ON"))?;
-        return name_at(on + 1);
-    }
-    if t.eat(0, &["DROP", "INDEX"]).is_some() {
-        let mut i = 2;
-        for kw in ["CONCURRENTLY", "IF", "EXISTS"] {
-            if t.is(i, kw) {
-                i += 1;
-            }
-        }
-        return name_at(i);
-    }
-    if t.is(0, "REINDEX") {
-        let mut i = 1;
-        if t.tok(i) == "(" {
-            i = t.close_paren(i)?;
-        }
-        if !(t.is(i, "INDEX") || t.is(i, "TABLE")) {
-            return None;
-        }
-        i += 1;
-        if t.is(i, "CONCURRENTLY") {
-            i += 1;
-        }
-        return name_at(i);
-    }
-    let mut i = 2;
-    if let Some(j) = t.eat(i, &["IF", "EXISTS"]) {
-        i = j;
-    }
-    if t.is(i, "ONLY") {
-        i += 1;
-    }
-    name_at(i)
+/// What a form's planner gives: the relation it works on (as written) and
+/// its steps.
+pub(super) struct Form {
+    pub table: Option<String>,
+    pub steps: Vec<Step>,
 }
 
 pub(super) fn step(

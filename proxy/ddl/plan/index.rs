@@ -2,7 +2,7 @@
 //! PostgreSQL would choose, DROP INDEX one CONCURRENTLY statement per index,
 //! REINDEX CONCURRENTLY.
 
-use super::build::step;
+use super::build::{step, Form};
 use super::names::{columns_addition, object_name};
 use super::source::{bare, is_ident, Toks};
 use super::{Step, StepKind};
@@ -12,7 +12,7 @@ use crate::ddl::rule::Lock;
 /// `CREATE [UNIQUE] INDEX [IF NOT EXISTS] [name] ON table ...` with
 /// CONCURRENTLY added, and the name PostgreSQL would choose when none is
 /// given.
-pub(super) fn create_index(t: &Toks<'_>) -> Option<Vec<Step>> {
+pub(super) fn create_index(t: &Toks<'_>) -> Option<Form> {
     let mut i = 1;
     let unique = t.is(i, "UNIQUE");
     if unique {
@@ -64,13 +64,16 @@ pub(super) fn create_index(t: &Toks<'_>) -> Option<Vec<Step>> {
     } else {
         "build the index without blocking writes"
     };
-    Some(vec![step(
-        StepKind::BuildIndex,
-        text,
-        Lock::ShareUpdateExclusive,
-        Some(name),
-        what,
-    )])
+    Some(Form {
+        table: Some(table.to_owned()),
+        steps: vec![step(
+            StepKind::BuildIndex,
+            text,
+            Lock::ShareUpdateExclusive,
+            Some(name),
+            what,
+        )],
+    })
 }
 
 /// The names PostgreSQL derives an index's name from: each key and
@@ -140,7 +143,7 @@ fn expression_name(t: &Toks<'_>, a: usize, b: usize) -> String {
 
 /// `DROP INDEX [IF EXISTS] a, b`: one DROP INDEX CONCURRENTLY each. CASCADE
 /// has no concurrent form.
-pub(super) fn drop_index(t: &Toks<'_>) -> Option<Vec<Step>> {
+pub(super) fn drop_index(t: &Toks<'_>) -> Option<Form> {
     let mut i = 2;
     if t.is(i, "CONCURRENTLY") {
         return None;
@@ -161,26 +164,29 @@ pub(super) fn drop_index(t: &Toks<'_>) -> Option<Vec<Step>> {
     } else {
         ""
     };
-    Some(
-        t.split_commas(i, end)
-            .into_iter()
-            .map(|(a, b)| {
-                let name = t.text(a, b);
-                step(
-                    StepKind::DropIndex,
-                    format!("DROP INDEX CONCURRENTLY {opt}{name}"),
-                    Lock::ShareUpdateExclusive,
-                    Some(name.to_owned()),
-                    "drop the index without blocking reads or writes",
-                )
-            })
-            .collect(),
-    )
+    let steps: Vec<Step> = t
+        .split_commas(i, end)
+        .into_iter()
+        .map(|(a, b)| {
+            let name = t.text(a, b);
+            step(
+                StepKind::DropIndex,
+                format!("DROP INDEX CONCURRENTLY {opt}{name}"),
+                Lock::ShareUpdateExclusive,
+                Some(name.to_owned()),
+                "drop the index without blocking reads or writes",
+            )
+        })
+        .collect();
+    Some(Form {
+        table: steps.first().and_then(|s| s.object.clone()),
+        steps,
+    })
 }
 
 /// `REINDEX [(options)] {INDEX|TABLE|SCHEMA|DATABASE} name` with
 /// CONCURRENTLY added; system catalogs cannot be reindexed concurrently.
-pub(super) fn reindex(t: &Toks<'_>) -> Option<Vec<Step>> {
+pub(super) fn reindex(t: &Toks<'_>) -> Option<Form> {
     let mut i = 1;
     if t.tok(i) == "(" {
         i = t.close_paren(i)?;
@@ -198,11 +204,19 @@ pub(super) fn reindex(t: &Toks<'_>) -> Option<Vec<Step>> {
         &t.sql[t.t[0].start..at],
         &t.sql[at..t.end_of(t.len() - 1)]
     );
-    Some(vec![step(
-        StepKind::Reindex,
-        sql,
-        Lock::ShareUpdateExclusive,
-        None,
-        "rebuild without blocking writes or reads of the index",
-    )])
+    // A table's or an index's migrations run in turn; a schema's or a
+    // database's have no one relation.
+    let table = (t.is(i, "INDEX") || t.is(i, "TABLE"))
+        .then(|| Some(t.text(i + 1, t.name_end(i + 1)?).to_owned()))
+        .flatten();
+    Some(Form {
+        table,
+        steps: vec![step(
+            StepKind::Reindex,
+            sql,
+            Lock::ShareUpdateExclusive,
+            None,
+            "rebuild without blocking writes or reads of the index",
+        )],
+    })
 }

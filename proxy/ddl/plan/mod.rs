@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use super::rule::{Lock, Rule};
 
-pub use build::{command_tag, plan};
+pub use build::plan;
 
 /// What a step does, for the runner: how to check whether it already
 /// happened, which timeouts apply, and how to undo it.
@@ -90,6 +90,9 @@ pub struct Step {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Plan {
+    /// The CommandComplete tag PostgreSQL sends for the statement.
+    #[serde(skip)]
+    pub tag: &'static str,
     /// The relation the statement works on, as written (the table, or for
     /// DROP INDEX and REINDEX INDEX the first index): migrations on one
     /// relation run one after another.
@@ -120,22 +123,18 @@ impl Plan {
             .join(" ")
     }
 
-    /// The plan as a script that runs as printed (psql -f, or statement by
-    /// statement): each step's SQL with a comment saying what it does.
-    pub fn render(&self) -> String {
-        self.render_from(1)
-    }
-
     /// Whether the runner can apply it (backfills come with throttling,
     /// in a later release of the runner).
     pub fn runnable(&self) -> bool {
         self.steps.iter().all(|s| s.kind != StepKind::Backfill)
     }
 
-    fn render_from(&self, first: usize) -> String {
+    /// The plan as a script that runs as printed (psql -f, or statement by
+    /// statement): each step's SQL with a comment saying what it does.
+    pub fn render(&self) -> String {
         let n = self.steps.len();
         let mut out = String::new();
-        for (i, s) in self.steps.iter().enumerate().skip(first - 1) {
+        for (i, s) in self.steps.iter().enumerate() {
             let tx = if s.in_transaction {
                 ""
             } else {

@@ -140,11 +140,10 @@ impl Gate {
         let statement = std::str::from_utf8(text)
             .ok()
             .filter(|t| state.client_utf8 || t.is_ascii())?;
-        let tag = crate::ddl::plan::command_tag(statement)?;
-        let (role, search_path) = self.session_facts.take()?;
         if !rewrite_only {
             return None;
         }
+        let (role, search_path) = self.session_facts.take()?;
         Some(Box::new(super::migrate::Pending {
             marker: format!("ddlgate:migrate:{event_id}"),
             submission: crate::runner::Submission {
@@ -154,7 +153,6 @@ impl Gate {
                 search_path,
                 statement: statement.trim().to_owned(),
                 plan: plan.clone(),
-                tag: tag.to_owned(),
                 event: event_id.to_owned(),
             },
             executed: None,

@@ -45,7 +45,7 @@ pub(super) struct Waiting {
     at: usize,
     notices: Vec<u8>,
     z_body: Vec<u8>,
-    tag: String,
+    tag: &'static str,
     wait: ClientWait,
     id: Option<i64>,
     started: Instant,
@@ -67,7 +67,7 @@ impl Gate {
             unreachable!("migration units exist only with a runner");
         };
         let at = pending.executed.unwrap_or(unit.held.len());
-        let tag = pending.submission.tag.clone();
+        let tag = pending.submission.plan.tag;
         let wait = pending.submission.wait;
         let rx = runner.submit(pending.submission);
         let mut cancelled = Box::pin(self.interrupt.clone().notified_owned());
@@ -150,7 +150,7 @@ impl Gate {
         match answer {
             Ok(()) => {
                 let mut b = BytesMut::new();
-                reply::command_complete(&w.tag, &mut b);
+                reply::command_complete(w.tag, &mut b);
                 out.extend_from_slice(&b);
             }
             Err(report) => out.extend(encode(report, state)),
