@@ -142,7 +142,7 @@ impl Runner {
     /// Checks that the runner may act as the submitter, then writes the
     /// migration. Its id and lock key.
     async fn record(&self, s: &Submission) -> Result<(i64, i64), Failure> {
-        let db = self
+        let mut db = self
             .connector
             .connect(&s.database, "submit")
             .await
@@ -168,7 +168,7 @@ impl Runner {
             ));
             return Err(f);
         }
-        store::ensure_schema(&db).await.map_err(|e| {
+        store::ensure_schema(&mut db).await.map_err(|e| {
             let mut f = e.failure();
             f.message = format!("ddlgate's runner cannot keep its state in database \"{}\": {}", s.database, f.message);
             f.hint = Some(format!(
@@ -178,8 +178,10 @@ impl Runner {
             ));
             f
         })?;
-        let key = lock_key(&db, s).await;
-        let id = store::insert(&db, s, key).await.map_err(|e| e.failure())?;
+        let key = lock_key(&mut db, s).await;
+        let id = store::insert(&mut db, s, key)
+            .await
+            .map_err(|e| e.failure())?;
         self.inner().databases.insert(s.database.clone());
         Ok((id, key))
     }
@@ -310,20 +312,21 @@ impl Runner {
 /// The relation whose migrations must run one after another: the table
 /// (or an index's table), resolved as the submitter would; 0 when it
 /// does not resolve (the first step will fail with PostgreSQL's error).
-async fn lock_key(db: &tokio_postgres::Client, s: &Submission) -> i64 {
+async fn lock_key(db: &mut tokio_postgres::Client, s: &Submission) -> i64 {
     let Some(table) = &s.plan.table else {
         return store::table_lock_key(0);
     };
+    // Resolved in a transaction that is rolled back: SET LOCAL ends there.
     let resolve = async {
-        db.batch_execute("BEGIN").await?;
-        db.execute(
+        let tx = db.transaction().await?;
+        tx.execute(
             "SELECT pg_catalog.set_config('search_path', $1, true)",
             &[&s.search_path],
         )
         .await?;
-        db.batch_execute(&format!("SET LOCAL ROLE {}", quote_ident(&s.role)))
+        tx.batch_execute(&format!("SET LOCAL ROLE {}", quote_ident(&s.role)))
             .await?;
-        let row = db
+        let row = tx
             .query_one(
                 "SELECT coalesce((SELECT i.indrelid FROM pg_catalog.pg_index i \
                  WHERE i.indexrelid = pg_catalog.to_regclass($1)), \
@@ -334,7 +337,6 @@ async fn lock_key(db: &tokio_postgres::Client, s: &Submission) -> i64 {
         Ok::<_, tokio_postgres::Error>(row.get::<_, Option<u32>>(0))
     };
     let oid = resolve.await.ok().flatten();
-    let _ = db.batch_execute("ROLLBACK; RESET ROLE").await;
     store::table_lock_key(oid.unwrap_or(0))
 }
 

@@ -74,56 +74,44 @@ const UPGRADES: &[&str] = &[
 ];
 
 /// Creates or upgrades the `ddlgate` schema in the connected database.
-pub async fn ensure_schema(db: &Client) -> Result<(), RunnerError> {
+pub async fn ensure_schema(db: &mut Client) -> Result<(), RunnerError> {
     let current = version(db).await?;
     if current == Some(UPGRADES.len() as i32) {
         return Ok(());
     }
-    db.batch_execute("BEGIN").await?;
-    let result = async {
-        db.execute(
-            "SELECT pg_catalog.pg_advisory_xact_lock($1)",
-            &[&UPGRADE_LOCK],
+    let tx = db.transaction().await?;
+    tx.execute(
+        "SELECT pg_catalog.pg_advisory_xact_lock($1)",
+        &[&UPGRADE_LOCK],
+    )
+    .await?;
+    tx.batch_execute(
+        "CREATE SCHEMA IF NOT EXISTS ddlgate;
+         REVOKE ALL ON SCHEMA ddlgate FROM PUBLIC;
+         CREATE TABLE IF NOT EXISTS ddlgate.schema_version (
+             version integer PRIMARY KEY,
+             applied_at timestamptz NOT NULL DEFAULT pg_catalog.now())",
+    )
+    .await?;
+    // Read again under the lock: another instance may have upgraded.
+    let from: Option<i32> = tx
+        .query_one(
+            "SELECT pg_catalog.max(version) FROM ddlgate.schema_version",
+            &[],
+        )
+        .await?
+        .get(0);
+    let from = from.unwrap_or(0).max(0) as usize;
+    for (i, sql) in UPGRADES.iter().enumerate().skip(from) {
+        tx.batch_execute(sql).await?;
+        tx.execute(
+            "INSERT INTO ddlgate.schema_version (version) VALUES ($1)",
+            &[&(i as i32 + 1)],
         )
         .await?;
-        db.batch_execute(
-            "CREATE SCHEMA IF NOT EXISTS ddlgate;
-             REVOKE ALL ON SCHEMA ddlgate FROM PUBLIC;
-             CREATE TABLE IF NOT EXISTS ddlgate.schema_version (
-                 version integer PRIMARY KEY,
-                 applied_at timestamptz NOT NULL DEFAULT pg_catalog.now())",
-        )
-        .await?;
-        // Read again under the lock: another instance may have upgraded.
-        let from: Option<i32> = db
-            .query_one(
-                "SELECT pg_catalog.max(version) FROM ddlgate.schema_version",
-                &[],
-            )
-            .await?
-            .get(0);
-        let from = from.unwrap_or(0).max(0) as usize;
-        for (i, sql) in UPGRADES.iter().enumerate().skip(from) {
-            db.batch_execute(sql).await?;
-            db.execute(
-                "INSERT INTO ddlgate.schema_version (version) VALUES ($1)",
-                &[&(i as i32 + 1)],
-            )
-            .await?;
-        }
-        Ok::<_, tokio_postgres::Error>(())
     }
-    .await;
-    match result {
-        Ok(()) => {
-            db.batch_execute("COMMIT").await?;
-            Ok(())
-        }
-        Err(e) => {
-            let _ = db.batch_execute("ROLLBACK").await;
-            Err(e.into())
-        }
-    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// The schema's version here, or `None` without one.
@@ -155,59 +143,47 @@ pub async fn version(db: &Client) -> Result<Option<i32>, RunnerError> {
 }
 
 /// Records a submission, queued, with one row per step. Its id.
-pub async fn insert(db: &Client, s: &Submission, lock_key: i64) -> Result<i64, RunnerError> {
-    let plan = serde_json::to_value(&s.plan).map_err(|e| RunnerError::State(e.to_string()))?;
-    db.batch_execute("BEGIN").await?;
-    let result = async {
-        let row = db
-            .query_one(
-                "INSERT INTO ddlgate.migrations (statement, role, search_path, table_name, \
-                 lock_key, tag, plan, steps_total, gate_event, database) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8, $9, $10) RETURNING id",
-                &[
-                    &s.statement,
-                    &s.role,
-                    &s.search_path,
-                    &s.plan.table,
-                    &lock_key,
-                    &s.plan.tag,
-                    &plan.to_string(),
-                    &(s.plan.steps.len() as i32),
-                    &s.event,
-                    &s.database,
-                ],
-            )
-            .await?;
-        let id: i64 = row.get(0);
-        for (i, step) in s.plan.steps.iter().enumerate() {
-            db.execute(
-                "INSERT INTO ddlgate.steps (migration, n, kind, sql, what, object, in_transaction) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[
-                    &id,
-                    &(i as i32 + 1),
-                    &step.kind.as_str(),
-                    &step.sql,
-                    &step.what,
-                    &step.object,
-                    &step.in_transaction,
-                ],
-            )
-            .await?;
-        }
-        Ok::<_, tokio_postgres::Error>(id)
+pub async fn insert(db: &mut Client, s: &Submission, lock_key: i64) -> Result<i64, RunnerError> {
+    let plan = serde_json::to_string(&s.plan).map_err(|e| RunnerError::State(e.to_string()))?;
+    let tx = db.transaction().await?;
+    let row = tx
+        .query_one(
+            "INSERT INTO ddlgate.migrations (statement, role, search_path, table_name, \
+             lock_key, tag, plan, steps_total, gate_event, database) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8, $9, $10) RETURNING id",
+            &[
+                &s.statement,
+                &s.role,
+                &s.search_path,
+                &s.plan.table,
+                &lock_key,
+                &s.plan.tag,
+                &plan,
+                &(s.plan.steps.len() as i32),
+                &s.event,
+                &s.database,
+            ],
+        )
+        .await?;
+    let id: i64 = row.get(0);
+    for (i, step) in s.plan.steps.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO ddlgate.steps (migration, n, kind, sql, what, object, in_transaction) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &id,
+                &(i as i32 + 1),
+                &step.kind.as_str(),
+                &step.sql,
+                &step.what,
+                &step.object,
+                &step.in_transaction,
+            ],
+        )
+        .await?;
     }
-    .await;
-    match result {
-        Ok(id) => {
-            db.batch_execute("COMMIT").await?;
-            Ok(id)
-        }
-        Err(e) => {
-            let _ = db.batch_execute("ROLLBACK").await;
-            Err(e.into())
-        }
-    }
+    tx.commit().await?;
+    Ok(id)
 }
 
 /// A migration as the runner needs it.
