@@ -289,18 +289,18 @@ async fn run_steps(
         brief_statement_timeout: s.brief_statement_timeout,
     };
     if m.requested == Some(Request::Cancel) {
-        return cancel(db, m).await;
+        return cancel(db, m, &limits).await;
     }
     for i in 0..total {
         let n = m.steps[i].n;
-        if n < m.current_step || matches!(m.steps[i].status.as_str(), "done" | "skipped") {
+        if n < m.current_step || m.steps[i].status.is_complete() {
             continue;
         }
         let mut attempt: u32 = 0;
         loop {
             // Between steps (and attempts): what operators asked for.
             match requested(db, m.id).await? {
-                Some(Request::Cancel) => return cancel(db, m).await,
+                Some(Request::Cancel) => return cancel(db, m, &limits).await,
                 Some(Request::Pause) => return Ok(Ended::Paused),
                 None => {}
             }
@@ -374,7 +374,7 @@ async fn run_steps(
                             Some((&f.sqlstate, &f.message)),
                         )
                         .await;
-                        return cancel(db, m).await;
+                        return cancel(db, m, &limits).await;
                     }
                     if f.sqlstate == "55P03" && attempt < s.lock_retries {
                         attempt += 1;
@@ -399,7 +399,7 @@ async fn run_steps(
                         );
                         tokio::select! {
                             _ = stop.cancelled() => return Ok(Ended::Stopped),
-                            _ = interrupt.cancelled() => return cancel(db, m).await,
+                            _ = interrupt.cancelled() => return cancel(db, m, &limits).await,
                             _ = tokio::time::sleep(delay) => {}
                         }
                         continue;
@@ -427,7 +427,7 @@ async fn run_steps(
     }
     // A CANCEL that came while the last step finished still undoes it.
     if interrupt.is_cancelled() || requested(db, m.id).await? == Some(Request::Cancel) {
-        return cancel(db, m).await;
+        return cancel(db, m, &limits).await;
     }
     Ok(Ended::Succeeded)
 }
@@ -445,14 +445,17 @@ async fn requested(db: &Client, id: i64) -> Result<Option<Request>, RunnerError>
 /// CANCEL: the finished steps are undone, last first, where that is
 /// possible (the index built, the NOT VALID constraint added); the others
 /// stay and are recorded as kept.
-async fn cancel(db: &Client, m: &Migration) -> Result<Ended, RunnerError> {
+async fn cancel(db: &Client, m: &Migration, limits: &Limits) -> Result<Ended, RunnerError> {
     let fresh = store::load(db, m.id).await?.unwrap_or_else(|| m.clone());
     for s in fresh.steps.iter().rev() {
-        let touched = matches!(s.status.as_str(), "done" | "running" | "failed");
+        let touched = matches!(
+            s.status,
+            StepStatus::Done | StepStatus::Running | StepStatus::Failed
+        );
         if !touched {
             continue;
         }
-        match steps::undo(db, &fresh, s).await {
+        match steps::undo(db, &fresh, s, limits).await {
             Ok(true) => {
                 tracing::info!(event = "migration.step_undone", step = s.n, "step undone");
                 store::step_ended(db, m.id, s.n, StepStatus::Undone, None).await?;

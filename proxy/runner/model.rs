@@ -61,6 +61,24 @@ pub enum StepStatus {
 }
 
 impl StepStatus {
+    pub const ALL: [StepStatus; 6] = [
+        StepStatus::Pending,
+        StepStatus::Running,
+        StepStatus::Done,
+        StepStatus::Skipped,
+        StepStatus::Failed,
+        StepStatus::Undone,
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        StepStatus::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
+    /// Finished: the migration goes on past it.
+    pub fn is_complete(self) -> bool {
+        matches!(self, StepStatus::Done | StepStatus::Skipped)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             StepStatus::Pending => "pending",
@@ -186,7 +204,6 @@ impl RunnerError {
                 detail: db.detail().map(str::to_owned),
                 hint: db.hint().map(str::to_owned),
             }),
-            None if e.is_closed() => RunnerError::Lost(e.to_string()),
             None => RunnerError::Lost(e.to_string()),
         }
     }

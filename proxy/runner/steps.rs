@@ -39,9 +39,19 @@ fn timeouts(kind: StepKind, limits: &Limits) -> (Duration, Duration) {
     }
 }
 
-fn ms(d: Duration) -> String {
-    format!("'{}ms'", d.as_millis())
+/// `SET [LOCAL] lock_timeout …; SET [LOCAL] statement_timeout …`.
+fn set_timeouts(lock: Duration, statement: Duration, local: bool) -> String {
+    let scope = if local { "LOCAL " } else { "" };
+    format!(
+        "SET {scope}lock_timeout = '{}ms'; SET {scope}statement_timeout = '{}ms'",
+        lock.as_millis(),
+        statement.as_millis()
+    )
 }
+
+/// Back to the runner's own role, search_path and timeouts.
+const RESET_ALL: &str =
+    "RESET ROLE; SET search_path = pg_catalog; RESET lock_timeout; RESET statement_timeout";
 
 /// What an attempt of a step came to.
 pub enum Attempt {
@@ -105,12 +115,8 @@ async fn run_in_transaction(
     limits: &Limits,
 ) -> Result<(), RunnerError> {
     let (lock, statement) = timeouts(s.kind, limits);
-    db.batch_execute(&format!(
-        "BEGIN; SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}",
-        ms(lock),
-        ms(statement),
-    ))
-    .await?;
+    db.batch_execute(&format!("BEGIN; {}", set_timeouts(lock, statement, true)))
+        .await?;
     let result = async {
         become_submitter(db, m, true).await?;
         db.batch_execute(&s.sql).await?;
@@ -135,12 +141,8 @@ async fn run_alone(
     limits: &Limits,
 ) -> Result<Attempt, RunnerError> {
     let (lock, statement) = timeouts(s.kind, limits);
-    db.batch_execute(&format!(
-        "SET lock_timeout = {}; SET statement_timeout = {}",
-        ms(lock),
-        ms(statement),
-    ))
-    .await?;
+    db.batch_execute(&set_timeouts(lock, statement, false))
+        .await?;
     let result = async {
         become_submitter(db, m, false).await?;
         let sql = match before_attempt(db, m, s).await? {
@@ -159,11 +161,7 @@ async fn run_alone(
             let _ = drop_invalid_index(db, m, s).await;
         }
     }
-    let reset = db
-        .batch_execute(&format!(
-            "{BECOME_RUNNER}; RESET lock_timeout; RESET statement_timeout"
-        ))
-        .await;
+    let reset = db.batch_execute(RESET_ALL).await;
     let attempt = result?;
     reset?;
     store::step_ended(
@@ -328,18 +326,17 @@ fn alter_head(sql: &str) -> Option<&str> {
 }
 
 /// Undoes step `s` as the submitter. Whether there was anything to undo.
-pub async fn undo(db: &Client, m: &Migration, s: &StepRow) -> Result<bool, RunnerError> {
-    // Dropping an index concurrently waits for older transactions, and
-    // queues nobody; a constraint's drop takes a brief strong lock.
-    let lock = if s.kind == StepKind::BuildIndex {
-        "0"
-    } else {
-        "'2s'"
-    };
-    db.batch_execute(&format!(
-        "SET lock_timeout = {lock}; SET statement_timeout = 0"
-    ))
-    .await?;
+pub async fn undo(
+    db: &Client,
+    m: &Migration,
+    s: &StepRow,
+    limits: &Limits,
+) -> Result<bool, RunnerError> {
+    // Undone under the timeouts of the step it undoes: an index dropped
+    // concurrently queues nobody, a constraint's drop is brief.
+    let (lock, statement) = timeouts(s.kind, limits);
+    db.batch_execute(&set_timeouts(lock, statement, false))
+        .await?;
     let result = async {
         become_submitter(db, m, false).await?;
         let built = if s.kind == StepKind::BuildIndex {
@@ -354,10 +351,6 @@ pub async fn undo(db: &Client, m: &Migration, s: &StepRow) -> Result<bool, Runne
         Ok(true)
     }
     .await;
-    let _ = db
-        .batch_execute(&format!(
-            "{BECOME_RUNNER}; RESET lock_timeout; RESET statement_timeout"
-        ))
-        .await;
+    let _ = db.batch_execute(RESET_ALL).await;
     result
 }

@@ -208,7 +208,7 @@ pub struct StepRow {
     pub what: String,
     pub object: Option<String>,
     pub in_transaction: bool,
-    pub status: String,
+    pub status: StepStatus,
     pub attempts: i32,
 }
 
@@ -261,7 +261,8 @@ pub async fn load(db: &Client, id: i64) -> Result<Option<Migration>, RunnerError
             what: r.get(3),
             object: r.get(4),
             in_transaction: r.get(5),
-            status: r.get(6),
+            status: StepStatus::parse(r.get(6))
+                .ok_or_else(|| RunnerError::State("unknown step status".into()))?,
             attempts: r.get(7),
         });
     }
@@ -378,7 +379,7 @@ pub async fn step_ended(
         &[&id, &(n as i32), &status.as_str(), &code, &message],
     )
     .await?;
-    if matches!(status, StepStatus::Done | StepStatus::Skipped) {
+    if status.is_complete() {
         db.execute(
             "UPDATE ddlgate.migrations SET current_step = $2 + 1, updated_at = pg_catalog.now() \
              WHERE id = $1",
