@@ -9,6 +9,10 @@ fn cstr(s: &[u8], out: &mut Vec<u8>) {
     out.push(0);
 }
 
+/// Terminate: the session ends (sent by ddlgate when it closes an
+/// upstream connection itself).
+pub const TERMINATE: &[u8] = b"X\0\0\0\x04";
+
 /// A simple-protocol Query. Bytes, not `str`: client SQL is in the
 /// client's encoding and must reach the server exactly as sent.
 pub fn query(sql: &[u8], out: &mut Vec<u8>) {

@@ -152,25 +152,8 @@ where
     let mut backend_pid = None;
     let interrupt = Arc::new(tokio::sync::Notify::new());
     let setup = async {
-        let t0 = StdInstant::now();
-        let upstream = upstream::connect(
-            &settings.upstream,
-            runtime.upstream_tls.as_ref(),
-            settings.connect_timeout,
-        )
-        .await?;
-        shared
-            .metrics
-            .upstream_connect
-            .record(t0.elapsed().as_secs_f64());
-        let upstream_tls = matches!(upstream, Either::Right(_));
-        let mut server = Conn::new(upstream);
-        server.send(&startup.raw);
-        server
-            .flush()
-            .await
-            .map_err(|e| SessionError::UpstreamLost(ReadError::Io(e)))?;
-        auth::authenticate(&mut client, &mut server, client_tls && upstream_tls).await?;
+        let mut server =
+            open_upstream(&mut client, &startup.raw, shared, &runtime, client_tls).await?;
         auth::finish_startup(&mut client, &mut server, &mut state, |upstream_key| {
             span.record("backend_pid", upstream_key.pid);
             backend_pid = Some(upstream_key.pid);
@@ -185,18 +168,8 @@ where
         .await?;
         Ok::<_, SessionError>(server)
     };
-    let server = match timeout_at(deadline, setup).await {
-        Ok(Ok(server)) => server,
-        Ok(Err(e)) => {
-            // Anything the server said (its own ErrorResponse) goes first.
-            let _ = client.flush().await;
-            return Err(report(&mut client.io, e).await);
-        }
-        Err(_) => {
-            let _ = client.flush().await;
-            return Err(report(&mut client.io, SessionError::HandshakeTimeout).await);
-        }
-    };
+    let result = timeout_at(deadline, setup).await;
+    let server = settle(&mut client, result).await?;
     debug!(server_version = %state.server_version, "session ready");
 
     let user = startup.param("user").unwrap_or_default();
@@ -246,6 +219,60 @@ where
     Ok(Outcome::Relayed(end))
 }
 
+/// Connects to the upstream, sends the client's startup packet (`raw`) and
+/// relays authentication with the client's own credentials.
+async fn open_upstream<C>(
+    client: &mut Conn<C>,
+    raw: &[u8],
+    shared: &Shared,
+    runtime: &Runtime,
+    client_tls: bool,
+) -> Result<Conn<upstream::UpstreamStream>, SessionError>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let settings = &runtime.settings;
+    let t0 = StdInstant::now();
+    let upstream = upstream::connect(
+        &settings.upstream,
+        runtime.upstream_tls.as_ref(),
+        settings.connect_timeout,
+    )
+    .await?;
+    shared
+        .metrics
+        .upstream_connect
+        .record(t0.elapsed().as_secs_f64());
+    let upstream_tls = matches!(upstream, Either::Right(_));
+    let mut server = Conn::new(upstream);
+    server.send(raw);
+    server
+        .flush()
+        .await
+        .map_err(|e| SessionError::UpstreamLost(ReadError::Io(e)))?;
+    auth::authenticate(client, &mut server, client_tls && upstream_tls).await?;
+    Ok(server)
+}
+
+/// The end of a handshake bounded by `handshake_timeout`: on failure the
+/// client gets whatever the server said (its own ErrorResponse) first, then
+/// ddlgate's report.
+async fn settle<C, T>(
+    client: &mut Conn<C>,
+    result: Result<Result<T, SessionError>, tokio::time::error::Elapsed>,
+) -> Result<T, SessionError>
+where
+    C: AsyncRead + AsyncWrite + Unpin,
+{
+    let e = match result {
+        Ok(Ok(v)) => return Ok(v),
+        Ok(Err(e)) => e,
+        Err(_) => SessionError::HandshakeTimeout,
+    };
+    let _ = client.flush().await;
+    Err(report(&mut client.io, e).await)
+}
+
 /// The admin console: admitted for `admin_roles`, authenticated against
 /// the upstream's own database with the client's credentials (the auth
 /// relay), then answered by ddlgate itself.
@@ -271,38 +298,17 @@ where
         .clone()
         .unwrap_or_else(|| "postgres".into());
     let setup = async {
-        let upstream = upstream::connect(
-            &settings.upstream,
-            runtime.upstream_tls.as_ref(),
-            settings.connect_timeout,
-        )
-        .await?;
-        let upstream_tls = matches!(upstream, Either::Right(_));
-        let mut server = Conn::new(upstream);
-        server.send(&startup.with_param("database", &home).raw);
-        server
-            .flush()
-            .await
-            .map_err(|e| SessionError::UpstreamLost(ReadError::Io(e)))?;
-        auth::authenticate(client, &mut server, client_tls && upstream_tls).await?;
+        let raw = startup.with_param("database", &home).raw;
+        let mut server = open_upstream(client, &raw, shared, runtime, client_tls).await?;
         let mut state = SessionState::default();
         auth::finish_startup(client, &mut server, &mut state, |key| key).await?;
         // Authenticated: the upstream connection has done its job.
-        server.send(b"X\0\0\0\x04");
+        server.send(crate::protocol::frontend::TERMINATE);
         let _ = server.flush().await;
         Ok::<_, SessionError>(())
     };
-    match timeout_at(deadline, setup).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            let _ = client.flush().await;
-            return Err(report(&mut client.io, e).await);
-        }
-        Err(_) => {
-            let _ = client.flush().await;
-            return Err(report(&mut client.io, SessionError::HandshakeTimeout).await);
-        }
-    }
+    let result = timeout_at(deadline, setup).await;
+    settle(client, result).await?;
     info!(user = %user, "admin console session");
     console::serve(client, shared).await?;
     Ok(Outcome::Console)

@@ -10,6 +10,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::protocol::backend;
 use crate::protocol::frame::FrameError;
+use crate::protocol::frontend::TERMINATE;
 use crate::telemetry::metrics::Metrics;
 
 use super::conn::ReadError;
@@ -41,8 +42,6 @@ impl From<FrameError> for ScanStop {
         ScanStop::Frame(e)
     }
 }
-
-const TERMINATE: &[u8] = b"X\0\0\0\x04";
 
 pub struct Relay<'a, C, S> {
     pub client: &'a mut C,
