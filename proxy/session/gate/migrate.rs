@@ -11,7 +11,6 @@
 //! on, and only CANCEL in the console stops it.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -50,7 +49,7 @@ pub(super) struct Waiting {
     id: Option<i64>,
     started: Instant,
     step: Option<(usize, usize, String)>,
-    cancelled: Pin<Box<tokio::sync::futures::OwnedNotified>>,
+    cancelled: super::CancelSignal,
 }
 
 impl Gate {
@@ -70,8 +69,7 @@ impl Gate {
         let tag = pending.submission.plan.tag;
         let wait = pending.submission.wait;
         let rx = runner.submit(pending.submission);
-        let mut cancelled = Box::pin(self.interrupt.clone().notified_owned());
-        cancelled.as_mut().enable();
+        let cancelled = self.cancel_signal();
         self.wait = Some(Wait::Migration(Box::new(Waiting {
             rx,
             held: std::mem::take(&mut unit.held),

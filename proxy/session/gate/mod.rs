@@ -140,10 +140,13 @@ struct Retry {
     sleep: Pin<Box<Sleep>>,
     unit: Box<Unit>,
     /// The client's cancel request, which ends the wait.
-    cancelled: Pin<Box<tokio::sync::futures::OwnedNotified>>,
+    cancelled: CancelSignal,
     /// Cancelled; the client's error waits for a message boundary.
     aborting: bool,
 }
+
+/// Ready once the client sends a CancelRequest for this session.
+type CancelSignal = Pin<Box<tokio::sync::futures::OwnedNotified>>;
 
 /// What the session waits for, with the client's later messages held.
 enum Wait {
@@ -302,6 +305,14 @@ impl Gate {
 
     fn sync_outstanding(&self, state: &mut SessionState) {
         state.outstanding = self.groups.len() as u32 + u32::from(self.wait.is_some());
+    }
+
+    /// A signal for cancel requests from now on (only waiters are woken,
+    /// so it is registered at once).
+    fn cancel_signal(&self) -> CancelSignal {
+        let mut signal = Box::pin(self.interrupt.clone().notified_owned());
+        signal.as_mut().enable();
+        signal
     }
 
     /// Later client messages are waiting for a unit.

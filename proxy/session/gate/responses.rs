@@ -226,8 +226,7 @@ impl Gate {
             unit.held.clear();
             unit.lock_timeout_hit = false;
             unit.failed = false;
-            let mut cancelled = Box::pin(self.interrupt.clone().notified_owned());
-            cancelled.as_mut().enable();
+            let cancelled = self.cancel_signal();
             self.wait = Some(Wait::Retry(Retry {
                 sleep: Box::pin(tokio::time::sleep(delay)),
                 unit,
