@@ -126,6 +126,11 @@ pub fn cluster() -> &'static ClusterInfo {
 
 /// Runs SQL as the superuser over the Unix socket, bypassing ddlgate.
 pub fn psql_admin(info: &ClusterInfo, sql: &str) {
+    psql_in(info, "postgres", sql);
+}
+
+/// Runs SQL as the superuser in database `db`, bypassing ddlgate.
+pub fn psql_in(info: &ClusterInfo, db: &str, sql: &str) {
     let out = Command::new(info.bin_dir.join("psql"))
         .args([
             "-X",
@@ -135,7 +140,7 @@ pub fn psql_admin(info: &ClusterInfo, sql: &str) {
             "-U",
             "postgres",
             "-d",
-            "postgres",
+            db,
             "-h",
         ])
         .arg(&info.socket_dir)
