@@ -3,6 +3,7 @@
 //! and bounded retries; and the poll loop that finds work this instance
 //! did not submit.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -24,14 +25,30 @@ pub(super) async fn poll(runner: Arc<Runner>, stop: CancellationToken) {
     }
     let mut tick = tokio::time::interval(runner.settings.poll_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // One connection per database, kept between polls (a connection is a
+    // server process: opening one per poll would fork one every interval).
+    let mut conns: HashMap<String, Client> = HashMap::new();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
         for database in runner.databases() {
-            if let Err(e) = poll_database(&runner, &database).await {
-                tracing::debug!(database = %database, error = %e, "runner poll failed");
+            if conns.get(&database).is_none_or(Client::is_closed) {
+                match runner.connector.connect(&database, "poll").await {
+                    Ok(c) => {
+                        conns.insert(database.clone(), c);
+                    }
+                    Err(e) => {
+                        tracing::warn!(database = %database, error = %e, "runner cannot poll the database");
+                        continue;
+                    }
+                }
+            }
+            let db = &conns[&database];
+            if let Err(e) = poll_database(&runner, db, &database).await {
+                tracing::warn!(database = %database, error = %e, "runner poll failed");
+                conns.remove(&database);
             }
         }
     }
@@ -60,8 +77,12 @@ async fn discover(runner: &Runner) -> Result<(), RunnerError> {
         .collect();
     drop(db);
     for name in names {
-        let Ok(db) = runner.connector.connect(&name, "discover").await else {
-            continue;
+        let db = match runner.connector.connect(&name, "discover").await {
+            Ok(db) => db,
+            Err(e) => {
+                tracing::warn!(database = %name, error = %e, "runner cannot look for migrations here");
+                continue;
+            }
         };
         if store::version(&db).await.ok().flatten().is_some() {
             runner.inner().databases.insert(name);
@@ -70,9 +91,12 @@ async fn discover(runner: &Runner) -> Result<(), RunnerError> {
     Ok(())
 }
 
-async fn poll_database(runner: &Arc<Runner>, database: &str) -> Result<(), RunnerError> {
-    let db = runner.connector.connect(database, "poll").await?;
-    for key in store::runnable_keys(&db).await? {
+async fn poll_database(
+    runner: &Arc<Runner>,
+    db: &Client,
+    database: &str,
+) -> Result<(), RunnerError> {
+    for key in store::runnable_keys(db).await? {
         runner.wake(database, key);
     }
     // Requests given on another instance for what runs here.
@@ -94,7 +118,7 @@ async fn poll_database(runner: &Arc<Runner>, database: &str) -> Result<(), Runne
         }
     }
     // Followed migrations another instance finished.
-    deliver_finished(runner, &db, database).await
+    deliver_finished(runner, db, database).await
 }
 
 /// Sessions here waiting on migrations that ended elsewhere hear the end.
