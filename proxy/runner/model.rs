@@ -40,11 +40,6 @@ impl Status {
     pub fn parse(s: &str) -> Option<Self> {
         Status::ALL.into_iter().find(|v| v.as_str() == s)
     }
-
-    /// Nothing more happens to it without an operator.
-    pub fn is_final(self) -> bool {
-        matches!(self, Status::Succeeded | Status::Failed | Status::Cancelled)
-    }
 }
 
 /// A step's status, as stored in `ddlgate.steps.status`.
