@@ -161,7 +161,7 @@ pub fn pipe(data: &[u8], verdicts: &[u8], max_len: usize) {
                 0 => Verdict::Keep,
                 1 => Verdict::Before(vec![b'x'; 3]),
                 2 if whole => Verdict::Replace(b"Z\0\0\0\x05I".to_vec()),
-                3 if self.i > 50 => Verdict::Stop,
+                3 if self.i > 50 => Verdict::Hold(Vec::new()),
                 _ => Verdict::Keep,
             })
         }

@@ -32,8 +32,9 @@ pub enum Verdict {
     Before(Vec<u8>),
     /// Put these bytes in place of the message (whole messages only).
     Replace(Vec<u8>),
-    /// Leave this message, and all after it, unscanned for now.
-    Stop,
+    /// Put these bytes before the message, and leave it and all after it
+    /// unscanned for now.
+    Hold(Vec<u8>),
 }
 
 /// A side's handler: which messages it holds whole, and what it makes of
@@ -172,7 +173,11 @@ impl Pipe {
                         self.splice(self.ready, hd.frame_len(), &bytes);
                         self.ready += bytes.len();
                     }
-                    Verdict::Stop => return Ok(()),
+                    Verdict::Hold(bytes) => {
+                        self.splice(self.ready, 0, &bytes);
+                        self.ready += bytes.len();
+                        return Ok(());
+                    }
                 }
             } else {
                 match h.seen(Seen::Streamed(hd.tag))? {
@@ -181,7 +186,11 @@ impl Pipe {
                         self.splice(self.ready, 0, &bytes);
                         self.ready += bytes.len();
                     }
-                    Verdict::Stop => return Ok(()),
+                    Verdict::Hold(bytes) => {
+                        self.splice(self.ready, 0, &bytes);
+                        self.ready += bytes.len();
+                        return Ok(());
+                    }
                 }
                 self.ready += HEADER_LEN;
                 self.streaming = hd.body_len;
@@ -273,16 +282,16 @@ mod tests {
                     Ok(match s {
                         Seen::Whole(_, b"a") => Verdict::Before(b"<".to_vec()),
                         Seen::Whole(_, b"b") => Verdict::Replace(b"B".to_vec()),
-                        _ => Verdict::Stop,
+                        _ => Verdict::Hold(b"!".to_vec()),
                     })
                 },
             ),
         )
         .unwrap();
-        assert_eq!(p.ready(), b"<Q\0\0\0\x05aB");
-        assert_eq!(&p.buf[p.ready().len()..], b"Q\0\0\0\x05c");
-        p.insert_ready(b"!");
         assert_eq!(p.ready(), b"<Q\0\0\0\x05aB!");
+        assert_eq!(&p.buf[p.ready().len()..], b"Q\0\0\0\x05c");
+        p.insert_ready(b"?");
+        assert_eq!(p.ready(), b"<Q\0\0\0\x05aB!?");
     }
 
     #[test]

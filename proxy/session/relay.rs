@@ -8,7 +8,6 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::protocol::backend;
 use crate::protocol::frame::FrameError;
 use crate::protocol::frontend::TERMINATE;
 use crate::telemetry::metrics::Metrics;
@@ -148,11 +147,14 @@ where
                         progress = true;
                         self.control.activity();
                         self.metrics.server_bytes.increment(n as u64);
+                        // Held client messages are scanned again as soon as
+                        // a response lets them go.
+                        let held = self.gate.holding_client();
                         if self.scan_server().is_err() {
                             *phase = Phase::Closing(self.close_server_gone());
                             continue;
                         }
-                        if self.gate.take_released() {
+                        if held && !self.gate.holding_client() {
                             if let Err(ScanStop::Frame(e)) = self.scan_client() {
                                 *phase =
                                     Phase::Closing(self.close_with(SessionError::ClientFrame(e)));
@@ -171,7 +173,7 @@ where
             // whatever the client sent meanwhile; a migration's progress
             // and answer go to the client.
             let client_ready = self.s2c.at_boundary();
-            match self.gate.poll_wait(cx, &mut self.state, client_ready) {
+            match self.gate.poll(cx, &mut self.state, client_ready) {
                 Some(Action::ToServer(bytes)) => {
                     self.c2s.insert_ready(&bytes);
                     continue;
@@ -210,12 +212,7 @@ where
             gate: &mut self.gate,
             metrics: self.metrics,
         };
-        let scanned = self.c2s.scan(self.max_message_size, &mut side);
-        // The gate's own messages go in front of the client message it holds.
-        if let Some(bytes) = self.gate.take_inject() {
-            self.c2s.insert_ready(&bytes);
-        }
-        scanned
+        self.c2s.scan(self.max_message_size, &mut side)
     }
 
     fn scan_server(&mut self) -> Result<(), FrameError> {
@@ -284,7 +281,7 @@ impl Handler for ClientSide<'_> {
             Seen::Whole(tag, body) => (tag, self.gate.on_client(tag, body, self.state)),
             Seen::Streamed(tag) => (tag, self.gate.on_client_streamed(tag, self.state)),
         };
-        if verdict != Verdict::Stop && matches!(tag, b'Q' | b'E') {
+        if !matches!(verdict, Verdict::Hold(_)) && matches!(tag, b'Q' | b'E') {
             self.metrics.queries.increment(1);
         }
         Ok(verdict)
@@ -309,14 +306,7 @@ impl Handler for ServerSide<'_> {
         let Seen::Whole(tag, body) = seen else {
             return Ok(self.gate.on_server_streamed());
         };
-        match tag {
-            b'Z' => {
-                self.state.tx = backend::tx_status_after(body);
-            }
-            b'S' => self.state.parameter_status(body),
-            b'E' => self.state.server_sent_fatal = backend::error_is_fatal(body),
-            _ => {}
-        }
+        self.state.observe_server(tag, body);
         Ok(self.gate.on_server(tag, body, self.state))
     }
 }

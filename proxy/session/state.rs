@@ -41,6 +41,17 @@ impl Default for SessionState {
 }
 
 impl SessionState {
+    /// Takes in what a whole server message says about the session, before
+    /// the gate sees it.
+    pub fn observe_server(&mut self, tag: u8, body: &[u8]) {
+        match tag {
+            b'Z' => self.tx = crate::protocol::backend::tx_status_after(body),
+            b'S' => self.parameter_status(body),
+            b'E' => self.server_sent_fatal = crate::protocol::backend::error_is_fatal(body),
+            _ => {}
+        }
+    }
+
     /// Takes in a ParameterStatus body (server_version, client_encoding,
     /// TimeZone).
     pub fn parameter_status(&mut self, body: &[u8]) {

@@ -13,13 +13,13 @@ use crate::protocol::frontend;
 
 use super::super::pipe::Verdict;
 use super::super::state::SessionState;
-use super::{encode, event, keep_after, sql, Gate, Group, Stopped, Unit};
+use super::{encode, event, keep_after, sql, Gate, Group, Hold, Request, Stopped, Unit};
 use crate::protocol::frame::put_frame;
 
 impl Gate {
     pub(super) fn on_parse(&mut self, body: &[u8], state: &mut SessionState) -> Verdict {
-        let boundary = !self.in_batch;
-        self.in_batch = true;
+        let boundary = self.at_boundary();
+        self.enter_batch();
         let Some((name, rest)) = take_cstr(body) else {
             return Verdict::Keep;
         };
@@ -30,8 +30,8 @@ impl Gate {
         }
         if !self.enabled() || !may_contain_ddl(sql) {
             self.statements.remove(name);
-            if let Some(b) = &mut self.batch {
-                if crate::ddl::lexer::first_word(sql).eq_ignore_ascii_case(b"COPY") {
+            if crate::ddl::lexer::first_word(sql).eq_ignore_ascii_case(b"COPY") {
+                if let Some(b) = self.batch_unit_mut() {
                     // The client may send its Sync before the copy data; a
                     // restore behind that Sync would land in copy mode.
                     b.guard = false;
@@ -44,14 +44,13 @@ impl Gate {
         }
         if boundary {
             if let Some(v) = self.lookup_first(sql, &mut out, state) {
-                // Scanned again from the same place: still a boundary.
-                self.in_batch = false;
+                // Scanned again from the same place, at a boundary again
+                // once the lookup is answered.
                 return v;
             }
         }
         let in_tx = state.tx != TxStatus::Idle;
-        let unit_start = boundary && self.batch.is_none();
-        let j = self.judge(sql, Mode::QueryString, in_tx, unit_start, state);
+        let j = self.judge(sql, Mode::QueryString, in_tx, boundary, state);
         self.statements.remove(name);
         self.migrations.remove(name);
         if let Some(pending) = j.migrate {
@@ -67,7 +66,7 @@ impl Gate {
             let mut unit = Box::new(Unit::new(Vec::new(), true, false, None, Vec::new()));
             unit.migration = Some(pending.clone());
             self.migrations.insert(name.to_vec(), pending);
-            self.batch = Some(unit);
+            self.request = Request::Batch(Some(unit));
             return Verdict::Replace(out);
         }
         if let Some((_, id, report)) = j.stop {
@@ -91,9 +90,9 @@ impl Gate {
             .into_iter()
             .flat_map(|r| encode(r, state))
             .collect();
-        if boundary && self.batch.is_none() {
+        if boundary {
             self.start_batch(j.guard, notices, &events, state, &mut out);
-        } else if let Some(b) = &mut self.batch {
+        } else if let Some(b) = self.batch_unit_mut() {
             b.notices.extend_from_slice(&notices);
         } else {
             // Mid-batch with no unit: the warning still goes out, before
@@ -103,7 +102,7 @@ impl Gate {
         // What it creates is the batch's to confirm; outside a unit (the
         // middle of a batch) it is never confirmed.
         let creates = self.analyzer.take_unconfirmed();
-        if let Some(b) = &mut self.batch {
+        if let Some(b) = self.batch_unit_mut() {
             if !j.tx_control {
                 b.creates.extend(creates);
             }
@@ -113,18 +112,18 @@ impl Gate {
     }
 
     pub(super) fn on_bind(&mut self, body: &[u8], state: &mut SessionState) -> Verdict {
-        let boundary = !self.in_batch;
-        self.in_batch = true;
+        let boundary = self.at_boundary();
+        self.enter_batch();
         let mut out = Vec::new();
         if boundary {
             self.pending_restore(true, state, &mut out);
         }
         if let Some((_, statement)) = frontend::bind_names(body) {
             if let Some(pending) = self.migrations.get(statement) {
-                if boundary && self.batch.is_none() && state.tx == TxStatus::Idle {
+                if boundary && state.tx == TxStatus::Idle {
                     let mut unit = Box::new(Unit::new(Vec::new(), true, false, None, Vec::new()));
                     unit.migration = Some(pending.clone());
-                    self.batch = Some(unit);
+                    self.request = Request::Batch(Some(unit));
                 } else {
                     // Its stand-in's error reaches the client as ddlgate's.
                     let marker = pending.marker.clone();
@@ -143,7 +142,7 @@ impl Gate {
                 return keep_after(out);
             }
             if let Some(events) = self.statements.get(statement).cloned() {
-                if boundary && self.batch.is_none() {
+                if boundary {
                     self.start_batch(true, Vec::new(), &events, state, &mut out);
                 }
             }
@@ -166,18 +165,19 @@ impl Gate {
             sql::guard_batch(self.lock_timeout(), out);
             self.push(Group::Proxy { restore: false }, state);
         }
-        self.batch = Some(Box::new(Unit::new(
+        self.request = Request::Batch(Some(Box::new(Unit::new(
             events.to_vec(),
             true,
             guard,
             retry.then(Vec::new),
             notices,
-        )));
+        ))));
     }
 
     pub(super) fn on_sync(&mut self, body: &[u8], state: &mut SessionState) -> Verdict {
-        self.in_batch = false;
-        let Some(unit) = self.batch.take() else {
+        let Request::Batch(Some(mut unit)) =
+            std::mem::replace(&mut self.request, Request::Boundary)
+        else {
             if self.batch_notices.is_empty() {
                 self.push(Group::Client, state);
             } else {
@@ -192,17 +192,17 @@ impl Gate {
             }
             return Verdict::Keep;
         };
-        let mut unit = unit;
         if let Some(copy) = &mut unit.copy {
             put_frame(copy, b'S', body);
         }
         let mut out = Vec::new();
         put_frame(&mut out, b'S', body);
         let guard = unit.guard;
-        if unit.holding() {
-            self.hold_client = true;
-        }
+        let holding = unit.holding();
         self.push(Group::Unit(unit), state);
+        if holding {
+            self.hold(Hold::Unit, state);
+        }
         if guard {
             sql::restore_batch(self.lock_timeout(), &mut out);
             self.push(Group::Proxy { restore: true }, state);

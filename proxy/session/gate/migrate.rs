@@ -24,7 +24,7 @@ use crate::protocol::{reply, sqlstate};
 use crate::runner::{Failure, Progress, Submission};
 
 use super::super::state::SessionState;
-use super::{encode, Action, Gate, Unit, Wait};
+use super::{encode, Action, Gate, Hold, Request, Unit, Wait};
 
 /// The migration a unit stands for, until it is submitted.
 #[derive(Clone)]
@@ -70,7 +70,7 @@ impl Gate {
         let wait = pending.submission.wait;
         let rx = runner.submit(pending.submission);
         let cancelled = self.cancel_signal();
-        self.wait = Some(Wait::Migration(Box::new(Waiting {
+        let waiting = Wait::Migration(Box::new(Waiting {
             rx,
             held: std::mem::take(&mut unit.held),
             at,
@@ -82,8 +82,8 @@ impl Gate {
             started: Instant::now(),
             step: None,
             cancelled,
-        })));
-        self.sync_outstanding(state);
+        }));
+        self.hold(Hold::Wait(waiting), state);
     }
 
     /// Progress of the migration the session waits for: notices while it
@@ -98,7 +98,7 @@ impl Gate {
         if !client_at_boundary {
             return None;
         }
-        let Some(Wait::Migration(w)) = &mut self.wait else {
+        let Request::Held(Hold::Wait(Wait::Migration(w))) = &mut self.request else {
             return None;
         };
         let mut notices = Vec::new();
@@ -141,7 +141,9 @@ impl Gate {
         let Some(answer) = answer else {
             return (!out.is_empty()).then_some(Action::ToClient(out));
         };
-        let Some(Wait::Migration(w)) = self.wait.take() else {
+        let Request::Held(Hold::Wait(Wait::Migration(w))) =
+            std::mem::replace(&mut self.request, Request::Boundary)
+        else {
             unreachable!()
         };
         out.extend_from_slice(&w.held[..w.at]);
@@ -156,8 +158,6 @@ impl Gate {
         out.extend_from_slice(&w.held[w.at..]);
         out.extend_from_slice(&w.notices);
         put_frame(&mut out, b'Z', &w.z_body);
-        self.hold_client = false;
-        self.released = true;
         self.sync_outstanding(state);
         Some(Action::ToClient(out))
     }

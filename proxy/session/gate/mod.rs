@@ -23,6 +23,8 @@ mod lookup;
 mod migrate;
 mod responses;
 mod sql;
+#[cfg(test)]
+mod tests;
 
 pub use event::SessionInfo;
 
@@ -148,6 +150,29 @@ struct Retry {
 /// Ready once the client sends a CancelRequest for this session.
 type CancelSignal = Pin<Box<tokio::sync::futures::OwnedNotified>>;
 
+/// Where the client's side of the session stands: one value, so every
+/// combination the code can reach is a state it names.
+enum Request {
+    /// Between requests: the next client message starts one.
+    Boundary,
+    /// Extended-protocol messages sent since the last Sync, with the unit
+    /// they make when a schema change starts the batch.
+    Batch(Option<Box<Unit>>),
+    /// Later client messages wait, unscanned, until this is over.
+    Held(Hold),
+}
+
+/// What held client messages wait for.
+enum Hold {
+    /// The catalog lookup the held message is decided with.
+    Lookup,
+    /// A unit whose responses are held (to be retried, or to start its
+    /// migration) until its ReadyForQuery.
+    Unit,
+    /// A retry's backoff, or the migration applying the client's statement.
+    Wait(Wait),
+}
+
 /// What the session waits for, with the client's later messages held.
 enum Wait {
     /// The backoff before a unit is sent again.
@@ -174,10 +199,7 @@ pub struct Gate {
     /// Groups pushed so far: the next one's sequence number. The head of
     /// `groups` is number `pushed - groups.len()`.
     pushed: u64,
-    /// Extended-protocol messages sent since the last Sync.
-    in_batch: bool,
-    /// The unit whose extended batch is being sent.
-    batch: Option<Box<Unit>>,
+    request: Request,
     /// Prepared statements that are allowed schema changes, with their
     /// decisions: a batch that starts by binding one is a unit.
     statements: HashMap<Vec<u8>, Arc<Vec<event::Event>>>,
@@ -185,11 +207,6 @@ pub struct Gate {
     /// the start of a batch is one.
     migrations: HashMap<Vec<u8>, Box<migrate::Pending>>,
     stopped: Vec<Stopped>,
-    /// Later client messages wait until the current unit is done.
-    hold_client: bool,
-    /// The client side was held and may be scanned again.
-    released: bool,
-    wait: Option<Wait>,
     /// A restore failed (aborted transaction): send it again when idle.
     restore_pending: bool,
     /// A lookup failed inside the client's transaction: roll back to its
@@ -207,8 +224,6 @@ pub struct Gate {
     looked_up: Vec<lookup::Want>,
     /// The session's role and search_path, read with the facts.
     session_facts: Option<(String, String)>,
-    /// Messages to put in front of the client's held message.
-    inject: Option<Vec<u8>>,
     /// Warnings about schema changes in the middle of an extended batch
     /// that is not a unit, for its ReadyForQuery.
     batch_notices: Vec<u8>,
@@ -229,14 +244,10 @@ impl Gate {
             analyzer: Analyzer::for_session(runtime.settings.ddl.trust_session_objects),
             groups: VecDeque::new(),
             pushed: 0,
-            in_batch: false,
-            batch: None,
+            request: Request::Boundary,
             statements: HashMap::new(),
             migrations: HashMap::new(),
             stopped: Vec::new(),
-            hold_client: false,
-            released: false,
-            wait: None,
             restore_pending: false,
             lookup_rollback: false,
             lookup_error: None,
@@ -245,7 +256,6 @@ impl Gate {
             catalog: Catalog::default(),
             looked_up: Vec::new(),
             session_facts: None,
-            inject: None,
             batch_notices: Vec::new(),
         }
     }
@@ -265,8 +275,8 @@ impl Gate {
     pub fn wants_client(&self, tag: u8) -> bool {
         match tag {
             b'Q' | b'P' | b'S' => true,
-            b'B' | b'C' => self.batch.is_some() || !self.statements.is_empty(),
-            b'E' | b'D' | b'H' => self.batch.is_some(),
+            b'B' | b'C' => self.batch_unit().is_some() || !self.statements.is_empty(),
+            b'E' | b'D' | b'H' => self.batch_unit().is_some(),
             _ => false,
         }
     }
@@ -304,7 +314,49 @@ impl Gate {
     }
 
     fn sync_outstanding(&self, state: &mut SessionState) {
-        state.outstanding = self.groups.len() as u32 + u32::from(self.wait.is_some());
+        let waiting = matches!(self.request, Request::Held(Hold::Wait(_)));
+        state.outstanding = self.groups.len() as u32 + u32::from(waiting);
+    }
+
+    /// The next client message starts a request.
+    fn at_boundary(&self) -> bool {
+        matches!(self.request, Request::Boundary)
+    }
+
+    /// A message of an extended batch was sent.
+    fn enter_batch(&mut self) {
+        if self.at_boundary() {
+            self.request = Request::Batch(None);
+        }
+    }
+
+    /// The unit the extended batch being sent makes, if any.
+    fn batch_unit(&self) -> Option<&Unit> {
+        match &self.request {
+            Request::Batch(Some(u)) => Some(u),
+            _ => None,
+        }
+    }
+
+    fn batch_unit_mut(&mut self) -> Option<&mut Unit> {
+        match &mut self.request {
+            Request::Batch(Some(u)) => Some(u),
+            _ => None,
+        }
+    }
+
+    /// Held client messages may go on: the relay scans them again.
+    fn release(&mut self, state: &mut SessionState) {
+        if let Request::Held(_) = self.request {
+            self.request = Request::Boundary;
+            self.sync_outstanding(state);
+        }
+    }
+
+    /// Later client messages wait.
+    fn hold(&mut self, hold: Hold, state: &mut SessionState) {
+        self.request = Request::Held(hold);
+        self.sync_outstanding(state);
     }
 
     /// A signal for cancel requests from now on (only waiters are woken,
@@ -315,33 +367,34 @@ impl Gate {
         signal
     }
 
-    /// Later client messages are waiting for a unit.
+    /// Later client messages wait (unscanned): once this turns false, the
+    /// relay scans them again.
     pub fn holding_client(&self) -> bool {
-        self.hold_client
+        matches!(self.request, Request::Held(_))
     }
 
-    /// What a wait (a retry's backoff, a migration) has for the relay now.
+    /// What the gate has for the relay now that no message asked for it:
+    /// a retry whose backoff is over, a migration's progress and answer.
     /// `client_at_boundary`: messages for the client may be put in.
-    pub fn poll_wait(
+    pub fn poll(
         &mut self,
         cx: &mut std::task::Context<'_>,
         state: &mut SessionState,
         client_at_boundary: bool,
     ) -> Option<Action> {
-        match self.wait {
-            None => None,
-            Some(Wait::Retry(_)) => self.poll_retry(cx, state, client_at_boundary),
-            Some(Wait::Migration(_)) => self.poll_migration(cx, state, client_at_boundary),
+        match self.request {
+            Request::Held(Hold::Wait(Wait::Retry(_))) => {
+                self.poll_retry(cx, state, client_at_boundary)
+            }
+            Request::Held(Hold::Wait(Wait::Migration(_))) => {
+                self.poll_migration(cx, state, client_at_boundary)
+            }
+            _ => None,
         }
     }
 
-    /// ddlgate's own messages to send before the held client message.
-    pub fn take_inject(&mut self) -> Option<Vec<u8>> {
-        self.inject.take()
-    }
-
     /// Before deciding on `sql`: if it changes column types or sets NOT
-    /// NULL, read the catalog first. The message waits (`Stop`) behind the
+    /// NULL, read the catalog first. The message waits (`Hold`) behind the
     /// lookup, and is scanned again once the facts are in.
     fn lookup_first(
         &mut self,
@@ -371,20 +424,14 @@ impl Gate {
             Group::Lookup(Box::new(lookup::Lookup::new(wants, small, in_tx))),
             state,
         );
-        self.inject = Some(bytes);
-        self.hold_client = true;
-        Some(Verdict::Stop)
-    }
-
-    /// Whether held client messages may be scanned again (once).
-    pub fn take_released(&mut self) -> bool {
-        std::mem::take(&mut self.released)
+        self.hold(Hold::Lookup, state);
+        Some(Verdict::Hold(bytes))
     }
 
     /// A whole client message.
     pub fn on_client(&mut self, tag: u8, body: &[u8], state: &mut SessionState) -> Verdict {
-        if self.hold_client {
-            return Verdict::Stop;
+        if self.holding_client() {
+            return Verdict::Hold(Vec::new());
         }
         match tag {
             b'Q' => self.on_query(body, state),
@@ -392,7 +439,7 @@ impl Gate {
             b'B' => self.on_bind(body, state),
             b'S' => self.on_sync(body, state),
             b'C' | b'E' | b'D' | b'H' => {
-                self.in_batch = true;
+                self.enter_batch();
                 if let (b'C', Some((b'S', name))) = (tag, frontend::target(body)) {
                     self.statements.remove(name);
                     self.migrations.remove(name);
@@ -406,17 +453,17 @@ impl Gate {
 
     /// The header of a client message that streams through.
     pub fn on_client_streamed(&mut self, tag: u8, state: &mut SessionState) -> Verdict {
-        if self.hold_client {
-            return Verdict::Stop;
+        if self.holding_client() {
+            return Verdict::Hold(Vec::new());
         }
         match tag {
             b'F' => self.push(Group::Client, state),
             // Extended messages that stream (no schema change prepared):
             // still part of the client's batch.
-            b'B' | b'E' | b'D' | b'C' | b'H' => self.in_batch = true,
+            b'B' | b'E' | b'D' | b'C' | b'H' => self.enter_batch(),
             _ => {}
         }
-        if let Some(b) = &mut self.batch {
+        if let Some(b) = self.batch_unit_mut() {
             // Cannot be replayed without its bytes.
             b.copy = None;
         }
@@ -424,7 +471,7 @@ impl Gate {
     }
 
     fn copy_into_batch(&mut self, tag: u8, body: &[u8]) {
-        if let Some(b) = &mut self.batch {
+        if let Some(b) = self.batch_unit_mut() {
             if let Some(copy) = &mut b.copy {
                 put_frame(copy, tag, body);
                 if copy.len() > HOLD_LIMIT {
@@ -463,8 +510,8 @@ impl Gate {
     }
 
     fn on_query(&mut self, body: &[u8], state: &mut SessionState) -> Verdict {
-        let boundary = !self.in_batch;
-        self.in_batch = false;
+        // A Query inside an extended batch (no Sync yet) is part of it.
+        let boundary = self.at_boundary();
         let mut out = Vec::new();
         if boundary {
             self.pending_restore(false, state, &mut out);
@@ -476,7 +523,6 @@ impl Gate {
         }
         if boundary {
             if let Some(v) = self.lookup_first(sql, &mut out, state) {
-                self.in_batch = !boundary;
                 return v;
             }
         }
@@ -488,8 +534,8 @@ impl Gate {
             frontend::query(sql::raising_statement(&pending.marker).as_bytes(), &mut out);
             let mut unit = Box::new(Unit::new(Vec::new(), false, false, None, Vec::new()));
             unit.migration = Some(pending);
-            self.hold_client = true;
             self.push(Group::Unit(unit), state);
+            self.hold(Hold::Unit, state);
             return Verdict::Replace(out);
         }
         if let Some((i, id, report)) = j.stop {
@@ -549,10 +595,11 @@ impl Gate {
             self.push(Group::Proxy { restore: false }, state);
         }
         out.extend_from_slice(&frame);
-        if unit.holding() {
-            self.hold_client = true;
-        }
+        let holding = unit.holding();
         self.push(Group::Unit(unit), state);
+        if holding {
+            self.hold(Hold::Unit, state);
+        }
         if guard {
             sql::restore_query(self.lock_timeout(), out);
             self.push(Group::Proxy { restore: true }, state);

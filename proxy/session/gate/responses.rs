@@ -13,7 +13,7 @@ use crate::protocol::sqlstate;
 
 use super::super::pipe::Verdict;
 use super::super::state::SessionState;
-use super::{event, sql, Action, Gate, Group, Retry, Unit, Wait, HOLD_LIMIT};
+use super::{event, sql, Action, Gate, Group, Hold, Request, Retry, Unit, Wait, HOLD_LIMIT};
 use crate::protocol::frame::{put_frame, take_cstr};
 use crate::retry::backoff;
 
@@ -88,8 +88,7 @@ impl Gate {
                         self.lookup_rollback = state.tx == TxStatus::Failed;
                     }
                     self.pop(state);
-                    self.hold_client = false;
-                    self.released = true;
+                    self.release(state);
                     Verdict::Replace(Vec::new())
                 }
                 b'S' | b'A' | b'N' => Verdict::Keep,
@@ -136,9 +135,8 @@ impl Gate {
                     // answer with its data, so nothing more is held and the
                     // unit will not be replayed.
                     u.copy = None;
-                    self.hold_client = false;
-                    self.released = true;
                     let mut out = std::mem::take(&mut u.held);
+                    self.release(state);
                     put_frame(&mut out, tag, body);
                     return Verdict::Replace(out);
                 }
@@ -199,8 +197,7 @@ impl Gate {
                 unit.held.splice(at..at, bytes.iter().copied());
             }
             // Prepared only, or failed before it ran: answered as is.
-            self.hold_client = false;
-            self.released = true;
+            self.release(state);
         }
         let ddl = &self.runtime.settings.ddl;
         if unit.holding() && unit.lock_timeout_hit && idle && unit.attempt < ddl.lock_retries {
@@ -227,18 +224,17 @@ impl Gate {
             unit.lock_timeout_hit = false;
             unit.failed = false;
             let cancelled = self.cancel_signal();
-            self.wait = Some(Wait::Retry(Retry {
+            let retry = Wait::Retry(Retry {
                 sleep: Box::pin(tokio::time::sleep(delay)),
                 unit,
                 cancelled,
                 aborting: false,
-            }));
-            self.sync_outstanding(state);
+            });
+            self.hold(Hold::Wait(retry), state);
             return Verdict::Replace(notice);
         }
         if unit.holding() {
-            self.hold_client = false;
-            self.released = true;
+            self.release(state);
         }
         if !unit.failed {
             let created = std::mem::take(&mut unit.creates);
@@ -273,7 +269,7 @@ impl Gate {
         state: &mut SessionState,
         client_at_boundary: bool,
     ) -> Option<Action> {
-        let Some(Wait::Retry(r)) = self.wait.as_mut() else {
+        let Request::Held(Hold::Wait(Wait::Retry(r))) = &mut self.request else {
             return None;
         };
         if !r.aborting && r.cancelled.as_mut().poll(cx).is_ready() {
@@ -283,10 +279,7 @@ impl Gate {
             if !client_at_boundary {
                 return None;
             }
-            self.wait = None;
-            self.hold_client = false;
-            self.released = true;
-            self.sync_outstanding(state);
+            self.release(state);
             tracing::info!("ddl retry cancelled by the client");
             let mut out = Report::new(
                 Severity::Error,
@@ -302,8 +295,10 @@ impl Gate {
         if r.sleep.as_mut().poll(cx).is_pending() {
             return None;
         }
-        let Some(Wait::Retry(Retry { mut unit, .. })) = self.wait.take() else {
-            return None;
+        let Request::Held(Hold::Wait(Wait::Retry(Retry { mut unit, .. }))) =
+            std::mem::replace(&mut self.request, Request::Held(Hold::Unit))
+        else {
+            unreachable!("checked above")
         };
         let copy = unit.copy.clone().unwrap_or_default();
         let mut out = Vec::new();

@@ -12,7 +12,7 @@ const GUARD_NAME: &[u8] = b"ddlgate_guard";
 
 /// Sets `lock_timeout` (session level) only if the client has none (0):
 /// a value the client chose is never clobbered.
-fn guard_sql(timeout: Duration) -> String {
+pub(super) fn guard_sql(timeout: Duration) -> String {
     format!(
         "SELECT pg_catalog.set_config('lock_timeout', '{ms}', false) FROM pg_catalog.pg_settings \
          WHERE name = 'lock_timeout' AND setting = '0'",
@@ -22,7 +22,7 @@ fn guard_sql(timeout: Duration) -> String {
 
 /// Puts `lock_timeout` back to 0 only if it still holds ddlgate's value, so
 /// running it twice, or after the client changed it, is harmless.
-fn restore_sql(timeout: Duration) -> String {
+pub(super) fn restore_sql(timeout: Duration) -> String {
     format!(
         "SELECT pg_catalog.set_config('lock_timeout', '0', false) FROM pg_catalog.pg_settings \
          WHERE name = 'lock_timeout' AND setting = '{ms}'",
