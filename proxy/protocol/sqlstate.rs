@@ -19,3 +19,4 @@ pub const DDL_NEEDS_REWRITE: &str = "ZD002";
 pub const WARNING: &str = "01000";
 pub const SYNTAX_ERROR: &str = "42601";
 pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+pub const INVALID_PARAMETER_VALUE: &str = "22023";

@@ -367,12 +367,7 @@ async fn cancel_from_the_console_stops_a_waiting_build_and_drops_its_index() {
     );
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "CREATE INDEX");
-    let id = err
-        .split("recorded as migration ")
-        .nth(1)
-        .and_then(|s| s.split(';').next())
-        .unwrap_or_else(|| panic!("no id in {err}"))
-        .to_owned();
+    let id = recorded_id(&err);
     wait_for_status(proxy, &db, &id, "running").await;
     let (ok, list, _) = psql_via(proxy, "postgres", "ddlgate", "SHOW MIGRATIONS");
     assert!(ok && list.contains("here"), "{list}");
@@ -562,4 +557,100 @@ async fn kill_9_mid_step_then_restart_resumes_to_the_same_schema() {
         assert_eq!(schema(&db).await, schema(&direct).await, "{sql}");
         drop(restarted);
     }
+}
+
+/// psql through `proxy` as `user` into `db`, running `script` from stdin
+/// (each statement its own Query): (success, stdout, stderr).
+fn psql_script(proxy: &Proxy, user: &str, db: &str, script: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(cluster().bin_dir.join("psql"))
+        .args(["-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p"])
+        .arg(proxy.port().to_string())
+        .args(["-U", user, "-d", db, "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("running psql");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The id in a "recorded as migration N" notice.
+fn recorded_id(notices: &str) -> String {
+    notices
+        .split("recorded as migration ")
+        .nth(1)
+        .and_then(|s| s.split(';').next())
+        .unwrap_or_else(|| panic!("no id in {notices}"))
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddlgate_mode_is_a_setting_the_session_sets_resets_and_inherits() {
+    let proxy = runner_proxy();
+    let db = database(
+        "rmode",
+        "CREATE TABLE m (a int, b int, c int); INSERT INTO m SELECT g, g, g FROM generate_series(1, 1000) g;",
+    );
+    let (ok, _, err) = psql_script(
+        proxy,
+        "postgres",
+        &db,
+        "SET ddlgate.mode = 'async';\nCREATE INDEX m_a_idx ON m (a);\n",
+    );
+    assert!(ok, "{err}");
+    let id = recorded_id(&err);
+    assert!(!err.contains("applying the change"), "{err}");
+    wait_for_status(proxy, &db, &id, "succeeded").await;
+
+    // RESET: back to the configured mode (sync), which waits and reports.
+    let (ok, out, err) = psql_script(
+        proxy,
+        "postgres",
+        &db,
+        "SET ddlgate.mode TO async;\nRESET ddlgate.mode;\nCREATE INDEX m_b_idx ON m (b);\n",
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("CREATE INDEX"), "{out}");
+    assert!(
+        err.contains("applying the change as a phased migration"),
+        "{err}"
+    );
+    assert!(!err.contains("recorded as migration"), "{err}");
+    assert!(schema(&db).await.contains("idx m_b_idx"));
+
+    // Set for the database by PostgreSQL itself: new sessions inherit it.
+    psql_db(
+        &db,
+        &format!("ALTER DATABASE {db} SET ddlgate.mode = 'ASYNC'"),
+    );
+    let (ok, _, err) = psql_script(proxy, "postgres", &db, "CREATE INDEX m_c_idx ON m (c);\n");
+    assert!(ok, "{err}");
+    wait_for_status(proxy, &db, &recorded_id(&err), "succeeded").await;
+
+    // A value that is neither is the client's error, as PostgreSQL's own
+    // settings answer one; nothing runs.
+    let (ok, _, err) = psql_script(
+        proxy,
+        "postgres",
+        &db,
+        "SET ddlgate.mode = 'later';\nCREATE INDEX m_ac_idx ON m (a, c);\n",
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("invalid value for parameter \"ddlgate.mode\": \"later\""),
+        "{err}"
+    );
+    assert!(!schema(&db).await.contains("m_ac_idx"));
 }

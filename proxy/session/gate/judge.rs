@@ -2,6 +2,7 @@
 //! one event per schema change, and build what the client is told.
 
 use crate::config::ddl::GateMode;
+use crate::config::ClientWait;
 use crate::ddl::analyze::Kind as StmtKind;
 use crate::ddl::lexer::first_word;
 use crate::ddl::{Analyzed, Decision, Finding, Judgement, Mode, Rule, Who};
@@ -86,11 +87,19 @@ impl Gate {
                     let mut e = self.event(Kind::of(decision), text, a, &judgement, server_version);
                     e.lookup_error.clone_from(&lookup_error);
                     if !observe && decision.stops() && alone && !in_tx && may_migrate {
-                        if let Some(p) = self.migration(text, a, &judgement, &e.id, state) {
-                            e.event = Kind::Migrated;
-                            event::emit(&e, self.runtime.audit.as_deref());
-                            j.migrate = Some(p);
-                            break;
+                        match self.migration(text, a, &judgement, &e.id, state) {
+                            Ok(Some(p)) => {
+                                e.event = Kind::Migrated;
+                                event::emit(&e, self.runtime.audit.as_deref());
+                                j.migrate = Some(p);
+                                break;
+                            }
+                            Ok(None) => {}
+                            Err(report) => {
+                                event::emit(&e, self.runtime.audit.as_deref());
+                                j.stop = Some((i, e.id, report));
+                                break;
+                            }
                         }
                     }
                     event::emit(&e, self.runtime.audit.as_deref());
@@ -120,7 +129,8 @@ impl Gate {
     /// The migration that applies statement `a` (alone in its message,
     /// outside a transaction block), when the runner can: every finding
     /// that stops it is a `rewrite`, its plan needs no backfill, and the
-    /// session's role is known.
+    /// session's role is known. An unknown `ddlgate.mode` is the client's
+    /// error, as an unknown value of a real setting would be.
     fn migration(
         &mut self,
         text: &[u8],
@@ -128,35 +138,58 @@ impl Gate {
         judgement: &Judgement,
         event_id: &str,
         state: &SessionState,
-    ) -> Option<Box<super::migrate::Pending>> {
-        let runner = self.runner.as_ref()?;
+    ) -> Result<Option<Box<super::migrate::Pending>>, Report> {
+        let Some(runner) = self.runner.as_ref() else {
+            return Ok(None);
+        };
         let rewrite_only = judgement
             .judged
             .iter()
             .all(|j| !j.decision.stops() || j.decision == Decision::Rewrite);
-        let plan = a.plan.as_ref().filter(|p| p.runnable())?;
+        let Some(plan) = a.plan.as_ref().filter(|p| p.runnable()) else {
+            return Ok(None);
+        };
         // The runner's connection speaks UTF-8: only text that means the
         // same there is handed over.
-        let statement = std::str::from_utf8(text)
+        let Some(statement) = std::str::from_utf8(text)
             .ok()
-            .filter(|t| state.client_utf8 || t.is_ascii())?;
+            .filter(|t| state.client_utf8 || t.is_ascii())
+        else {
+            return Ok(None);
+        };
         if !rewrite_only {
-            return None;
+            return Ok(None);
         }
-        let (role, search_path) = self.session_facts.take()?;
-        Some(Box::new(super::migrate::Pending {
+        let Some(facts) = self.session_facts.take() else {
+            return Ok(None);
+        };
+        let wait = match facts.mode.as_deref().map(str::trim) {
+            None | Some("") => runner.settings().wait_for(&facts.role),
+            Some(v) => match ClientWait::parse(&v.to_ascii_lowercase()) {
+                Some(w) => w,
+                None => {
+                    return Err(Report::new(
+                        Severity::Error,
+                        sqlstate::INVALID_PARAMETER_VALUE,
+                        format!("invalid value for parameter \"ddlgate.mode\": \"{v}\""),
+                    )
+                    .with_hint("Available values: sync, async.".to_owned()))
+                }
+            },
+        };
+        Ok(Some(Box::new(super::migrate::Pending {
             marker: format!("ddlgate:migrate:{event_id}"),
             submission: crate::runner::Submission {
                 database: self.who.database.clone(),
-                wait: runner.settings().wait_for(&role),
-                role,
-                search_path,
+                wait,
+                role: facts.role,
+                search_path: facts.search_path,
                 statement: statement.trim().to_owned(),
                 plan: plan.clone(),
                 event: event_id.to_owned(),
             },
             executed: None,
-        }))
+        })))
     }
 
     fn event(

@@ -108,9 +108,22 @@ const INDEX_NOT_NULL_SQL: &str = "SELECT bool_and(a.attnotnull) FROM pg_catalog.
 
 const SESSION: &[u8] = b"ddlgate_lookup_session";
 /// Who the session is now and how it resolves names: what a migration
-/// runs as. The parameter is unused (every fact is read by a name).
+/// runs as; and `ddlgate.mode`, a custom setting the server keeps for
+/// ddlgate (so SET, SET LOCAL, RESET, ALTER ROLE ... SET and a pooler's
+/// DISCARD ALL all mean what they mean in PostgreSQL). The parameter is
+/// unused (every fact is read by a name).
 const SESSION_SQL: &str = "SELECT current_user::text, \
-     pg_catalog.current_setting('search_path') WHERE $1::text IS NOT NULL";
+     pg_catalog.current_setting('search_path'), \
+     pg_catalog.current_setting('ddlgate.mode', true) WHERE $1::text IS NOT NULL";
+
+/// What a migration submitted by the session needs to know of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionFacts {
+    pub role: String,
+    pub search_path: String,
+    /// `ddlgate.mode` as the session has it, if set.
+    pub mode: Option<String>,
+}
 
 const ACCESS_METHOD: &[u8] = b"ddlgate_lookup_access_method";
 const ACCESS_METHOD_SQL: &str = "SELECT a.amname FROM pg_catalog.pg_class c \
@@ -356,8 +369,8 @@ pub struct Lookup {
     pub error: Option<(String, String)>,
     /// Tables up to this many bytes count as small.
     small_table_bytes: u64,
-    /// The session's current role and search_path, if asked for.
-    pub session: Option<(String, String)>,
+    /// The session's role, search_path and mode, if asked for.
+    pub session: Option<SessionFacts>,
 }
 
 impl Lookup {
@@ -454,10 +467,12 @@ impl Lookup {
                     }
                     Want::Session => {
                         if let (Some(Some(role)), Some(Some(path))) = (cols.first(), cols.get(1)) {
-                            self.session = Some((
-                                String::from_utf8_lossy(role).into_owned(),
-                                String::from_utf8_lossy(path).into_owned(),
-                            ));
+                            let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+                            self.session = Some(SessionFacts {
+                                role: text(role),
+                                search_path: text(path),
+                                mode: cols.get(2).copied().flatten().map(text),
+                            });
                         }
                     }
                     Want::AccessMethod(table) => {

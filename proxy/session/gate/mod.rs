@@ -223,7 +223,7 @@ pub struct Gate {
     catalog: Catalog,
     looked_up: Vec<lookup::Want>,
     /// The session's role and search_path, read with the facts.
-    session_facts: Option<(String, String)>,
+    session_facts: Option<lookup::SessionFacts>,
     /// Warnings about schema changes in the middle of an extended batch
     /// that is not a unit, for its ReadyForQuery.
     batch_notices: Vec<u8>,
