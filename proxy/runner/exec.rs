@@ -17,14 +17,17 @@ use super::store::{self, Migration};
 use super::{MigrationKey, Runner, RunnerError};
 use crate::retry::backoff;
 
-/// Finds work: first every database with a `ddlgate` schema, then, every
-/// poll interval, runnable migrations and requests in the known ones.
+/// How often the databases are looked through again for a `ddlgate`
+/// schema: one another instance created since is then polled here too.
+const DISCOVER_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Finds work: every database with a `ddlgate` schema (looked for at start
+/// and every [`DISCOVER_EVERY`]), then, every poll interval, runnable
+/// migrations and requests in the known ones.
 pub(super) async fn poll(runner: Arc<Runner>, stop: CancellationToken) {
-    if let Err(e) = discover(&runner).await {
-        tracing::warn!(error = %e, "runner could not list the upstream's databases");
-    }
     let mut tick = tokio::time::interval(runner.settings.poll_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_discovery: Option<tokio::time::Instant> = None;
     // One connection per database, kept between polls (a connection is a
     // server process: opening one per poll would fork one every interval).
     let mut conns: HashMap<String, Client> = HashMap::new();
@@ -32,6 +35,12 @@ pub(super) async fn poll(runner: Arc<Runner>, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {}
+        }
+        if last_discovery.is_none_or(|at| at.elapsed() >= DISCOVER_EVERY) {
+            last_discovery = Some(tokio::time::Instant::now());
+            if let Err(e) = discover(&runner).await {
+                tracing::warn!(error = %e, "runner could not list the upstream's databases");
+            }
         }
         for database in runner.databases() {
             if conns.get(&database).is_none_or(Client::is_closed) {
@@ -54,8 +63,9 @@ pub(super) async fn poll(runner: Arc<Runner>, stop: CancellationToken) {
     }
 }
 
-/// The databases with migration state: looked for once at start, so that
-/// migrations a crash left behind resume without anyone submitting more.
+/// The databases with migration state not yet known here: so that
+/// migrations a crash or another instance left behind resume (or show)
+/// without anyone submitting more here.
 async fn discover(runner: &Runner) -> Result<(), RunnerError> {
     let home = runner
         .connector
@@ -76,7 +86,8 @@ async fn discover(runner: &Runner) -> Result<(), RunnerError> {
         .map(|r| r.get(0))
         .collect();
     drop(db);
-    for name in names {
+    let known = runner.databases();
+    for name in names.into_iter().filter(|n| !known.contains(n)) {
         let db = match runner.connector.connect(&name, "discover").await {
             Ok(db) => db,
             Err(e) => {

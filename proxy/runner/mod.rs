@@ -340,8 +340,11 @@ async fn lock_key(db: &mut tokio_postgres::Client, s: &Submission) -> i64 {
     store::table_lock_key(oid.unwrap_or(0))
 }
 
-/// `host:pid`, as stored with the migrations this process runs.
+/// `host:pid`, as stored with the migrations this runner runs; a second
+/// runner in the same process (tests start several) is `host:pid#2`.
 fn instance_name() -> String {
+    static STARTED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is valid for its length; gethostname writes at
     // most that many bytes.
@@ -352,5 +355,9 @@ fn instance_name() -> String {
     } else {
         "unknown".into()
     };
-    format!("{host}:{}", std::process::id())
+    let pid = std::process::id();
+    match n {
+        0 => format!("{host}:{pid}"),
+        n => format!("{host}:{pid}#{}", n + 1),
+    }
 }

@@ -1,0 +1,154 @@
+//! kill -9 of ddlgate mid-step, then a restart that resumes by itself.
+
+use std::process::Command;
+use std::time::Duration;
+
+use super::{database, psql_db, schema};
+use crate::harness::{cluster, connect};
+
+/// ddlgate as its own process (so it can be killed), with a runner.
+struct Process {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Process {
+    fn start(dir: tempfile::TempDir, port: u16) -> Process {
+        let config = dir.path().join("ddlgate.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\n\
+                 upstream = \"postgres://127.0.0.1:{}/postgres?sslmode=disable\"\n\
+                 admin_roles = [\"postgres\"]\n\
+                 [runner]\nuser = \"postgres\"\npoll_interval = \"200ms\"\n",
+                cluster().port
+            ),
+        )
+        .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ddlgate"))
+            .arg("--config")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting ddlgate");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Process { child, _dir: dir }
+    }
+
+    fn kill9(mut self) -> tempfile::TempDir {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGKILL) };
+        let _ = self.child.wait();
+        std::mem::replace(&mut self._dir, tempfile::tempdir().unwrap())
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The newest migration's status and current step in `db`, read directly.
+async fn migration_step(db: &str) -> (String, i32) {
+    let c = connect(&format!(
+        "host=127.0.0.1 port={} user=postgres dbname={db}",
+        cluster().port
+    ))
+    .await;
+    match c
+        .query_opt(
+            "SELECT status, current_step FROM ddlgate.migrations ORDER BY id DESC LIMIT 1",
+            &[],
+        )
+        .await
+    {
+        Ok(Some(r)) => (r.get(0), r.get(1)),
+        _ => (String::new(), 0),
+    }
+}
+
+/// kill -9 of ddlgate in the middle of a step (CREATE INDEX CONCURRENTLY
+/// waiting for an old transaction; VALIDATE scanning), then a restart: the migration
+/// resumes by itself and ends in the direct schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_step_then_restart_resumes_to_the_same_schema() {
+    // A CHECK slow enough (about 1.5 s over the table) to be killed in.
+    let slow = "CREATE FUNCTION slow(int) RETURNS boolean LANGUAGE sql \
+                AS 'SELECT pg_sleep(0.0005) IS NOT NULL AND $1 >= 0';";
+    for (sql, blocker_sql, step) in [
+        (
+            "CREATE INDEX w_v_idx ON w (v)",
+            "BEGIN; INSERT INTO w VALUES (0)",
+            1,
+        ),
+        (
+            "ALTER TABLE w ADD CONSTRAINT w_v_check CHECK (slow(v))",
+            "",
+            2,
+        ),
+    ] {
+        let setup = format!(
+            "{slow} CREATE TABLE w (v int); INSERT INTO w SELECT generate_series(1, 3000);"
+        );
+        let direct = database("kd", &setup);
+        psql_db(&direct, sql);
+        let db = database("kv", &setup);
+        let port = ddlgate::pgcluster::free_port();
+        let proc = Process::start(tempfile::tempdir().unwrap(), port);
+        let blocker = connect(&format!(
+            "host=127.0.0.1 port={} user=postgres dbname={db}",
+            cluster().port
+        ))
+        .await;
+        if !blocker_sql.is_empty() {
+            // CREATE INDEX CONCURRENTLY waits for this transaction.
+            blocker.batch_execute(blocker_sql).await.unwrap();
+        }
+        let c = connect(&format!(
+            "host=127.0.0.1 port={port} user=postgres dbname={db}"
+        ))
+        .await;
+        let statement = sql.to_owned();
+        tokio::spawn(async move {
+            // Ends with the process; the migration does not.
+            let _ = c.batch_execute(&statement).await;
+        });
+        // Mid-step: running, in the step that waits.
+        let mut seen = false;
+        for _ in 0..300 {
+            let (status, current) = migration_step(&db).await;
+            if status == "running" && current == step {
+                seen = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(seen, "{sql}: the migration never reached its waiting step");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let dir = proc.kill9();
+        if !blocker_sql.is_empty() {
+            blocker.batch_execute("COMMIT").await.unwrap();
+        }
+        let restarted = Process::start(dir, port);
+        let mut done = String::new();
+        for _ in 0..300 {
+            done = migration_step(&db).await.0;
+            if done == "succeeded" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(done, "succeeded", "{sql}: not resumed");
+        assert_eq!(schema(&db).await, schema(&direct).await, "{sql}");
+        drop(restarted);
+    }
+}
