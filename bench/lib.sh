@@ -9,7 +9,7 @@ ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 TCK=$(getconf CLK_TCK)
 
 # start_cluster MAX_CONNECTIONS: initdb in $WORK/data, start it on a free
-# port ($PGPORT), load pgbench scale 10.
+# port ($PGPORT), load pgbench tables at scale ${SCALE:-10}.
 start_cluster() {
   PGPORT=$(free_port)
   [ "$(id -u)" = 0 ] && chown postgres "$WORK"
@@ -24,7 +24,7 @@ fsync = off
 synchronous_commit = off
 CONF
   as_pg "$BIN/pg_ctl" -D "$WORK/data" -l "$WORK/pg.log" -w start >/dev/null
-  "$BIN/pgbench" -i -q -s 10 -h 127.0.0.1 -p "$PGPORT" -U postgres postgres >/dev/null 2>&1
+  "$BIN/pgbench" -i -q -s "${SCALE:-10}" -h 127.0.0.1 -p "$PGPORT" -U postgres postgres >/dev/null 2>&1
 }
 
 stop_cluster() {

@@ -25,6 +25,7 @@ pub struct RunnerSection {
     pub retry_backoff_max: Option<String>,
     pub brief_statement_timeout: Option<String>,
     pub poll_interval: Option<String>,
+    pub build_workers: Option<u32>,
 }
 
 /// How a client whose statement became a migration is answered.
@@ -74,6 +75,9 @@ pub struct RunnerSettings {
     /// How often the runner looks for migrations it should pick up
     /// (another instance's that died, RESUME/CANCEL given elsewhere).
     pub poll_interval: Duration,
+    /// Parallel workers an index build of the runner may use
+    /// (`max_parallel_maintenance_workers` on its connections).
+    pub build_workers: u32,
 }
 
 impl std::fmt::Debug for RunnerSettings {
@@ -103,6 +107,7 @@ impl RunnerSettings {
             retry_backoff_max: Duration::from_secs(10),
             brief_statement_timeout: Duration::from_secs(30),
             poll_interval: Duration::from_secs(5),
+            build_workers: 0,
         }
     }
 
@@ -199,6 +204,12 @@ impl RunnerSection {
         }
         if let Some(v) = self.lock_retries {
             s.lock_retries = v;
+        }
+        if let Some(v) = self.build_workers {
+            if v > 1024 {
+                return Err(bad("runner.build_workers", format!("{v} is above 1024")));
+            }
+            s.build_workers = v;
         }
         Ok(Some(s))
     }

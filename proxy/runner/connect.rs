@@ -21,6 +21,8 @@ pub struct Connector {
     pub timeout: Duration,
     pub user: String,
     pub password: Option<String>,
+    /// `max_parallel_maintenance_workers` of every connection.
+    pub build_workers: u32,
 }
 
 impl Connector {
@@ -36,12 +38,15 @@ impl Connector {
             timeout,
             user: settings.user.clone(),
             password: settings.password.clone(),
+            build_workers: settings.build_workers,
         }
     }
 
     /// A connection to `database` whose unqualified names resolve to
     /// `pg_catalog` only: the runner's own SQL can be hijacked by no
-    /// function or operator a submitter creates.
+    /// function or operator a submitter creates. Its index builds use
+    /// `build_workers` parallel workers: by default none, so a build takes
+    /// one core and leaves the others to the application.
     pub async fn connect(&self, database: &str, purpose: &str) -> Result<Client, RunnerError> {
         let stream = upstream::connect(&self.target, self.tls.as_ref(), self.timeout)
             .await
@@ -51,7 +56,10 @@ impl Connector {
             .user(&self.user)
             .dbname(database)
             .application_name(format!("ddlgate runner: {purpose}"))
-            .options("-c search_path=pg_catalog");
+            .options(format!(
+                "-c search_path=pg_catalog -c max_parallel_maintenance_workers={}",
+                self.build_workers
+            ));
         if let Some(p) = &self.password {
             config.password(p);
         }
