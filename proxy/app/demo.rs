@@ -37,6 +37,22 @@ pub fn run(listen: &str) -> ExitCode {
     settings.runner = Some(crate::config::RunnerSettings::for_user("postgres"));
     settings.admin_roles = vec!["postgres".into()];
     let rt = super::runtime(1).expect("tokio runtime");
+    let direct = format!(
+        "host=127.0.0.1 port={} user=postgres dbname=postgres",
+        cluster.port
+    );
+    eprintln!(
+        "creating table orders with {} rows...",
+        super::demo_load::ORDERS
+    );
+    if let Err(e) = rt.block_on(super::demo_load::seed(&direct)) {
+        let why = e
+            .as_db_error()
+            .map_or_else(|| e.to_string(), |d| d.message().to_owned());
+        eprintln!("ddlgate demo: cannot create the demo table: {why}");
+        cluster.stop();
+        return ExitCode::FAILURE;
+    }
     let code = rt.block_on(async {
         let server = match Server::bind(Runtime::build(settings).expect("no TLS in demo")).await {
             Ok(s) => s,
@@ -46,6 +62,11 @@ pub fn run(listen: &str) -> ExitCode {
             }
         };
         let handle = server.handle();
+        tokio::spawn(super::demo_load::application(format!(
+            "host={} port={} user=postgres dbname=postgres",
+            listen.ip(),
+            listen.port()
+        )));
         tokio::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
             let Ok(mut term) = signal(SignalKind::terminate()) else { return };
@@ -56,8 +77,21 @@ pub fn run(listen: &str) -> ExitCode {
             handle.shutdown();
         });
         println!(
-            "\nddlgate is relaying {listen} -> PostgreSQL on 127.0.0.1:{}\n\nconnect with:\n  psql \"postgres://postgres@{listen}/postgres\"\n\nthings to try:\n  an unsafe change, applied as a phased migration:\n    CREATE TABLE t AS SELECT g AS id, g AS a FROM generate_series(1, 1000000) g;\n    ALTER TABLE t ALTER COLUMN a SET NOT NULL;\n  the admin console:\n    psql \"postgres://postgres@{listen}/ddlgate\" -c 'SHOW MIGRATIONS'\n  the log lines: on this terminal (migration.* events)\n\nCtrl-C stops ddlgate and removes the cluster.\n",
-            cluster.port
+            "\nddlgate is relaying {listen} -> PostgreSQL on 127.0.0.1:{port}\n\
+             A demo application updates and reads table orders ({rows} rows) through ddlgate,\n\
+             about 20 transactions a second; it logs any transaction that waits over 100 ms.\n\n\
+             connect with:\n  psql \"postgres://postgres@{listen}/postgres\"\n\n\
+             things to try:\n\
+             1. unsafe changes, applied as phased migrations while the application runs:\n\
+             \x20   CREATE INDEX orders_customer_idx ON orders (customer);\n\
+             \x20   ALTER TABLE orders ALTER COLUMN note SET NOT NULL;\n\
+             \x20  the same sent directly (psql -p {port}) make the application wait: watch its log lines.\n\
+             2. the admin console:\n\
+             \x20   psql \"postgres://postgres@{listen}/ddlgate\" -c 'SHOW MIGRATIONS'   (then SHOW HELP)\n\
+             3. the log lines: on this terminal (ddl.* decisions, migration.* steps, demo.app)\n\n\
+             Ctrl-C stops ddlgate and removes the cluster.\n",
+            port = cluster.port,
+            rows = super::demo_load::ORDERS,
         );
         server.run().await;
         ExitCode::SUCCESS

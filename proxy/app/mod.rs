@@ -3,6 +3,7 @@
 
 mod catalog;
 mod demo;
+mod demo_load;
 mod lint;
 mod run;
 

@@ -401,3 +401,63 @@ fn node_pg_pool_end_is_quiet() {
         String::from_utf8_lossy(&out)
     );
 }
+
+/// `ddlgate demo` as a new user runs it: it seeds its table, applies an
+/// unsafe change through its runner while its application runs, answers
+/// the console, and stops cleanly on SIGTERM.
+#[test]
+fn demo_applies_an_unsafe_change_while_its_application_runs() {
+    cluster(); // fails with install instructions when PostgreSQL is missing
+    let port = ddlgate::pgcluster::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("out");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ddlgate"))
+        .args(["demo", "--listen", &listen])
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(dir.path().join("err")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !std::fs::read_to_string(&out_path)
+        .unwrap_or_default()
+        .contains("things to try")
+    {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "demo exited: {}",
+            std::fs::read_to_string(dir.path().join("err")).unwrap_or_default()
+        );
+        assert!(Instant::now() < deadline, "demo did not start in 120 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let psql = |db: &str, sql: &str| {
+        Command::new(cluster().bin_dir.join("psql"))
+            .args(["-X", "-v", "ON_ERROR_STOP=1"])
+            .arg(format!("postgres://postgres@{listen}/{db}"))
+            .args(["-c", sql])
+            .output()
+            .unwrap()
+    };
+    let out = psql(
+        "postgres",
+        "CREATE INDEX orders_customer_idx ON orders (customer)",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "CREATE INDEX");
+    assert!(err.contains("migration 1: step 1 of 1"), "{err}");
+    let out = psql("ddlgate", "SHOW MIGRATIONS");
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        list.contains("succeeded") && list.contains("orders"),
+        "{list}"
+    );
+    // SAFETY: signalling our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "demo exit: {status:?}");
+    let log = std::fs::read_to_string(dir.path().join("err")).unwrap();
+    assert!(log.contains("migration.succeeded"), "{log}");
+    assert!(!log.contains("a transaction failed"), "{log}");
+}
