@@ -1,9 +1,7 @@
 //! Running migrations: the worker that holds one relation's advisory lock
 //! and runs its migrations in order, each step with lock-queue protection
-//! and bounded retries; and the poll loop that finds work this instance
-//! did not submit.
+//! and bounded retries.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,145 +14,6 @@ use super::steps::{self, Attempt, Limits};
 use super::store::{self, Migration};
 use super::{MigrationKey, Runner, RunnerError};
 use crate::retry::backoff;
-
-/// How often the databases are looked through again for a `ddlgate`
-/// schema: one another instance created since is then polled here too.
-const DISCOVER_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// Finds work: every database with a `ddlgate` schema (looked for at start
-/// and every [`DISCOVER_EVERY`]), then, every poll interval, runnable
-/// migrations and requests in the known ones.
-pub(super) async fn poll(runner: Arc<Runner>, stop: CancellationToken) {
-    let mut tick = tokio::time::interval(runner.settings.poll_interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_discovery: Option<tokio::time::Instant> = None;
-    // One connection per database, kept between polls (a connection is a
-    // server process: opening one per poll would fork one every interval).
-    let mut conns: HashMap<String, Client> = HashMap::new();
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        if last_discovery.is_none_or(|at| at.elapsed() >= DISCOVER_EVERY) {
-            last_discovery = Some(tokio::time::Instant::now());
-            if let Err(e) = discover(&runner).await {
-                tracing::warn!(error = %e, "runner could not list the upstream's databases");
-            }
-        }
-        for database in runner.databases() {
-            if conns.get(&database).is_none_or(Client::is_closed) {
-                match runner.connector.connect(&database, "poll").await {
-                    Ok(c) => {
-                        conns.insert(database.clone(), c);
-                    }
-                    Err(e) => {
-                        tracing::warn!(database = %database, error = %e, "runner cannot poll the database");
-                        continue;
-                    }
-                }
-            }
-            let db = &conns[&database];
-            if let Err(e) = poll_database(&runner, db, &database).await {
-                tracing::warn!(database = %database, error = %e, "runner poll failed");
-                conns.remove(&database);
-            }
-        }
-    }
-}
-
-/// The databases with migration state not yet known here: so that
-/// migrations a crash or another instance left behind resume (or show)
-/// without anyone submitting more here.
-async fn discover(runner: &Runner) -> Result<(), RunnerError> {
-    let home = runner
-        .connector
-        .target
-        .database
-        .clone()
-        .unwrap_or_else(|| "postgres".into());
-    let db = runner.connector.connect(&home, "discover").await?;
-    let names: Vec<String> = db
-        .query(
-            "SELECT datname::text FROM pg_catalog.pg_database \
-             WHERE datallowconn AND NOT datistemplate \
-             AND pg_catalog.has_database_privilege(datname, 'CONNECT')",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    drop(db);
-    let known = runner.databases();
-    for name in names.into_iter().filter(|n| !known.contains(n)) {
-        let db = match runner.connector.connect(&name, "discover").await {
-            Ok(db) => db,
-            Err(e) => {
-                tracing::warn!(database = %name, error = %e, "runner cannot look for migrations here");
-                continue;
-            }
-        };
-        if store::version(&db).await.ok().flatten().is_some() {
-            runner.inner().databases.insert(name);
-        }
-    }
-    Ok(())
-}
-
-async fn poll_database(
-    runner: &Arc<Runner>,
-    db: &Client,
-    database: &str,
-) -> Result<(), RunnerError> {
-    for key in store::runnable_keys(db).await? {
-        runner.wake(database, key);
-    }
-    // Requests given on another instance for what runs here.
-    let here: Vec<i64> = runner
-        .running_here()
-        .into_iter()
-        .filter(|(d, _)| d == database)
-        .map(|(_, id)| id)
-        .collect();
-    if !here.is_empty() {
-        for r in db
-            .query(
-                "SELECT id FROM ddlgate.migrations WHERE id = ANY ($1) AND requested = 'cancel'",
-                &[&here],
-            )
-            .await?
-        {
-            runner.interrupt(&(database.to_owned(), r.get(0)));
-        }
-    }
-    // Followed migrations another instance finished.
-    deliver_finished(runner, db, database).await
-}
-
-/// Sessions here waiting on migrations that ended elsewhere hear the end.
-async fn deliver_finished(runner: &Runner, db: &Client, database: &str) -> Result<(), RunnerError> {
-    let followed = runner.followed(database);
-    if followed.is_empty() {
-        return Ok(());
-    }
-    for (id, status, code, error) in store::statuses(db, &followed).await? {
-        let key = (database.to_owned(), id);
-        match status {
-            Status::Succeeded => runner.notify(&key, Progress::Succeeded),
-            Status::Cancelled => runner.notify(&key, Progress::Cancelled),
-            Status::Failed => runner.notify(
-                &key,
-                Progress::Failed(super::Failure::new(
-                    code.as_deref().unwrap_or("XX000"),
-                    error.unwrap_or_default(),
-                )),
-            ),
-            _ => {}
-        }
-    }
-    Ok(())
-}
 
 /// One relation's migrations, in order, while this instance holds its
 /// advisory lock.
@@ -205,7 +64,7 @@ async fn work_once(
                 "another ddlgate instance is running migrations on this table".into(),
             ),
         );
-        deliver_finished(runner, &db, database).await?;
+        super::poll::deliver_finished(runner, &db, database).await?;
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
             _ = tokio::time::sleep(runner.settings.poll_interval) => {}
@@ -309,6 +168,24 @@ async fn run(
     Ok(())
 }
 
+/// What a migration's steps run with.
+struct StepRun<'a> {
+    runner: &'a Arc<Runner>,
+    db: &'a Client,
+    key: &'a MigrationKey,
+    interrupt: &'a CancellationToken,
+    stop: &'a CancellationToken,
+    limits: Limits,
+}
+
+/// What one attempt of a step came to.
+enum Outcome {
+    Done,
+    /// It gave up waiting for its lock: again after this delay.
+    Retry(std::time::Duration),
+    Ended(Ended),
+}
+
 async fn run_steps(
     runner: &Arc<Runner>,
     db: &Client,
@@ -317,154 +194,159 @@ async fn run_steps(
     interrupt: &CancellationToken,
     stop: &CancellationToken,
 ) -> Result<Ended, RunnerError> {
-    let total = m.steps.len();
     let s = &runner.settings;
-    let limits = Limits {
-        lock_timeout: s.lock_timeout,
-        brief_statement_timeout: s.brief_statement_timeout,
+    let run = StepRun {
+        runner,
+        db,
+        key,
+        interrupt,
+        stop,
+        limits: Limits {
+            lock_timeout: s.lock_timeout,
+            brief_statement_timeout: s.brief_statement_timeout,
+        },
     };
     if m.requested == Some(Request::Cancel) {
-        return cancel(db, m, &limits).await;
+        return cancel(db, m, &run.limits).await;
     }
-    for i in 0..total {
-        let n = m.steps[i].n;
-        if n < m.current_step || m.steps[i].status.is_complete() {
+    for i in 0..m.steps.len() {
+        if m.steps[i].n < m.current_step || m.steps[i].status.is_complete() {
             continue;
         }
         let mut attempt: u32 = 0;
         loop {
             // Between steps (and attempts): what operators asked for.
             match requested(db, m.id).await? {
-                Some(Request::Cancel) => return cancel(db, m, &limits).await,
+                Some(Request::Cancel) => return cancel(db, m, &run.limits).await,
                 Some(Request::Pause) => return Ok(Ended::Paused),
                 None => {}
             }
             if stop.is_cancelled() {
                 return Ok(Ended::Stopped);
             }
-            let step = &m.steps[i];
-            let progress = format!("step {n} of {total}: {}", step.what);
-            m.steps[i].attempts = store::step_started(db, m.id, n, &progress).await?;
-            let step = &m.steps[i];
-            runner.notify(
-                key,
-                Progress::Step {
-                    n,
-                    total,
-                    what: step.what.clone(),
-                },
-            );
-            let kind = step.kind.as_str();
-            metrics::counter!("ddlgate_migration_steps_total", "kind" => kind, "outcome" => "started").increment(1);
-            tracing::info!(event = "migration.step_started", step = n, kind, sql = %step.sql, attempt = step.attempts, "step started");
-            let t0 = Instant::now();
-            let result = {
-                let fut = steps::run(db, m, step, &limits);
-                tokio::pin!(fut);
-                tokio::select! {
-                    r = &mut fut => r,
-                    _ = interrupt.cancelled() => {
-                        runner.connector.cancel(db).await;
-                        fut.await
+            match run.attempt(m, i, attempt).await? {
+                Outcome::Done => break,
+                Outcome::Ended(ended) => return Ok(ended),
+                Outcome::Retry(delay) => {
+                    attempt += 1;
+                    tokio::select! {
+                        _ = stop.cancelled() => return Ok(Ended::Stopped),
+                        _ = interrupt.cancelled() => return cancel(db, m, &run.limits).await,
+                        _ = tokio::time::sleep(delay) => {}
                     }
-                    _ = stop.cancelled() => {
-                        runner.connector.cancel(db).await;
-                        let r = fut.await;
-                        if r.is_err() {
-                            // Interrupted by shutdown: resumes at this step.
-                            return Ok(Ended::Stopped);
-                        }
-                        r
-                    }
-                }
-            };
-            let secs = t0.elapsed().as_secs_f64();
-            metrics::histogram!("ddlgate_migration_step_duration_seconds", "kind" => kind)
-                .record(secs);
-            match result {
-                Ok(a) => {
-                    let outcome = match a {
-                        Attempt::Done => "succeeded",
-                        Attempt::Skipped => "skipped",
-                    };
-                    metrics::counter!("ddlgate_migration_steps_total", "kind" => kind, "outcome" => outcome).increment(1);
-                    tracing::info!(
-                        event = "migration.step_succeeded",
-                        step = n,
-                        kind,
-                        outcome,
-                        duration_secs = secs,
-                        "step {outcome}"
-                    );
-                    break;
-                }
-                Err(e) => {
-                    let f = e.failure();
-                    if interrupt.is_cancelled() {
-                        let _ = store::step_ended(
-                            db,
-                            m.id,
-                            n,
-                            StepStatus::Failed,
-                            Some((&f.sqlstate, &f.message)),
-                        )
-                        .await;
-                        return cancel(db, m, &limits).await;
-                    }
-                    if f.sqlstate == "55P03" && attempt < s.lock_retries {
-                        attempt += 1;
-                        let delay = backoff(s.retry_backoff, s.retry_backoff_max, attempt);
-                        store::step_ended(
-                            db,
-                            m.id,
-                            n,
-                            StepStatus::Pending,
-                            Some((&f.sqlstate, &f.message)),
-                        )
-                        .await?;
-                        metrics::counter!("ddlgate_migration_steps_total", "kind" => kind, "outcome" => "retried").increment(1);
-                        tracing::info!(event = "migration.step_retried", step = n, kind, attempt, delay_ms = delay.as_millis() as u64, error = %f.message, "step gave up on its lock; retrying");
-                        runner.notify(
-                            key,
-                            Progress::Retrying {
-                                n,
-                                attempt,
-                                delay_ms: delay.as_millis() as u64,
-                            },
-                        );
-                        tokio::select! {
-                            _ = stop.cancelled() => return Ok(Ended::Stopped),
-                            _ = interrupt.cancelled() => return cancel(db, m, &limits).await,
-                            _ = tokio::time::sleep(delay) => {}
-                        }
-                        continue;
-                    }
-                    if matches!(e, RunnerError::Lost(_) | RunnerError::Connect(_)) {
-                        // Nothing known about the step: the next worker resumes it.
-                        return Err(e);
-                    }
-                    metrics::counter!("ddlgate_migration_steps_total", "kind" => kind, "outcome" => "failed").increment(1);
-                    tracing::warn!(event = "migration.step_failed", step = n, kind, sql = %m.steps[i].sql, sqlstate = %f.sqlstate, error = %f.message, duration_secs = secs, "step failed");
-                    store::step_ended(
-                        db,
-                        m.id,
-                        n,
-                        StepStatus::Failed,
-                        Some((&f.sqlstate, &f.message)),
-                    )
-                    .await?;
-                    store::failed(db, m.id, &f.sqlstate, &f.message).await?;
-                    runner.notify(key, Progress::Failed(f));
-                    return Ok(Ended::Failed);
                 }
             }
         }
     }
     // A CANCEL that came while the last step finished still undoes it.
     if interrupt.is_cancelled() || requested(db, m.id).await? == Some(Request::Cancel) {
-        return cancel(db, m, &limits).await;
+        return cancel(db, m, &run.limits).await;
     }
     Ok(Ended::Succeeded)
+}
+
+impl StepRun<'_> {
+    /// One attempt of step `i` (`retries` retries so far): recorded,
+    /// reported, run until done, failed, interrupted or shut down.
+    async fn attempt(
+        &self,
+        m: &mut Migration,
+        i: usize,
+        retries: u32,
+    ) -> Result<Outcome, RunnerError> {
+        let (db, total) = (self.db, m.steps.len());
+        let n = m.steps[i].n;
+        let progress = format!("step {n} of {total}: {}", m.steps[i].what);
+        m.steps[i].attempts = store::step_started(db, m.id, n, &progress).await?;
+        let step = &m.steps[i];
+        self.runner.notify(
+            self.key,
+            Progress::Step {
+                n,
+                total,
+                what: step.what.clone(),
+            },
+        );
+        let kind = step.kind.as_str();
+        metrics::counter!("ddlgate_migration_steps_total", "kind" => kind, "outcome" => "started")
+            .increment(1);
+        tracing::info!(event = "migration.step_started", step = n, kind, sql = %step.sql, attempt = step.attempts, "step started");
+        let t0 = Instant::now();
+        let result = {
+            let fut = steps::run(db, m, step, &self.limits);
+            tokio::pin!(fut);
+            tokio::select! {
+                r = &mut fut => r,
+                _ = self.interrupt.cancelled() => {
+                    self.runner.connector.cancel(db).await;
+                    fut.await
+                }
+                _ = self.stop.cancelled() => {
+                    self.runner.connector.cancel(db).await;
+                    let r = fut.await;
+                    if r.is_err() {
+                        // Interrupted by shutdown: resumes at this step.
+                        return Ok(Outcome::Ended(Ended::Stopped));
+                    }
+                    r
+                }
+            }
+        };
+        let secs = t0.elapsed().as_secs_f64();
+        metrics::histogram!("ddlgate_migration_step_duration_seconds", "kind" => kind).record(secs);
+        let e = match result {
+            Ok(a) => {
+                let outcome = match a {
+                    Attempt::Done => "succeeded",
+                    Attempt::Skipped => "skipped",
+                };
+                metrics::counter!("ddlgate_migration_steps_total", "kind" => kind, "outcome" => outcome).increment(1);
+                tracing::info!(
+                    event = "migration.step_succeeded",
+                    step = n,
+                    kind,
+                    outcome,
+                    duration_secs = secs,
+                    "step {outcome}"
+                );
+                return Ok(Outcome::Done);
+            }
+            Err(e) => e,
+        };
+        let f = e.failure();
+        let error = Some((f.sqlstate.as_str(), f.message.as_str()));
+        if self.interrupt.is_cancelled() {
+            let _ = store::step_ended(db, m.id, n, StepStatus::Failed, error).await;
+            return cancel(db, m, &self.limits).await.map(Outcome::Ended);
+        }
+        let s = &self.runner.settings;
+        if f.sqlstate == "55P03" && retries < s.lock_retries {
+            let delay = backoff(s.retry_backoff, s.retry_backoff_max, retries + 1);
+            store::step_ended(db, m.id, n, StepStatus::Pending, error).await?;
+            metrics::counter!("ddlgate_migration_steps_total", "kind" => kind, "outcome" => "retried").increment(1);
+            tracing::info!(event = "migration.step_retried", step = n, kind, attempt = retries + 1, delay_ms = delay.as_millis() as u64, error = %f.message, "step gave up on its lock; retrying");
+            self.runner.notify(
+                self.key,
+                Progress::Retrying {
+                    n,
+                    attempt: retries + 1,
+                    delay_ms: delay.as_millis() as u64,
+                },
+            );
+            return Ok(Outcome::Retry(delay));
+        }
+        if matches!(e, RunnerError::Lost(_) | RunnerError::Connect(_)) {
+            // Nothing known about the step: the next worker resumes it.
+            return Err(e);
+        }
+        metrics::counter!("ddlgate_migration_steps_total", "kind" => kind, "outcome" => "failed")
+            .increment(1);
+        tracing::warn!(event = "migration.step_failed", step = n, kind, sql = %m.steps[i].sql, sqlstate = %f.sqlstate, error = %f.message, duration_secs = secs, "step failed");
+        store::step_ended(db, m.id, n, StepStatus::Failed, error).await?;
+        store::failed(db, m.id, &f.sqlstate, &f.message).await?;
+        self.runner.notify(self.key, Progress::Failed(f));
+        Ok(Outcome::Ended(Ended::Failed))
+    }
 }
 
 async fn requested(db: &Client, id: i64) -> Result<Option<Request>, RunnerError> {
@@ -497,7 +379,11 @@ async fn cancel(db: &Client, m: &Migration, limits: &Limits) -> Result<Ended, Ru
             }
             Ok(false) => {}
             Err(e) => {
-                tracing::warn!(event = "migration.undo_failed", step = s.n, error = %e, "step could not be undone");
+                // Kept as it was, with why in its row (SHOW MIGRATION).
+                let f = e.failure();
+                tracing::warn!(event = "migration.undo_failed", step = s.n, sqlstate = %f.sqlstate, error = %f.message, "step could not be undone");
+                let why = format!("undo failed: {}", f.message);
+                store::step_ended(db, m.id, s.n, s.status, Some((&f.sqlstate, &why))).await?;
             }
         }
     }

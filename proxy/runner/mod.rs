@@ -15,6 +15,7 @@
 mod connect;
 mod exec;
 pub mod model;
+mod poll;
 mod steps;
 pub mod store;
 
@@ -72,7 +73,7 @@ impl Runner {
             "runner",
             "poll for migrations".into(),
             move |stop| async move {
-                exec::poll(r, stop).await;
+                poll::poll(r, stop).await;
             },
         );
         runner
