@@ -62,11 +62,15 @@ pub fn run(listen: &str) -> ExitCode {
             }
         };
         let handle = server.handle();
-        tokio::spawn(super::demo_load::application(format!(
-            "host={} port={} user=postgres dbname=postgres",
-            listen.ip(),
-            listen.port()
-        )));
+        let app_stop = tokio_util::sync::CancellationToken::new();
+        let app = tokio::spawn(super::demo_load::application(
+            format!(
+                "host={} port={} user=postgres dbname=postgres",
+                listen.ip(),
+                listen.port()
+            ),
+            app_stop.clone(),
+        ));
         tokio::spawn(async move {
             use tokio::signal::unix::{signal, SignalKind};
             let Ok(mut term) = signal(SignalKind::terminate()) else { return };
@@ -74,6 +78,10 @@ pub fn run(listen: &str) -> ExitCode {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
             }
+            // The application goes first: its connection closing is not
+            // one of its transactions failing.
+            app_stop.cancel();
+            let _ = app.await;
             handle.shutdown();
         });
         println!(

@@ -7,6 +7,7 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::time::Instant;
 use tokio_postgres::NoTls;
+use tokio_util::sync::CancellationToken;
 
 /// Rows in the demo's `orders` table.
 pub const ORDERS: i64 = 1_000_000;
@@ -34,9 +35,9 @@ pub async fn seed(conninfo: &str) -> Result<(), tokio_postgres::Error> {
 }
 
 /// About 20 transactions a second through ddlgate (an UPDATE and a SELECT
-/// of one order), until the process ends. Logs each slow transaction and,
-/// every 30 s, how many ran, the slowest and the errors.
-pub async fn application(conninfo: String) {
+/// of one order), until `stop`. Logs each slow transaction and, every
+/// 30 s, how many ran, the slowest and the errors.
+pub async fn application(conninfo: String, stop: CancellationToken) {
     let client = loop {
         match tokio_postgres::connect(&conninfo, NoTls).await {
             Ok((client, conn)) => {
@@ -54,7 +55,10 @@ pub async fn application(conninfo: String) {
     let (mut count, mut errors, mut slowest) = (0u64, 0u64, Duration::ZERO);
     let mut since = Instant::now();
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
         let id: i64 = rand::rng().random_range(1..=ORDERS);
         let started = Instant::now();
         let result = async {
