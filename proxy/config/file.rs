@@ -30,6 +30,8 @@ pub struct FileConfig {
     pub ddl: super::ddl::DdlSection,
     #[serde(default)]
     pub runner: super::runner::RunnerSection,
+    #[serde(default)]
+    pub throttle: super::throttle::ThrottleSection,
 }
 
 #[derive(Debug, Default, Deserialize)]

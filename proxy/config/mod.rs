@@ -6,6 +6,7 @@ pub mod cli;
 pub mod ddl;
 pub mod file;
 pub mod runner;
+pub mod throttle;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use cli::ProxyArgs;
 pub use ddl::DdlSettings;
 use file::FileConfig;
 pub use runner::{ClientWait, RunnerSettings};
+pub use throttle::ThrottleSettings;
 
 /// One configuration problem: which key, and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -175,6 +177,10 @@ pub fn resolve(args: &ProxyArgs, file: FileConfig) -> Result<Settings, ConfigErr
     s.runner = file
         .runner
         .resolve(std::env::var(runner::PASSWORD_ENV).ok())?;
+    let throttle = file.throttle.resolve()?;
+    if let Some(r) = &mut s.runner {
+        r.throttle = throttle;
+    }
     s.admin_roles = file.admin_roles.unwrap_or_default();
     Ok(s)
 }

@@ -78,6 +78,8 @@ pub struct RunnerSettings {
     /// Parallel workers an index build of the runner may use
     /// (`max_parallel_maintenance_workers` on its connections).
     pub build_workers: u32,
+    /// How backfills pace themselves (`[throttle]`).
+    pub throttle: super::ThrottleSettings,
 }
 
 impl std::fmt::Debug for RunnerSettings {
@@ -108,6 +110,7 @@ impl RunnerSettings {
             brief_statement_timeout: Duration::from_secs(30),
             poll_interval: Duration::from_secs(5),
             build_workers: 0,
+            throttle: super::ThrottleSettings::default(),
         }
     }
 

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{CancelRegistry, Jobs, Registry, Runtime};
 use crate::runner::{Connector, Runner};
+use crate::telemetry::latency::LatencyBook;
 use crate::telemetry::metrics::Metrics;
 
 pub struct Shared {
@@ -25,6 +26,8 @@ pub struct Shared {
     pub jobs: Jobs,
     /// Applies `rewrite` decisions; `None` without a `[runner]` section.
     pub runner: Option<Arc<Runner>>,
+    /// The application's request latency through ddlgate, per database.
+    pub latency: Arc<LatencyBook>,
     /// RELOAD from the admin console: the process reloads as on SIGHUP.
     pub reload: tokio::sync::Notify,
     active: AtomicUsize,
@@ -52,6 +55,7 @@ impl Shared {
     /// Must be called inside the tokio runtime (the runner starts here).
     pub fn new(runtime: Runtime) -> Self {
         let jobs = Jobs::default();
+        let latency = Arc::new(LatencyBook::default());
         let runner = runtime.settings.runner.as_ref().map(|r| {
             let s = &runtime.settings;
             let connector = Connector::new(
@@ -60,7 +64,7 @@ impl Shared {
                 s.connect_timeout,
                 r,
             );
-            Runner::start(r.clone(), connector, jobs.clone())
+            Runner::start(r.clone(), connector, jobs.clone(), latency.clone())
         });
         Shared {
             runtime: RwLock::new(Arc::new(runtime)),
@@ -71,6 +75,7 @@ impl Shared {
             sessions: Arc::default(),
             jobs,
             runner,
+            latency,
             reload: tokio::sync::Notify::new(),
             active: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),

@@ -9,10 +9,12 @@ use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::batches::End;
 use super::model::{Progress, Request, Status, StepStatus};
 use super::steps::{self, Attempt, Limits};
 use super::store::{self, Migration};
 use super::{MigrationKey, Runner, RunnerError};
+use crate::ddl::plan::StepKind;
 use crate::retry::backoff;
 
 /// One relation's migrations, in order, while this instance holds its
@@ -169,13 +171,13 @@ async fn run(
 }
 
 /// What a migration's steps run with.
-struct StepRun<'a> {
-    runner: &'a Arc<Runner>,
-    db: &'a Client,
-    key: &'a MigrationKey,
-    interrupt: &'a CancellationToken,
-    stop: &'a CancellationToken,
-    limits: Limits,
+pub(super) struct StepRun<'a> {
+    pub(super) runner: &'a Arc<Runner>,
+    pub(super) db: &'a Client,
+    pub(super) key: &'a MigrationKey,
+    pub(super) interrupt: &'a CancellationToken,
+    pub(super) stop: &'a CancellationToken,
+    pub(super) limits: Limits,
 }
 
 /// What one attempt of a step came to.
@@ -272,7 +274,23 @@ impl StepRun<'_> {
             .increment(1);
         tracing::info!(event = "migration.step_started", step = n, kind, sql = %step.sql, attempt = step.attempts, "step started");
         let t0 = Instant::now();
-        let result = {
+        let result = if step.kind == StepKind::Backfill {
+            match self.backfill(m, i).await {
+                Ok(End::Done) => store::step_ended(db, m.id, n, StepStatus::Done, None)
+                    .await
+                    .map(|()| Attempt::Done),
+                Ok(End::Paused) => {
+                    // Its position stays: RESUME goes on from there.
+                    store::step_ended(db, m.id, n, StepStatus::Pending, None).await?;
+                    return Ok(Outcome::Ended(Ended::Paused));
+                }
+                Ok(End::Stopped) => return Ok(Outcome::Ended(Ended::Stopped)),
+                Ok(End::Interrupted) => {
+                    return cancel(db, m, &self.limits).await.map(Outcome::Ended)
+                }
+                Err(e) => Err(e),
+            }
+        } else {
             let fut = steps::run(db, m, step, &self.limits);
             tokio::pin!(fut);
             tokio::select! {
@@ -292,6 +310,7 @@ impl StepRun<'_> {
                 }
             }
         };
+        let kind = m.steps[i].kind.as_str();
         let secs = t0.elapsed().as_secs_f64();
         metrics::histogram!("ddlgate_migration_step_duration_seconds", "kind" => kind).record(secs);
         let e = match result {
@@ -349,7 +368,7 @@ impl StepRun<'_> {
     }
 }
 
-async fn requested(db: &Client, id: i64) -> Result<Option<Request>, RunnerError> {
+pub(super) async fn requested(db: &Client, id: i64) -> Result<Option<Request>, RunnerError> {
     let row = db
         .query_one(
             "SELECT requested FROM ddlgate.migrations WHERE id = $1",

@@ -12,12 +12,16 @@
 //!   left by a crash or by another instance, RESUME and CANCEL given on
 //!   another instance.
 
+mod backfill;
+mod batches;
 mod connect;
 mod exec;
 pub mod model;
 mod poll;
+mod signals;
 mod steps;
 pub mod store;
+pub mod throttle;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -32,6 +36,7 @@ use crate::config::RunnerSettings;
 use crate::ddl::op::quote_ident;
 use crate::jobs::Jobs;
 use crate::protocol::sqlstate;
+use crate::telemetry::latency::LatencyBook;
 
 /// A migration in one database.
 pub type MigrationKey = (String, i64);
@@ -42,6 +47,8 @@ pub struct Runner {
     jobs: Jobs,
     /// Which ddlgate process this is, as stored with what it runs.
     instance: String,
+    /// The application's latency per database (the throttle's signal).
+    latency: Arc<LatencyBook>,
     inner: Mutex<Inner>,
 }
 
@@ -60,9 +67,15 @@ struct Inner {
 
 impl Runner {
     /// Starts the service: the poll loop runs as a job until shutdown.
-    pub fn start(settings: RunnerSettings, connector: Connector, jobs: Jobs) -> Arc<Runner> {
+    pub fn start(
+        settings: RunnerSettings,
+        connector: Connector,
+        jobs: Jobs,
+        latency: Arc<LatencyBook>,
+    ) -> Arc<Runner> {
         let runner = Arc::new(Runner {
             instance: instance_name(),
+            latency,
             settings,
             connector,
             jobs: jobs.clone(),

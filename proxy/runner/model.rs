@@ -199,7 +199,16 @@ impl RunnerError {
                 detail: db.detail().map(str::to_owned),
                 hint: db.hint().map(str::to_owned),
             }),
-            None => RunnerError::Lost(e.to_string()),
+            // The connection is gone (closed, or its socket failed): the
+            // next worker resumes. Anything else is ddlgate's own mistake
+            // (a parameter it could not encode, a row it could not read),
+            // which fails the step visibly instead of retrying forever.
+            None if e.is_closed()
+                || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>()) =>
+            {
+                RunnerError::Lost(e.to_string())
+            }
+            None => RunnerError::State(e.to_string()),
         }
     }
 

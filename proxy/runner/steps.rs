@@ -77,7 +77,11 @@ pub async fn run(
 }
 
 /// `SET ROLE` to the submitter, with its search_path (as a parameter).
-async fn become_submitter(db: &Client, m: &Migration, local: bool) -> Result<(), RunnerError> {
+pub(super) async fn become_submitter(
+    db: &Client,
+    m: &Migration,
+    local: bool,
+) -> Result<(), RunnerError> {
     let scope = if local { "LOCAL " } else { "" };
     db.execute(
         "SELECT pg_catalog.set_config('search_path', $1, $2)",
@@ -89,11 +93,11 @@ async fn become_submitter(db: &Client, m: &Migration, local: bool) -> Result<(),
     Ok(())
 }
 
-const BECOME_RUNNER: &str = "RESET ROLE; SET search_path = pg_catalog";
+pub(super) const BECOME_RUNNER: &str = "RESET ROLE; SET search_path = pg_catalog";
 
 /// The step changed role under us (a function it ran did SET ROLE): its
 /// work cannot be trusted to be the submitter's.
-async fn check_role(db: &Client, m: &Migration) -> Result<(), RunnerError> {
+pub(super) async fn check_role(db: &Client, m: &Migration) -> Result<(), RunnerError> {
     let row = db.query_one("SELECT current_user::text", &[]).await?;
     let now: String = row.get(0);
     if now != m.role {

@@ -71,6 +71,8 @@ const UPGRADES: &[&str] = &[
         error text,
         PRIMARY KEY (migration, n)
     );",
+    // 2: backfills: what a step's batches do, and how far they got.
+    "ALTER TABLE ddlgate.steps ADD COLUMN backfill jsonb, ADD COLUMN position jsonb;",
 ];
 
 /// Creates or upgrades the `ddlgate` schema in the connected database.
@@ -167,17 +169,31 @@ pub async fn insert(db: &mut Client, s: &Submission, lock_key: i64) -> Result<i6
         .await?;
     let id: i64 = row.get(0);
     for (i, step) in s.plan.steps.iter().enumerate() {
+        let backfill = step
+            .backfill
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| RunnerError::State(e.to_string()))?;
+        // The runner does not run a backfill's script: it runs throttled
+        // batches, and says so.
+        let what = if step.backfill.is_some() {
+            "fill the existing rows in throttled batches"
+        } else {
+            step.what.as_str()
+        };
         tx.execute(
-            "INSERT INTO ddlgate.steps (migration, n, kind, sql, what, object, in_transaction) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO ddlgate.steps (migration, n, kind, sql, what, object, in_transaction, \
+             backfill) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::jsonb)",
             &[
                 &id,
                 &(i as i32 + 1),
                 &step.kind.as_str(),
                 &step.sql,
-                &step.what,
+                &what,
                 &step.object,
                 &step.in_transaction,
+                &backfill,
             ],
         )
         .await?;
@@ -210,6 +226,9 @@ pub struct StepRow {
     pub in_transaction: bool,
     pub status: StepStatus,
     pub attempts: i32,
+    pub backfill: Option<crate::ddl::plan::Backfill>,
+    /// How far a backfill got (its JSON), recorded with every batch.
+    pub position: Option<String>,
 }
 
 const MIGRATION_COLUMNS: &str =
@@ -246,8 +265,8 @@ pub async fn load(db: &Client, id: i64) -> Result<Option<Migration>, RunnerError
     let mut m = migration_of(&r)?;
     for r in db
         .query(
-            "SELECT n, kind, sql, what, object, in_transaction, status, attempts \
-             FROM ddlgate.steps WHERE migration = $1 ORDER BY n",
+            "SELECT n, kind, sql, what, object, in_transaction, status, attempts, \
+             backfill::text, position::text FROM ddlgate.steps WHERE migration = $1 ORDER BY n",
             &[&id],
         )
         .await?
@@ -264,6 +283,12 @@ pub async fn load(db: &Client, id: i64) -> Result<Option<Migration>, RunnerError
             status: StepStatus::parse(r.get(6))
                 .ok_or_else(|| RunnerError::State("unknown step status".into()))?,
             attempts: r.get(7),
+            backfill: r
+                .get::<_, Option<String>>(8)
+                .map(|j| serde_json::from_str(&j))
+                .transpose()
+                .map_err(|e| RunnerError::State(format!("a step's backfill: {e}")))?,
+            position: r.get(9),
         });
     }
     Ok(Some(m))
@@ -316,6 +341,33 @@ pub async fn statuses(
         }
     }
     Ok(out)
+}
+
+/// A backfill's position, with the migration's progress line (in the
+/// batch's transaction, so both are what the batch committed).
+pub async fn save_position(
+    db: &Client,
+    id: i64,
+    n: usize,
+    position: &str,
+    progress: &str,
+) -> Result<(), RunnerError> {
+    db.execute(
+        "UPDATE ddlgate.steps SET position = $3::text::jsonb WHERE migration = $1 AND n = $2",
+        &[&id, &(n as i32), &position],
+    )
+    .await?;
+    backfill_progress(db, id, progress).await
+}
+
+/// The migration's progress line (a paused backfill says why).
+pub async fn backfill_progress(db: &Client, id: i64, progress: &str) -> Result<(), RunnerError> {
+    db.execute(
+        "UPDATE ddlgate.migrations SET progress = $2, updated_at = pg_catalog.now() WHERE id = $1",
+        &[&id, &progress],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Sets a migration's status (and the instance running it).

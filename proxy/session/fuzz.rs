@@ -106,6 +106,7 @@ pub fn relay(
             gate: Gate::new(
                 runtime.clone(),
                 None,
+                None,
                 who,
                 Arc::new(tokio::sync::Notify::new()),
             ),

@@ -205,7 +205,13 @@ where
         c2s: Pipe::new(client_buf),
         s2c: Pipe::new(server_buf),
         state,
-        gate: Gate::new(runtime.clone(), shared.runner.clone(), who, interrupt),
+        gate: Gate::new(
+            runtime.clone(),
+            shared.runner.clone(),
+            Some(shared.latency.database(&who.database)),
+            who,
+            interrupt,
+        ),
         control: Control::new(
             settings.idle_timeout,
             shared.drain.clone(),

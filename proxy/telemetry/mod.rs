@@ -2,5 +2,6 @@
 
 pub mod audit;
 pub mod decisions;
+pub mod latency;
 pub mod logging;
 pub mod metrics;

@@ -60,6 +60,7 @@ pub(super) fn step(
         lock,
         object,
         what: what.to_owned(),
+        backfill: None,
     }
 }
 

@@ -136,9 +136,7 @@ pub(super) fn add_column(
         Some(column.to_owned()),
         "new rows get the default from now on",
     ));
-    steps.extend([
-
-        step(
+    let mut backfill = step(
             StepKind::Backfill,
             format!(
                 "DO $ddlgate$\nDECLARE\n  last_block bigint := pg_catalog.pg_relation_size({table_literal}::pg_catalog.regclass) / pg_catalog.current_setting('block_size')::int;\n  b bigint := 0;\nBEGIN\n  WHILE b <= last_block LOOP\n    UPDATE {table} SET {column} = DEFAULT\n     WHERE ctid >= pg_catalog.format('(%s,0)', b)::tid AND ctid < pg_catalog.format('(%s,0)', b + 1000)::tid\n       AND {column} IS NULL;\n    COMMIT;\n    b := b + 1000;\n  END LOOP;\nEND $ddlgate$"
@@ -146,8 +144,13 @@ pub(super) fn add_column(
             Lock::RowExclusive,
             Some(column.to_owned()),
             "fill the existing rows, 1000 pages per transaction",
-        ),
-    ]);
+        );
+    backfill.backfill = Some(super::Backfill {
+        table: table.to_owned(),
+        set: format!("{column} = DEFAULT"),
+        filter: Some(format!("{column} IS NULL")),
+    });
+    steps.push(backfill);
     if not_null {
         steps.extend(not_null_recipe(alter, column));
     }

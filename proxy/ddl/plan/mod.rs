@@ -17,7 +17,7 @@ mod names;
 mod partitions;
 mod source;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::rule::{Lock, Rule};
 
@@ -86,6 +86,25 @@ pub struct Step {
     pub object: Option<String>,
     /// What it does, in a few words.
     pub what: String,
+    /// For a backfill: what the runner's batches do (`sql` is the same as
+    /// one script, for a human to run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backfill: Option<Backfill>,
+}
+
+/// A backfill as the runner runs it: `UPDATE table SET set WHERE filter`
+/// over the existing rows, one short batch per transaction. Each part is
+/// the client's own text (names, expressions) with ddlgate's keywords.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backfill {
+    /// The table, as written.
+    pub table: String,
+    /// The assignments, e.g. `c = DEFAULT`.
+    pub set: String,
+    /// Only the rows that still need it, e.g. `c IS NULL`: a row the
+    /// application wrote since keeps its value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -123,10 +142,11 @@ impl Plan {
             .join(" ")
     }
 
-    /// Whether the runner can apply it (backfills come with throttling,
-    /// in a later release of the runner).
+    /// Whether the runner can apply it: every backfill says how.
     pub fn runnable(&self) -> bool {
-        self.steps.iter().all(|s| s.kind != StepKind::Backfill)
+        self.steps
+            .iter()
+            .all(|s| s.kind != StepKind::Backfill || s.backfill.is_some())
     }
 
     /// The plan as a script that runs as printed (psql -f, or statement by

@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use tokio::time::Instant;
+
 use crate::ddl::fastpath::may_contain_ddl;
 use crate::ddl::Mode;
 use crate::protocol::backend::TxStatus;
@@ -179,7 +181,7 @@ impl Gate {
             std::mem::replace(&mut self.request, Request::Boundary)
         else {
             if self.batch_notices.is_empty() {
-                self.push(Group::Client, state);
+                self.push(Group::Client(Instant::now()), state);
             } else {
                 let unit = Unit::new(
                     Vec::new(),

@@ -33,7 +33,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use crate::ddl::fastpath::may_contain_ddl;
 use crate::ddl::{Analyzer, Catalog, Created, Mode};
@@ -56,7 +56,8 @@ const HOLD_LIMIT: usize = 1 << 20;
 
 /// One ReadyForQuery the session is waiting for, and whose it is.
 enum Group {
-    Client,
+    /// The client's own request, sent at this instant.
+    Client(Instant),
     /// ddlgate's guard or restore: responses dropped.
     Proxy {
         restore: bool,
@@ -192,6 +193,8 @@ pub enum Action {
 pub struct Gate {
     runtime: Arc<Runtime>,
     runner: Option<Arc<Runner>>,
+    /// The database's request latencies, for the runner's throttle.
+    latency: Option<Arc<crate::telemetry::latency::DbLatency>>,
     interrupt: Arc<tokio::sync::Notify>,
     who: Arc<SessionInfo>,
     analyzer: Analyzer,
@@ -233,12 +236,14 @@ impl Gate {
     pub fn new(
         runtime: Arc<Runtime>,
         runner: Option<Arc<Runner>>,
+        latency: Option<Arc<crate::telemetry::latency::DbLatency>>,
         who: SessionInfo,
         interrupt: Arc<tokio::sync::Notify>,
     ) -> Self {
         Gate {
             runtime: runtime.clone(),
             runner,
+            latency,
             interrupt,
             who: Arc::new(who),
             analyzer: Analyzer::for_session(runtime.settings.ddl.trust_session_objects),
@@ -304,6 +309,11 @@ impl Gate {
 
     fn pop(&mut self, state: &mut SessionState) -> Option<Group> {
         let g = self.groups.pop_front();
+        if let (Some(Group::Client(sent)), Some(book)) = (&g, &self.latency) {
+            // The application's latency through ddlgate: ordinary requests
+            // only (schema changes are not what the throttle protects).
+            book.record(sent.elapsed());
+        }
         if g.is_some() {
             // Stand-ins of groups now answered can no longer appear.
             let head = self.pushed - self.groups.len() as u64;
@@ -457,7 +467,7 @@ impl Gate {
             return Verdict::Hold(Vec::new());
         }
         match tag {
-            b'F' => self.push(Group::Client, state),
+            b'F' => self.push(Group::Client(Instant::now()), state),
             // Extended messages that stream (no schema change prepared):
             // still part of the client's batch.
             b'B' | b'E' | b'D' | b'C' | b'H' => self.enter_batch(),
@@ -518,7 +528,7 @@ impl Gate {
         }
         let sql = take_cstr(body).map_or(&[][..], |(s, _)| s);
         if !self.enabled() || !may_contain_ddl(sql) {
-            self.push(Group::Client, state);
+            self.push(Group::Client(Instant::now()), state);
             return keep_after(out);
         }
         if boundary {
@@ -549,7 +559,7 @@ impl Gate {
                 report: encode(report, state),
             });
             frontend::query(&replacement, &mut out);
-            self.push(Group::Client, state);
+            self.push(Group::Client(Instant::now()), state);
             return Verdict::Replace(out);
         }
         let guard = j.guard && boundary;

@@ -66,7 +66,7 @@ impl Gate {
         }
         match self.groups.front_mut() {
             None => Verdict::Keep,
-            Some(Group::Client) => {
+            Some(Group::Client(_)) => {
                 if tag == b'Z' {
                     self.pop(state);
                 }

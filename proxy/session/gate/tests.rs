@@ -76,7 +76,7 @@ impl Script {
         let mut state = SessionState::default();
         state.observe_server(b'S', b"server_version\x0015.4\x00");
         Script {
-            gate: Gate::new(runtime, None, who, interrupt.clone()),
+            gate: Gate::new(runtime, None, None, who, interrupt.clone()),
             state,
             interrupt,
             c2s: Pipe::new(BytesMut::new()),

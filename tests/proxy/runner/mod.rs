@@ -3,6 +3,7 @@
 //! `steer` (failures, the console, modes, several instances), `crash`
 //! (kill -9 mid-step, then resume).
 
+mod backfills;
 mod crash;
 mod plans;
 mod steer;
