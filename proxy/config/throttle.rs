@@ -20,6 +20,7 @@ pub struct ThrottleSection {
     pub max_active_backends: Option<u64>,
     pub query: Option<String>,
     pub recheck: Option<String>,
+    pub latency_window: Option<String>,
 }
 
 /// Validated throttle settings.
@@ -47,6 +48,9 @@ pub struct ThrottleSettings {
     pub query: Option<String>,
     /// How often the signals are read, and a paused backfill looks again.
     pub recheck: Duration,
+    /// The application's p99 is read over this recent window (whole
+    /// seconds).
+    pub latency_window: Duration,
 }
 
 impl Default for ThrottleSettings {
@@ -64,6 +68,7 @@ impl Default for ThrottleSettings {
             max_active_backends: 0,
             query: None,
             recheck: Duration::from_secs(1),
+            latency_window: Duration::from_secs(10),
         }
     }
 }
@@ -112,6 +117,12 @@ impl ThrottleSection {
             s.recheck = parse_duration("throttle.recheck", v)?;
             if s.recheck.is_zero() {
                 return Err(bad("throttle.recheck", "must be above 0"));
+            }
+        }
+        if let Some(v) = &self.latency_window {
+            s.latency_window = parse_duration("throttle.latency_window", v)?;
+            if s.latency_window < Duration::from_secs(1) {
+                return Err(bad("throttle.latency_window", "must be at least 1s"));
             }
         }
         Ok(s)

@@ -1,6 +1,8 @@
 //! The admin console's commands, read from one simple Query: pure text in,
 //! a [`Command`] out.
 
+pub use crate::runner::model::ThrottleChange;
+
 /// Which migration a command names: its id, and the database when given
 /// as `database/id` (ids are per database).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +21,8 @@ pub enum Command {
     Resume(Target),
     Cancel(Target),
     Retry(Target),
+    /// A running backfill's pace, changed now.
+    Throttle(Target, ThrottleChange),
     Clients,
     Servers,
     Stats,
@@ -52,6 +56,10 @@ pub const HELP: &[(&str, &str)] = &[
     (
         "RETRY id",
         "run a failed migration again from its failed step",
+    ),
+    (
+        "THROTTLE id batch_time 200ms | max_rows_per_sec 5000",
+        "change a backfill's target batch time or rate ceiling (0: none), at once",
     ),
     ("SHOW CLIENTS", "client sessions relayed now"),
     ("SHOW SERVERS", "the upstream connections serving them"),
@@ -105,6 +113,42 @@ pub fn parse(sql: &str) -> Result<Command, Unknown> {
         ["RESUME", ..] => Command::Resume(target(1)?),
         ["CANCEL", ..] => Command::Cancel(target(1)?),
         ["RETRY", ..] => Command::Retry(target(1)?),
+        ["THROTTLE", _, key, _] => {
+            let t = target_of(raw[1]).ok_or_else(|| {
+                Unknown(format!(
+                    "'{}' is not a migration id (a number, or database/number)",
+                    raw[1]
+                ))
+            })?;
+            let value = raw[3].trim_matches('\'');
+            let change = match *key {
+                "BATCH_TIME" => ThrottleChange::BatchTime(
+                    crate::config::parse_duration("batch_time", value)
+                        .ok()
+                        .filter(|d| !d.is_zero())
+                        .ok_or_else(|| {
+                            Unknown(format!("'{value}' is not a duration like 200ms"))
+                        })?,
+                ),
+                "MAX_ROWS_PER_SEC" => ThrottleChange::MaxRowsPerSec(
+                    value
+                        .parse()
+                        .map_err(|_| Unknown(format!("'{value}' is not a number of rows")))?,
+                ),
+                _ => {
+                    return Err(Unknown(format!(
+                        "THROTTLE changes batch_time or max_rows_per_sec, not {}",
+                        raw[2]
+                    )))
+                }
+            };
+            Command::Throttle(t, change)
+        }
+        ["THROTTLE", ..] => {
+            return Err(Unknown(
+                "THROTTLE needs a migration id, a setting and a value, e.g. THROTTLE 3 batch_time 200ms".into(),
+            ))
+        }
         _ => return Err(Unknown(format!("unknown command: {text}"))),
     })
 }
@@ -164,5 +208,30 @@ mod tests {
             .0
             .starts_with("unknown command"));
         assert!(command_list().contains("SHOW MIGRATIONS"));
+        assert_eq!(
+            parse("throttle app/3 batch_time '250ms'"),
+            Ok(Command::Throttle(
+                Target {
+                    database: Some("app".into()),
+                    id: 3
+                },
+                ThrottleChange::BatchTime(std::time::Duration::from_millis(250))
+            ))
+        );
+        assert_eq!(
+            parse("THROTTLE 3 max_rows_per_sec 0"),
+            Ok(Command::Throttle(
+                Target {
+                    database: None,
+                    id: 3
+                },
+                ThrottleChange::MaxRowsPerSec(0)
+            ))
+        );
+        assert!(parse("THROTTLE 3 speed 9")
+            .unwrap_err()
+            .0
+            .contains("not speed"));
+        assert!(parse("THROTTLE 3").unwrap_err().0.contains("e.g."));
     }
 }

@@ -65,6 +65,7 @@ pub async fn answer(cmd: Command, shared: &Shared) -> Result<Vec<Table>, Report>
             )
             .await
         }
+        Command::Throttle(t, change) => throttle(runner(shared)?, &t, change).await,
         Command::Clients => Ok(vec![clients(shared)]),
         Command::Servers => Ok(vec![servers(shared)]),
         Command::Stats => Ok(vec![stats(shared)]),
@@ -306,6 +307,34 @@ async fn request(
         Some(status.as_str().into()),
         Some(what.into()),
     ]);
+    Ok(vec![t])
+}
+
+async fn throttle(
+    runner: &std::sync::Arc<Runner>,
+    target: &Target,
+    change: command::ThrottleChange,
+) -> Result<Vec<Table>, Report> {
+    let db = locate(runner, target).await?;
+    if !runner
+        .set_throttle(&(db.clone(), target.id), change)
+        .await
+        .map_err(failed)?
+    {
+        return Err(error(
+            "42704",
+            format!("there is no migration {} in {db}", target.id),
+        ));
+    }
+    let what = match change {
+        command::ThrottleChange::BatchTime(d) => {
+            format!("batches now aim at {} ms each", d.as_millis())
+        }
+        command::ThrottleChange::MaxRowsPerSec(0) => "no rows/s ceiling now".to_owned(),
+        command::ThrottleChange::MaxRowsPerSec(n) => format!("at most {n} rows/s now"),
+    };
+    let mut t = Table::new(&["database", "id", "result"]);
+    t.row(vec![Some(db), Some(target.id.to_string()), Some(what)]);
     Ok(vec![t])
 }
 

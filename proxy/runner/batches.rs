@@ -15,7 +15,7 @@ use super::model::Request;
 use super::signals::Signals;
 use super::steps;
 use super::store::{self, Migration};
-use super::throttle::{Decision, Readings, Throttle};
+use super::throttle::{Decision, Readings, Settings, Throttle};
 use super::RunnerError;
 use crate::retry::backoff;
 
@@ -70,10 +70,21 @@ impl StepRun<'_> {
             }
             let recheck = throttle.settings().recheck;
             if read_at.is_none_or(|t| t.elapsed() >= recheck) {
-                match super::exec::requested(db, m.id).await? {
+                let (request, overrides) = store::steering(db, m.id).await?;
+                match request {
                     Some(Request::Cancel) => return Ok(End::Interrupted),
                     Some(Request::Pause) => return Ok(End::Paused),
                     None => {}
+                }
+                let wanted = with_overrides(&settings.throttle, overrides.as_deref());
+                if wanted != *throttle.settings() {
+                    tracing::info!(
+                        event = "migration.throttle_changed",
+                        batch_time_ms = wanted.batch_time.as_millis() as u64,
+                        max_rows_per_sec = wanted.max_rows_per_sec,
+                        "backfill throttle changed"
+                    );
+                    throttle.set(wanted);
                 }
                 readings = signals.read(db, throttle.settings()).await;
                 read_at = Some(Instant::now());
@@ -288,6 +299,26 @@ impl StepRun<'_> {
         }
     }
 }
+
+/// The configured throttle with what operators set for this migration
+/// (`batch_time_ms`, `max_rows_per_sec`).
+fn with_overrides(base: &Settings, overrides: Option<&str>) -> Settings {
+    let mut s = base.clone();
+    let Some(v) = overrides.and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok()) else {
+        return s;
+    };
+    if let Some(ms) = v.get(BATCH_TIME_MS).and_then(serde_json::Value::as_u64) {
+        s.batch_time = Duration::from_millis(ms.max(1));
+    }
+    if let Some(n) = v.get(MAX_ROWS_PER_SEC).and_then(serde_json::Value::as_u64) {
+        s.max_rows_per_sec = n;
+    }
+    s
+}
+
+/// The keys of a migration's throttle overrides.
+pub(super) const BATCH_TIME_MS: &str = "batch_time_ms";
+pub(super) const MAX_ROWS_PER_SEC: &str = "max_rows_per_sec";
 
 /// Errors after which a batch is simply tried again: it changed nothing.
 fn retryable(e: &RunnerError) -> bool {

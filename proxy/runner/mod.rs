@@ -295,6 +295,27 @@ impl Runner {
         Ok(status)
     }
 
+    /// A backfill's batch time or rate ceiling, for this migration: its
+    /// loop reads it at its next look (within a second). Whether the
+    /// migration exists.
+    pub async fn set_throttle(
+        self: &Arc<Self>,
+        m: &MigrationKey,
+        change: model::ThrottleChange,
+    ) -> Result<bool, RunnerError> {
+        use model::ThrottleChange;
+        let (key, value) = match change {
+            ThrottleChange::BatchTime(d) => (batches::BATCH_TIME_MS, d.as_millis() as i64),
+            ThrottleChange::MaxRowsPerSec(n) => (batches::MAX_ROWS_PER_SEC, n as i64),
+        };
+        let db = self.connector.connect(&m.0, "console").await?;
+        let ok = store::set_throttle(&db, m.1, key, value).await?;
+        if ok {
+            tracing::info!(event = "migration.throttle_set", migration = m.1, database = %m.0, setting = key, value, "operator changed the throttle");
+        }
+        Ok(ok)
+    }
+
     /// RESUME (paused) or RETRY (failed): queued again from the current step.
     pub async fn requeue(
         self: &Arc<Self>,

@@ -234,3 +234,11 @@ impl From<tokio_postgres::Error> for RunnerError {
         RunnerError::from_db(e)
     }
 }
+
+/// A throttle setting an operator changes for one migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThrottleChange {
+    BatchTime(std::time::Duration),
+    /// 0: no ceiling.
+    MaxRowsPerSec(u64),
+}

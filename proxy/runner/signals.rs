@@ -16,9 +16,8 @@ use tokio_postgres::Client;
 use super::throttle::{Readings, Settings};
 use crate::telemetry::latency::DbLatency;
 
-/// The window the application's p99 is read over, and the fewest
-/// requests it takes to mean anything.
-const RECENT_SECS: u64 = 10;
+/// The window the baseline p99 is read over, and the fewest requests it
+/// takes to mean anything.
 const BASELINE_SECS: u64 = 60;
 const MIN_REQUESTS: u64 = 20;
 
@@ -51,7 +50,12 @@ impl Signals {
     pub async fn read(&mut self, db: &Client, s: &Settings) -> Readings {
         let mut r = Readings {
             baseline_p99: self.baseline,
-            app_p99: self.latency.quantile(0.99, RECENT_SECS, 0, MIN_REQUESTS),
+            app_p99: self.latency.quantile(
+                0.99,
+                s.latency_window.as_secs().max(1),
+                0,
+                MIN_REQUESTS,
+            ),
             ..Readings::default()
         };
         match db

@@ -71,8 +71,10 @@ const UPGRADES: &[&str] = &[
         error text,
         PRIMARY KEY (migration, n)
     );",
-    // 2: backfills: what a step's batches do, and how far they got.
-    "ALTER TABLE ddlgate.steps ADD COLUMN backfill jsonb, ADD COLUMN position jsonb;",
+    // 2: backfills: what a step's batches do, how far they got, and the
+    // throttle settings an operator changed for a migration.
+    "ALTER TABLE ddlgate.steps ADD COLUMN backfill jsonb, ADD COLUMN position jsonb;
+     ALTER TABLE ddlgate.migrations ADD COLUMN throttle jsonb;",
 ];
 
 /// Creates or upgrades the `ddlgate` schema in the connected database.
@@ -341,6 +343,44 @@ pub async fn statuses(
         }
     }
     Ok(out)
+}
+
+/// What operators asked of a running migration: PAUSE/CANCEL, and throttle
+/// settings changed from the console (JSON).
+pub async fn steering(
+    db: &Client,
+    id: i64,
+) -> Result<(Option<super::model::Request>, Option<String>), RunnerError> {
+    let row = db
+        .query_one(
+            "SELECT requested, throttle::text FROM ddlgate.migrations WHERE id = $1",
+            &[&id],
+        )
+        .await?;
+    let requested: Option<String> = row.get(0);
+    Ok((
+        requested.as_deref().and_then(super::model::Request::parse),
+        row.get(1),
+    ))
+}
+
+/// One throttle setting of a migration, changed from the console. Whether
+/// the migration exists.
+pub async fn set_throttle(
+    db: &Client,
+    id: i64,
+    key: &str,
+    value: i64,
+) -> Result<bool, RunnerError> {
+    let n = db
+        .execute(
+            "UPDATE ddlgate.migrations SET throttle = pg_catalog.jsonb_set( \
+               COALESCE(throttle, '{}'::pg_catalog.jsonb), ARRAY[$2::text], pg_catalog.to_jsonb($3::pg_catalog.int8)), \
+               updated_at = pg_catalog.now() WHERE id = $1",
+            &[&id, &key, &value],
+        )
+        .await?;
+    Ok(n == 1)
 }
 
 /// A backfill's position, with the migration's progress line (in the

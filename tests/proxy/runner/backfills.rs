@@ -3,7 +3,12 @@
 //! the table through ddlgate, and every row ends with the value the direct
 //! ALTER gives.
 
-use super::{database, direct, psql_db, runner_proxy, schema};
+use std::time::Duration;
+
+use super::{
+    database, direct, psql_db, psql_script, psql_via, recorded_id, runner_proxy, schema,
+    wait_for_status,
+};
 use crate::harness::{connect, Proxy};
 
 const SETUP: &str = "CREATE FUNCTION seven() RETURNS int VOLATILE LANGUAGE sql AS 'SELECT 7';
@@ -42,7 +47,7 @@ async fn writer(
             eprintln!("application error: {e:?}");
             errors += 1;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     errors
 }
@@ -77,7 +82,7 @@ async fn add_column_with_a_volatile_default_is_backfilled_under_an_application()
             let via = via.clone();
             async move { writer(runner_proxy(), &via, table, stop).await }
         });
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let c = connect(&proxy.conninfo("postgres", &via)).await;
         c.batch_execute(sql)
             .await
@@ -98,4 +103,107 @@ async fn add_column_with_a_volatile_default_is_backfilled_under_an_application()
             .get(0);
         assert!(steps > 1, "{sql}: one batch only");
     }
+}
+
+/// Progress and status of migration `id`, read straight from `db`.
+async fn progress(db: &str, id: &str) -> (String, String, i64) {
+    let r = direct(db)
+        .await
+        .query_one(
+            "SELECT m.status, coalesce(m.progress, ''), coalesce((s.position->>'rows')::bigint, 0)
+               FROM ddlgate.migrations m JOIN ddlgate.steps s ON s.migration = m.id AND s.kind = 'backfill'
+              WHERE m.id = $1::text::bigint",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    (r.get(0), r.get(1), r.get(2))
+}
+
+async fn wait_until(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    for _ in 0..300 {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never: {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_applications_latency_pauses_the_backfill_and_an_operator_steers_it() {
+    let mut s = super::runner_settings();
+    let r = s.runner.as_mut().unwrap();
+    r.throttle.latency_window = Duration::from_secs(1);
+    r.throttle.recheck = Duration::from_millis(100);
+    r.throttle.max_rows_per_sec = 2000;
+    r.throttle.app_p99_factor = 3.0;
+    let proxy = Proxy::start(s);
+    let db = database("bflat", SETUP);
+    let app = connect(&proxy.conninfo("postgres", &db)).await;
+    // The baseline: quick requests through ddlgate.
+    for _ in 0..300 {
+        app.batch_execute("SELECT 1").await.unwrap();
+    }
+    let (ok, _, err) = psql_script(
+        &proxy,
+        "postgres",
+        &db,
+        "SET ddlgate.mode = 'async';\nALTER TABLE k ADD COLUMN c int NOT NULL DEFAULT seven();\n",
+    );
+    assert!(ok, "{err}");
+    let id = recorded_id(&err);
+    wait_until("the backfill runs", async || progress(&db, &id).await.2 > 0).await;
+
+    // A slow application: its p99 is many times the baseline.
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let mut slow = Vec::new();
+    for _ in 0..4 {
+        let (db, mut stop) = (db.clone(), stop.clone());
+        let conninfo = proxy.conninfo("postgres", &db);
+        slow.push(tokio::spawn(async move {
+            let c = connect(&conninfo).await;
+            while !*stop.borrow_and_update() {
+                c.batch_execute("SELECT pg_sleep(0.03)").await.unwrap();
+            }
+        }));
+    }
+    drop(stop);
+    wait_until("the backfill pauses", async || {
+        progress(&db, &id)
+            .await
+            .1
+            .contains("paused: application p99")
+    })
+    .await;
+    let held = progress(&db, &id).await.2;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        progress(&db, &id).await.2,
+        held,
+        "rows changed while paused"
+    );
+    let (ok, list, _) = psql_via(&proxy, "postgres", "ddlgate", "SHOW MIGRATIONS");
+    assert!(ok && list.contains("paused: application p99"), "{list}");
+
+    // The application is quick again: the pause lifts.
+    stop_tx.send(true).unwrap();
+    for t in slow {
+        t.await.unwrap();
+    }
+    wait_until("the backfill goes on", async || {
+        let (_, text, rows) = progress(&db, &id).await;
+        !text.contains("paused") && rows > held
+    })
+    .await;
+    // The operator lifts the rate ceiling: it finishes at once.
+    let (ok, out, err) = psql_via(
+        &proxy,
+        "postgres",
+        "ddlgate",
+        &format!("THROTTLE {db}/{id} max_rows_per_sec 0"),
+    );
+    assert!(ok && out.contains("no rows/s ceiling now"), "{out}{err}");
+    wait_for_status(&proxy, &db, &id, "succeeded").await;
+    assert_eq!(off_values(&db, "k", "c", "7").await, 0);
 }
