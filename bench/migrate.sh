@@ -9,13 +9,15 @@
 # pgbench script (BEGIN; UPDATE one account; SELECT it; END) at a fixed
 # rate, every transaction's latency logged (-l; with --rate the latency
 # counts from the scheduled start, so a stall shows in full). For each change
-# (CREATE INDEX, ALTER COLUMN ... SET NOT NULL) and each path (direct, then
-# ddlgate), it reports: the change's total time; the application's p99
+# (CREATE INDEX, ALTER COLUMN ... SET NOT NULL, ADD COLUMN ... NOT NULL
+# DEFAULT clock_timestamp()) and each path (direct, then ddlgate), it
+# reports: the change's total time; the application's p99
 # before the change; its p99 and maximum over the change (transactions that
 # ended from its start to 1 s after its end); its errors (failed
 # transactions and aborted clients). Each round runs the four in turn; the
 # last table gives each column's median over the rounds, and the ratio of
-# p99 during to p99 before.
+# p99 during to p99 before. Then, with no workload, the backfill's rate
+# through ddlgate against one UPDATE of the whole table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPEAT=${1:-3}
@@ -24,6 +26,7 @@ CLIENTS=${3:-4}
 BEFORE=5   # seconds of workload before the change (the baseline)
 AFTER=3    # seconds after it
 SPAN=45    # seconds each workload runs: the change must end AFTER before
+BACKFILL_SPAN=150  # the same for the backfilled ADD COLUMN
 
 cargo build --release --quiet
 WORK=$(mktemp -d /tmp/ddlgate-migrate.XXXXXX)
@@ -62,21 +65,23 @@ SQL
 psql_at() { "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" -U postgres -d postgres -c "$2"; }
 now_us() { date +%s%6N; }
 
-# measure LABEL PORT CHANGE UNDO: one run; prints one result line.
+# measure LABEL PORT CHANGE UNDO [SPAN]: one run; prints one result line.
+# ONLY (a grep -E pattern over labels) runs a subset.
 measure() {
-  local label=$1 port=$2 change=$3 undo=$4 logs="$WORK/log.$RANDOM" t0 t1 pgb
+  if [ -n "${ONLY:-}" ] && ! grep -qE "$ONLY" <<<"$1"; then return; fi
+  local label=$1 port=$2 change=$3 undo=$4 span=${5:-$SPAN} logs="$WORK/log.$RANDOM" t0 t1 pgb
   mkdir -p "$logs"
   psql_at "$PGPORT" "$undo" >/dev/null 2>&1 || true
   psql_at "$PGPORT" "VACUUM ANALYZE pgbench_accounts" >/dev/null
   psql_at "$PGPORT" "CHECKPOINT" >/dev/null
-  (cd "$logs" && "$BIN/pgbench" -n -f "$WORK/app.sql" -c "$CLIENTS" -j 2 -R "$RATE" -T "$SPAN" -l \
+  (cd "$logs" && "$BIN/pgbench" -n -f "$WORK/app.sql" -c "$CLIENTS" -j 2 -R "$RATE" -T "$span" -l \
      -h 127.0.0.1 -p "$DGPORT" -U postgres postgres > "$logs/pgbench.out" 2>&1) &
   pgb=$!
   sleep "$BEFORE"
   t0=$(now_us)
   psql_at "$port" "$change" > "$logs/change.out" 2>&1 || echo "change failed: $(cat "$logs/change.out")" >&2
   t1=$(now_us)
-  [ $(( (t1 - t0) / 1000000 + BEFORE + AFTER )) -lt "$SPAN" ] || echo "$label: the change outlasted the workload; raise SPAN" >&2
+  [ $(( (t1 - t0) / 1000000 + BEFORE + AFTER )) -lt "$span" ] || echo "$label: the change outlasted the workload; raise SPAN" >&2
   wait "$pgb" || true
   python3 - "$label" "$logs" "$t0" "$t1" <<'PY'
 import glob, re, sys
@@ -111,11 +116,15 @@ HEAD=$(printf '%-22s %8s %10s %10s %9s %6s %7s' run change_s p99_before p99_duri
 echo "$HEAD"
 INDEX="CREATE INDEX acc_bid_bal ON pgbench_accounts (bid, abalance)"
 NOTNULL="ALTER TABLE pgbench_accounts ALTER COLUMN filler SET NOT NULL"
+ADDCOL="ALTER TABLE pgbench_accounts ADD COLUMN added_at timestamptz NOT NULL DEFAULT clock_timestamp()"
+DROPCOL="ALTER TABLE pgbench_accounts DROP COLUMN IF EXISTS added_at"
 for round in $(seq "$REPEAT"); do
   measure "CREATE INDEX direct" "$PGPORT" "$INDEX" "DROP INDEX IF EXISTS acc_bid_bal"
   measure "CREATE INDEX ddlgate" "$DGPORT" "$INDEX" "DROP INDEX IF EXISTS acc_bid_bal"
   measure "SET NOT NULL direct" "$PGPORT" "$NOTNULL" "ALTER TABLE pgbench_accounts ALTER COLUMN filler DROP NOT NULL"
   measure "SET NOT NULL ddlgate" "$DGPORT" "$NOTNULL" "ALTER TABLE pgbench_accounts ALTER COLUMN filler DROP NOT NULL"
+  measure "ADD COLUMN direct" "$PGPORT" "$ADDCOL" "$DROPCOL" "$BACKFILL_SPAN"
+  measure "ADD COLUMN ddlgate" "$DGPORT" "$ADDCOL" "$DROPCOL" "$BACKFILL_SPAN"
 done | tee "$WORK/rounds.txt"
 echo "medians over $REPEAT rounds:"
 printf '%s %7s\n' "$HEAD" p99x
@@ -131,3 +140,16 @@ for label, rows in runs.items():
     print(f"{label:<22} {m[0]:8.2f} {m[1]:10.1f} {m[2]:10.1f} {m[3]:9.1f} {m[4]:6.0f} {m[5]:7.0f} {ratios:7.2f}")
 PY
 echo "runner step retries on lock_timeout: $(grep -c 'migration.step_retried' "$WORK/ddlgate.log" || true)"
+
+# The backfill's rate with nothing else running, against one UPDATE.
+psql_at "$PGPORT" "$DROPCOL" >/dev/null
+psql_at "$PGPORT" "VACUUM pgbench_accounts" >/dev/null
+psql_at "$PGPORT" "ALTER TABLE pgbench_accounts ADD COLUMN once timestamptz" >/dev/null
+t0=$(now_us); psql_at "$PGPORT" "UPDATE pgbench_accounts SET once = clock_timestamp()" >/dev/null; t1=$(now_us)
+psql_at "$PGPORT" "ALTER TABLE pgbench_accounts DROP COLUMN once" >/dev/null
+psql_at "$PGPORT" "VACUUM pgbench_accounts" >/dev/null
+psql_at "$DGPORT" "ALTER TABLE pgbench_accounts ADD COLUMN idle_at timestamptz DEFAULT clock_timestamp()" >/dev/null
+backfill_s=$(grep 'migration.backfill_finished' "$WORK/ddlgate.log" | tail -1 | sed -n 's/.*duration_secs=\([0-9.]*\).*/\1/p')
+awk -v u="$(( t1 - t0 ))" -v b="$backfill_s" 'BEGIN {
+  printf "idle: one UPDATE of 2000000 rows %.2f s (%.0f rows/s); ddlgate backfill %.2f s (%.0f rows/s): %.2fx\n",
+    u / 1e6, 2e6 / (u / 1e6), b, 2e6 / b, (u / 1e6) / b }'

@@ -103,8 +103,12 @@ impl RunnerSettings {
             password: None,
             mode: ClientWait::Sync,
             async_roles: Vec::new(),
-            lock_timeout: Duration::from_secs(2),
-            lock_retries: 10,
+            // Short: while a step waits for its lock, the application's
+            // queries queue behind it. An autovacuum the step waits for is
+            // cancelled only after deadlock_timeout (1s), so a step waiting
+            // longer stalls the table that long.
+            lock_timeout: Duration::from_millis(500),
+            lock_retries: 30,
             retry_backoff: Duration::from_millis(200),
             retry_backoff_max: Duration::from_secs(10),
             brief_statement_timeout: Duration::from_secs(30),

@@ -56,7 +56,9 @@ pub struct ThrottleSettings {
 impl Default for ThrottleSettings {
     fn default() -> Self {
         ThrottleSettings {
-            batch_time: Duration::from_millis(100),
+            // Short: the application waits for the rows a batch holds
+            // until it commits.
+            batch_time: Duration::from_millis(50),
             max_rows_per_sec: 0,
             sleep_ratio: 0.0,
             first_batch: 1000,
@@ -68,7 +70,7 @@ impl Default for ThrottleSettings {
             max_active_backends: 0,
             query: None,
             recheck: Duration::from_secs(1),
-            latency_window: Duration::from_secs(10),
+            latency_window: Duration::from_secs(3),
         }
     }
 }

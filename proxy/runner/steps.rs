@@ -112,6 +112,55 @@ pub(super) async fn check_role(db: &Client, m: &Migration) -> Result<(), RunnerE
     Ok(())
 }
 
+/// The longest a step waits for a quiet moment before trying anyway.
+const QUIET_WAIT_MAX: Duration = Duration::from_secs(600);
+
+/// Before a step whose lock would queue the application: wait, without
+/// queuing, while something holds a lock on the table for long (an
+/// autovacuum worker, which PostgreSQL cancels only after
+/// deadlock_timeout; a transaction older than half the lock_timeout).
+/// Queued behind either, the step would stall every query on the table
+/// for its whole lock_timeout, attempt after attempt. Other roles'
+/// transaction ages are visible to members of pg_monitor only.
+async fn wait_for_quiet(db: &Client, m: &Migration, limits: &Limits) -> Result<(), RunnerError> {
+    let oid = m.lock_key & 0xffff_ffff;
+    let young = (limits.lock_timeout / 2).as_millis() as i64;
+    let started = tokio::time::Instant::now();
+    let mut attempt: u64 = 0;
+    while started.elapsed() < QUIET_WAIT_MAX {
+        let holder = db
+            .query_opt(
+                "SELECT a.pid, a.backend_type FROM pg_catalog.pg_locks l \
+                 JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid \
+                 WHERE l.locktype = 'relation' AND l.granted \
+                   AND l.relation = $1::pg_catalog.int8::pg_catalog.oid \
+                   AND l.database = (SELECT oid FROM pg_catalog.pg_database \
+                                      WHERE datname = pg_catalog.current_database()) \
+                   AND l.pid <> pg_catalog.pg_backend_pid() \
+                   AND (a.backend_type = 'autovacuum worker' \
+                        OR pg_catalog.now() - a.xact_start > $2::pg_catalog.int8 * interval '1 ms') \
+                 LIMIT 1",
+                &[&oid, &young],
+            )
+            .await?;
+        let Some(row) = holder else {
+            return Ok(());
+        };
+        attempt += 1;
+        if attempt == 1 {
+            let (pid, kind): (i32, Option<String>) = (row.get(0), row.get(1));
+            tracing::info!(
+                event = "migration.step_waiting",
+                pid,
+                holder = kind.as_deref().unwrap_or("unknown"),
+                "step waits for a long lock holder on its table before queuing for its lock"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100 * attempt.min(10))).await;
+    }
+    Ok(())
+}
+
 async fn run_in_transaction(
     db: &Client,
     m: &Migration,
@@ -119,6 +168,10 @@ async fn run_in_transaction(
     limits: &Limits,
 ) -> Result<(), RunnerError> {
     let (lock, statement) = timeouts(s.kind, limits);
+    if s.kind == StepKind::Brief {
+        // Brief steps take locks every query on the table queues behind.
+        wait_for_quiet(db, m, limits).await?;
+    }
     db.batch_execute(&format!("BEGIN; {}", set_timeouts(lock, statement, true)))
         .await?;
     let result = async {

@@ -215,6 +215,8 @@ pub struct Migration {
     pub status: Status,
     pub requested: Option<super::model::Request>,
     pub current_step: usize,
+    /// The relation's advisory lock key (its oid in the low 32 bits).
+    pub lock_key: i64,
     pub steps: Vec<StepRow>,
 }
 
@@ -234,7 +236,7 @@ pub struct StepRow {
 }
 
 const MIGRATION_COLUMNS: &str =
-    "id, statement, role::text, search_path, table_name, status, requested, current_step";
+    "id, statement, role::text, search_path, table_name, status, requested, current_step, lock_key";
 
 fn migration_of(r: &Row) -> Result<Migration, RunnerError> {
     let status: String = r.get(5);
@@ -249,6 +251,7 @@ fn migration_of(r: &Row) -> Result<Migration, RunnerError> {
             .ok_or_else(|| RunnerError::State(format!("unknown status {status}")))?,
         requested: requested.as_deref().and_then(super::model::Request::parse),
         current_step: r.get::<_, i32>(7).max(1) as usize,
+        lock_key: r.get(8),
         steps: Vec::new(),
     })
 }

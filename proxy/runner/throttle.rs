@@ -174,7 +174,10 @@ mod tests {
     use super::*;
 
     fn throttle() -> Throttle {
-        Throttle::new(Settings::default())
+        Throttle::new(Settings {
+            batch_time: Duration::from_millis(100),
+            ..Settings::default()
+        })
     }
 
     #[test]
@@ -219,6 +222,7 @@ mod tests {
         assert!((t.rows_per_sec() - 10_000.0).abs() < 1.0);
         let mut t = Throttle::new(Settings {
             sleep_ratio: 0.5,
+            batch_time: Duration::from_millis(100),
             ..Settings::default()
         });
         assert_eq!(

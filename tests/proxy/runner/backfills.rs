@@ -207,3 +207,37 @@ async fn the_applications_latency_pauses_the_backfill_and_an_operator_steers_it(
     wait_for_status(&proxy, &db, &id, "succeeded").await;
     assert_eq!(off_values(&db, "k", "c", "7").await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn add_column_serial_draws_every_row_from_its_sequence() {
+    let proxy = runner_proxy();
+    let sql = "ALTER TABLE h ADD COLUMN n bigserial";
+    let direct_db = database("bsd", SETUP);
+    psql_db(&direct_db, sql);
+    let via = database("bsv", SETUP);
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let app = tokio::spawn({
+        let via = via.clone();
+        async move { writer(runner_proxy(), &via, "h", stop).await }
+    });
+    let c = connect(&proxy.conninfo("postgres", &via)).await;
+    c.batch_execute(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    stop_tx.send(true).unwrap();
+    assert_eq!(app.await.unwrap(), 0, "application errors");
+    assert_eq!(schema(&via).await, schema(&direct_db).await);
+    // Every row has its own number, and the sequence is past them all (the
+    // order differs from the direct ALTER's, which follows the heap).
+    let r = direct(&via)
+        .await
+        .query_one(
+            "SELECT count(*), count(DISTINCT n), max(n) <= (SELECT last_value FROM h_n_seq) FROM h",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (rows, distinct, below): (i64, i64, bool) = (r.get(0), r.get(1), r.get(2));
+    assert_eq!(rows, distinct);
+    assert!(below);
+}
