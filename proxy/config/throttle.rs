@@ -14,6 +14,7 @@ pub struct ThrottleSection {
     pub batch_time: Option<String>,
     pub max_rows_per_sec: Option<u64>,
     pub sleep_ratio: Option<f64>,
+    pub busy_sleep_ratio: Option<f64>,
     pub app_p99_factor: Option<f64>,
     pub max_replica_lag: Option<String>,
     pub max_wal_rate: Option<String>,
@@ -32,6 +33,9 @@ pub struct ThrottleSettings {
     pub max_rows_per_sec: u64,
     /// Sleep this fraction of each batch's time after it.
     pub sleep_ratio: f64,
+    /// While the application sends requests: sleep at least this fraction
+    /// of each batch's time (an idle database is backfilled at full pace).
+    pub busy_sleep_ratio: f64,
     pub first_batch: u64,
     pub min_batch: u64,
     pub max_batch: u64,
@@ -61,6 +65,7 @@ impl Default for ThrottleSettings {
             batch_time: Duration::from_millis(50),
             max_rows_per_sec: 0,
             sleep_ratio: 0.0,
+            busy_sleep_ratio: 1.0,
             first_batch: 1000,
             min_batch: 100,
             max_batch: 50_000,
@@ -95,6 +100,15 @@ impl ThrottleSection {
                 ));
             }
             s.sleep_ratio = v;
+        }
+        if let Some(v) = self.busy_sleep_ratio {
+            if !(0.0..=100.0).contains(&v) {
+                return Err(bad(
+                    "throttle.busy_sleep_ratio",
+                    format!("{v} is not within 0..100"),
+                ));
+            }
+            s.busy_sleep_ratio = v;
         }
         if let Some(v) = self.app_p99_factor {
             if v != 0.0 && v < 1.0 {

@@ -131,7 +131,12 @@ impl StepRun<'_> {
                     failures = 0;
                     pos = next;
                     let took = t0.elapsed();
-                    let sleep = throttle.done(rows, r.covered.max(0) as u64, took);
+                    let sleep = throttle.done(
+                        rows,
+                        r.covered.max(0) as u64,
+                        took,
+                        readings.app_p99.is_some(),
+                    );
                     metrics::counter!("ddlgate_backfill_rows_total")
                         .increment(r.changed.max(0) as u64);
                     metrics::gauge!("ddlgate_backfill_rows_per_second")

@@ -137,25 +137,40 @@ impl Throttle {
                 reason: reasons.join("; "),
             };
         }
-        let rows = if near {
-            (self.batch / 2).max(s.min_batch)
-        } else {
-            self.batch
-        };
+        // Below the pause, the batch shrinks as the application slows:
+        // full size at its baseline, a quarter at the threshold.
+        let mut scale: f64 = 1.0;
+        if let (Some(now), Some(before)) = (r.app_p99, r.baseline_p99) {
+            let ratio = now.as_secs_f64() / before.as_secs_f64().max(1e-6);
+            if s.app_p99_factor > 1.0 && ratio > 1.0 {
+                scale = ((s.app_p99_factor - ratio) / (s.app_p99_factor - 1.0)).clamp(0.25, 1.0);
+            }
+        }
+        if near {
+            scale = scale.min(0.5);
+        }
+        let rows = ((self.batch as f64 * scale) as u64).max(s.min_batch);
         Decision::Run { rows }
     }
 
     /// After a batch of `asked` rows that covered `rows` and took `took`:
-    /// the next batch's size adapts, and the sleep before it is returned.
-    pub fn done(&mut self, asked: u64, rows: u64, took: Duration) -> Duration {
+    /// the next batch's size adapts (to what the measured pace does in
+    /// batch_time, at most halved or doubled), and the sleep before it is
+    /// returned. `busy`: the application is sending requests, and gets
+    /// `busy_sleep_ratio` of each batch's time to itself.
+    pub fn done(&mut self, asked: u64, rows: u64, took: Duration, busy: bool) -> Duration {
         let s = &self.settings;
         let took_s = took.as_secs_f64().max(0.001);
         // A short last batch says nothing about the pace.
-        if rows >= asked {
-            let factor = (s.batch_time.as_secs_f64() / took_s).clamp(0.5, 2.0);
-            self.batch = ((self.batch as f64 * factor) as u64).clamp(s.min_batch, s.max_batch);
+        if rows >= asked && rows > 0 {
+            let ideal = rows as f64 / took_s * s.batch_time.as_secs_f64();
+            let b = self.batch as f64;
+            self.batch = (ideal.clamp(b * 0.5, b * 2.0) as u64).clamp(s.min_batch, s.max_batch);
         }
         let mut sleep = took_s * s.sleep_ratio.max(0.0);
+        if busy {
+            sleep = sleep.max(took_s * s.busy_sleep_ratio.max(0.0));
+        }
         if s.max_rows_per_sec > 0 {
             // At most the ceiling, over the batch and its sleep.
             sleep = sleep.max(rows as f64 / s.max_rows_per_sec as f64 - took_s);
@@ -185,20 +200,20 @@ mod tests {
         let mut t = throttle();
         assert_eq!(t.batch(), 1000);
         // 1000 rows in 25 ms: at most doubled per batch.
-        t.done(1000, 1000, Duration::from_millis(25));
+        t.done(1000, 1000, Duration::from_millis(25), false);
         assert_eq!(t.batch(), 2000);
-        t.done(2000, 2000, Duration::from_millis(80));
+        t.done(2000, 2000, Duration::from_millis(80), false);
         assert_eq!(t.batch(), 2500);
         // Slow: at most halved.
-        t.done(2500, 2500, Duration::from_millis(1000));
+        t.done(2500, 2500, Duration::from_millis(1000), false);
         assert_eq!(t.batch(), 1250);
         // Bounded.
         for _ in 0..20 {
-            t.done(t.batch(), t.batch(), Duration::from_secs(5));
+            t.done(t.batch(), t.batch(), Duration::from_secs(5), false);
         }
         assert_eq!(t.batch(), 100);
         for _ in 0..30 {
-            t.done(t.batch(), t.batch(), Duration::from_millis(1));
+            t.done(t.batch(), t.batch(), Duration::from_millis(1), false);
         }
         assert_eq!(t.batch(), 50_000);
     }
@@ -206,7 +221,7 @@ mod tests {
     #[test]
     fn a_short_last_batch_leaves_the_size_alone() {
         let mut t = throttle();
-        t.done(1000, 10, Duration::from_millis(1));
+        t.done(1000, 10, Duration::from_millis(1), false);
         assert_eq!(t.batch(), 1000);
     }
 
@@ -217,7 +232,7 @@ mod tests {
             ..Settings::default()
         });
         // 1000 rows in 20 ms would be 50k rows/s: sleep to make it 10k.
-        let sleep = t.done(1000, 1000, Duration::from_millis(20));
+        let sleep = t.done(1000, 1000, Duration::from_millis(20), false);
         assert_eq!(sleep, Duration::from_millis(80));
         assert!((t.rows_per_sec() - 10_000.0).abs() < 1.0);
         let mut t = Throttle::new(Settings {
@@ -226,8 +241,14 @@ mod tests {
             ..Settings::default()
         });
         assert_eq!(
-            t.done(1000, 1000, Duration::from_millis(100)),
+            t.done(1000, 1000, Duration::from_millis(100), false),
             Duration::from_millis(50)
+        );
+        // While the application is busy, it gets as much time as a batch.
+        let mut t = throttle();
+        assert_eq!(
+            t.done(1000, 1000, Duration::from_millis(40), true),
+            Duration::from_millis(40)
         );
     }
 
@@ -278,9 +299,21 @@ mod tests {
         // Close to a threshold: half batches.
         let near = Readings {
             wal_rate: Some(900_000),
-            ..calm
+            ..calm.clone()
         };
         assert_eq!(t.decide(&near), Decision::Run { rows: 500 });
+        // The application slower than before, below the pause: smaller
+        // batches, down to a quarter at the threshold.
+        let slower = Readings {
+            app_p99: Some(Duration::from_micros(5750)),
+            ..calm.clone()
+        };
+        assert_eq!(t.decide(&slower), Decision::Run { rows: 500 });
+        let at = Readings {
+            app_p99: Some(Duration::from_micros(6490)),
+            ..calm
+        };
+        assert_eq!(t.decide(&at), Decision::Run { rows: 250 });
     }
 
     #[test]
