@@ -89,7 +89,7 @@ impl Position {
                     self.total * next / (last_page + 1)
                 }
             }
-            Walk::Key { .. } => self.rows.max(self.batches),
+            Walk::Key { .. } => self.rows,
         }
     }
 }

@@ -224,11 +224,23 @@ impl StepRun<'_> {
         pos: &Position,
         throttle: &Throttle,
     ) -> Result<(), RunnerError> {
+        let json = self.write_position(m, i, pos, throttle).await?;
+        m.steps[i].position = Some(json);
+        Ok(())
+    }
+
+    /// Writes `pos` and the progress line it makes; the JSON written.
+    async fn write_position(
+        &self,
+        m: &Migration,
+        i: usize,
+        pos: &Position,
+        throttle: &Throttle,
+    ) -> Result<String, RunnerError> {
         let json = serde_json::to_string(pos).map_err(|e| RunnerError::State(e.to_string()))?;
         let text = self.progress(m, i, pos, throttle, None);
         store::save_position(self.db, m.id, m.steps[i].n, &json, &text).await?;
-        m.steps[i].position = Some(json);
-        Ok(())
+        Ok(json)
     }
 
     /// One batch, in its own transaction as the submitter, committed with
@@ -256,10 +268,7 @@ impl StepRun<'_> {
             db.batch_execute(steps::BECOME_RUNNER).await?;
             let mut next = pos.clone();
             backfill::advance(&mut next, batch, &r);
-            let json =
-                serde_json::to_string(&next).map_err(|e| RunnerError::State(e.to_string()))?;
-            let text = self.progress(m, i, &next, throttle, None);
-            store::save_position(db, m.id, m.steps[i].n, &json, &text).await?;
+            let json = self.write_position(m, i, &next, throttle).await?;
             db.batch_execute("COMMIT").await?;
             Ok::<_, RunnerError>((r, next, json))
         }

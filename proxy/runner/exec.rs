@@ -368,14 +368,9 @@ impl StepRun<'_> {
     }
 }
 
-pub(super) async fn requested(db: &Client, id: i64) -> Result<Option<Request>, RunnerError> {
-    let row = db
-        .query_one(
-            "SELECT requested FROM ddlgate.migrations WHERE id = $1",
-            &[&id],
-        )
-        .await?;
-    Ok(row.get::<_, Option<&str>>(0).and_then(Request::parse))
+/// PAUSE or CANCEL, if an operator asked for one.
+async fn requested(db: &Client, id: i64) -> Result<Option<Request>, RunnerError> {
+    Ok(store::steering(db, id).await?.0)
 }
 
 /// CANCEL: the finished steps are undone, last first, where that is

@@ -208,7 +208,11 @@ where
         gate: Gate::new(
             runtime.clone(),
             shared.runner.clone(),
-            Some(shared.latency.database(&who.database)),
+            // Only the runner's throttle reads it.
+            shared
+                .runner
+                .as_ref()
+                .map(|_| shared.latency.database(&who.database)),
             who,
             interrupt,
         ),

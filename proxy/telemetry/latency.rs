@@ -97,9 +97,10 @@ impl DbLatency {
         slot.counts[bucket(us)].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Requests and quantile `q` over the seconds in `[from, to)` ago,
-    /// e.g. `window(10, 0)`: the last ten seconds. `None` with fewer than
-    /// `min_count` requests.
+    /// Quantile `q` over the seconds from `from_ago` to `to_ago` ago
+    /// (`to_ago` 0 includes the current second), e.g. `quantile(q, 10, 0,
+    /// n)`: the last ten seconds. `None` with fewer than `min_count`
+    /// requests.
     pub fn quantile(&self, q: f64, from_ago: u64, to_ago: u64, min_count: u64) -> Option<Duration> {
         let (n, d) = self.summary(q, from_ago, to_ago);
         (n >= min_count.max(1)).then_some(d)

@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use super::{database, psql_db, schema};
+use super::{database, direct, psql_db, schema};
 use crate::harness::{cluster, connect};
 
 /// ddlgate as its own process (so it can be killed), with a runner.
@@ -60,11 +60,7 @@ impl Drop for Process {
 
 /// The newest migration's status and current step in `db`, read directly.
 async fn migration_step(db: &str) -> (String, i32) {
-    let c = connect(&format!(
-        "host=127.0.0.1 port={} user=postgres dbname={db}",
-        cluster().port
-    ))
-    .await;
+    let c = direct(db).await;
     match c
         .query_opt(
             "SELECT status, current_step FROM ddlgate.migrations ORDER BY id DESC LIMIT 1",
@@ -75,6 +71,17 @@ async fn migration_step(db: &str) -> (String, i32) {
         Ok(Some(r)) => (r.get(0), r.get(1)),
         _ => (String::new(), 0),
     }
+}
+
+/// Whether the newest migration in `db` succeeds within 20 s.
+async fn succeeds(db: &str) -> bool {
+    for _ in 0..400 {
+        if migration_step(db).await.0 == "succeeded" {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
 }
 
 /// kill -9 of ddlgate in the middle of a step (CREATE INDEX CONCURRENTLY
@@ -100,16 +107,12 @@ async fn kill_9_mid_step_then_restart_resumes_to_the_same_schema() {
         let setup = format!(
             "{slow} CREATE TABLE w (v int); INSERT INTO w SELECT generate_series(1, 3000);"
         );
-        let direct = database("kd", &setup);
-        psql_db(&direct, sql);
+        let direct_db = database("kd", &setup);
+        psql_db(&direct_db, sql);
         let db = database("kv", &setup);
         let port = ddlgate::pgcluster::free_port();
         let proc = Process::start(tempfile::tempdir().unwrap(), port, "");
-        let blocker = connect(&format!(
-            "host=127.0.0.1 port={} user=postgres dbname={db}",
-            cluster().port
-        ))
-        .await;
+        let blocker = direct(&db).await;
         if !blocker_sql.is_empty() {
             // CREATE INDEX CONCURRENTLY waits for this transaction.
             blocker.batch_execute(blocker_sql).await.unwrap();
@@ -140,27 +143,15 @@ async fn kill_9_mid_step_then_restart_resumes_to_the_same_schema() {
             blocker.batch_execute("COMMIT").await.unwrap();
         }
         let restarted = Process::start(dir, port, "");
-        let mut done = String::new();
-        for _ in 0..300 {
-            done = migration_step(&db).await.0;
-            if done == "succeeded" {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert_eq!(done, "succeeded", "{sql}: not resumed");
-        assert_eq!(schema(&db).await, schema(&direct).await, "{sql}");
+        assert!(succeeds(&db).await, "{sql}: not resumed");
+        assert_eq!(schema(&db).await, schema(&direct_db).await, "{sql}");
         drop(restarted);
     }
 }
 
 /// The backfill step's position in `db`: batches and rows done.
 async fn backfill_position(db: &str) -> (i64, i64) {
-    let c = connect(&format!(
-        "host=127.0.0.1 port={} user=postgres dbname={db}",
-        cluster().port
-    ))
-    .await;
+    let c = direct(db).await;
     match c
         .query_opt(
             "SELECT (position->>'batches')::bigint, (position->>'rows')::bigint \
@@ -183,8 +174,8 @@ async fn kill_9_mid_backfill_resumes_from_its_last_batch() {
         CREATE TABLE k (id int PRIMARY KEY, v int);
         INSERT INTO k SELECT g, g FROM generate_series(1, 20000) g;";
     let sql = "ALTER TABLE k ADD COLUMN c int NOT NULL DEFAULT seven()";
-    let direct = database("kbd", setup);
-    psql_db(&direct, sql);
+    let direct_db = database("kbd", setup);
+    psql_db(&direct_db, sql);
     let db = database("kbv", setup);
     let port = ddlgate::pgcluster::free_port();
     // Slow enough to be killed in: 4000 rows/s, batches of 100 ms.
@@ -210,25 +201,13 @@ async fn kill_9_mid_backfill_resumes_from_its_last_batch() {
     let recorded = backfill_position(&db).await;
     assert!(recorded.1 < 20000, "finished before the kill: {recorded:?}");
     let restarted = Process::start(dir, port, throttle);
-    let mut done = String::new();
-    for _ in 0..400 {
-        done = migration_step(&db).await.0;
-        if done == "succeeded" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(done, "succeeded", "not resumed");
+    assert!(succeeds(&db).await, "not resumed");
     let (batches, rows) = backfill_position(&db).await;
     // Counted on from the recorded position: each row changed once.
     assert_eq!(rows, 20000, "rows changed twice or skipped");
     assert!(batches > recorded.0, "{batches} batches after {recorded:?}");
-    assert_eq!(schema(&db).await, schema(&direct).await);
-    let c = connect(&format!(
-        "host=127.0.0.1 port={} user=postgres dbname={db}",
-        cluster().port
-    ))
-    .await;
+    assert_eq!(schema(&db).await, schema(&direct_db).await);
+    let c = direct(&db).await;
     let off: i64 = c
         .query_one("SELECT count(*) FROM k WHERE c IS DISTINCT FROM 7", &[])
         .await

@@ -63,12 +63,23 @@ pub(super) fn psql_db(db: &str, sql: &str) {
 
 /// psql through `proxy` as `user` into `db`: (success, stdout, stderr).
 pub(super) fn psql_via(proxy: &Proxy, user: &str, db: &str, sql: &str) -> (bool, String, String) {
-    let out = Command::new(cluster().bin_dir.join("psql"))
-        .args(["-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p"])
-        .arg(proxy.port().to_string())
-        .args(["-U", user, "-d", db, "-c", sql])
+    let out = psql_to(proxy, user, db)
+        .args(["-c", sql])
         .output()
         .expect("running psql");
+    outcome(&out)
+}
+
+/// psql through `proxy` as `user` into `db`, stopping at the first error.
+fn psql_to(proxy: &Proxy, user: &str, db: &str) -> Command {
+    let mut c = Command::new(cluster().bin_dir.join("psql"));
+    c.args(["-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p"])
+        .arg(proxy.port().to_string())
+        .args(["-U", user, "-d", db]);
+    c
+}
+
+fn outcome(out: &std::process::Output) -> (bool, String, String) {
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -138,10 +149,8 @@ pub(super) fn psql_script(
     script: &str,
 ) -> (bool, String, String) {
     use std::io::Write;
-    let mut child = Command::new(cluster().bin_dir.join("psql"))
-        .args(["-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p"])
-        .arg(proxy.port().to_string())
-        .args(["-U", user, "-d", db, "-f", "-"])
+    let mut child = psql_to(proxy, user, db)
+        .args(["-f", "-"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -153,12 +162,7 @@ pub(super) fn psql_script(
         .unwrap()
         .write_all(script.as_bytes())
         .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    outcome(&child.wait_with_output().unwrap())
 }
 
 /// The id in a "recorded as migration N" notice.
