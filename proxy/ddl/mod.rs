@@ -8,8 +8,10 @@
 //! - `rules/`: one file per rule family, `Op` + `Context` to `Finding`s.
 //! - `analyze`: statement sequences and their transaction.
 //! - `policy`: findings to decisions.
+//! - `plan/`: a statement's safe phased form, from its text and `dependents`.
 
 pub mod analyze;
+pub mod dependents;
 pub mod fastpath;
 pub mod lexer;
 pub mod op;

@@ -374,11 +374,18 @@ async fn requested(db: &Client, id: i64) -> Result<Option<Request>, RunnerError>
 }
 
 /// CANCEL: the finished steps are undone, last first, where that is
-/// possible (the index built, the NOT VALID constraint added); the others
-/// stay and are recorded as kept.
+/// possible (the index built, the NOT VALID constraint added, the new
+/// column of a type change); the others stay and are recorded as kept.
+/// Past a type change's cut-over the change is made: the steps before it
+/// stay, and only the ones after it are not run.
 async fn cancel(db: &Client, m: &Migration, limits: &Limits) -> Result<Ended, RunnerError> {
     let fresh = store::load(db, m.id).await?.unwrap_or_else(|| m.clone());
-    for s in fresh.steps.iter().rev() {
+    let after_cutover = fresh
+        .steps
+        .iter()
+        .rposition(|s| s.kind == StepKind::Cutover && s.status == StepStatus::Done)
+        .map_or(0, |i| i + 1);
+    for s in fresh.steps[after_cutover..].iter().rev() {
         let touched = matches!(
             s.status,
             StepStatus::Done | StepStatus::Running | StepStatus::Failed

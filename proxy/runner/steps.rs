@@ -31,7 +31,9 @@ pub struct Limits {
 /// they get neither; a scan (VALIDATE) gets no statement_timeout.
 fn timeouts(kind: StepKind, limits: &Limits) -> (Duration, Duration) {
     match kind {
-        StepKind::Brief => (limits.lock_timeout, limits.brief_statement_timeout),
+        StepKind::Brief | StepKind::Cutover => {
+            (limits.lock_timeout, limits.brief_statement_timeout)
+        }
         StepKind::Validate | StepKind::Backfill => (limits.lock_timeout, Duration::ZERO),
         StepKind::BuildIndex | StepKind::DropIndex | StepKind::Reindex | StepKind::Detach => {
             (Duration::ZERO, Duration::ZERO)
@@ -168,7 +170,7 @@ async fn run_in_transaction(
     limits: &Limits,
 ) -> Result<(), RunnerError> {
     let (lock, statement) = timeouts(s.kind, limits);
-    if s.kind == StepKind::Brief {
+    if matches!(s.kind, StepKind::Brief | StepKind::Cutover) {
         // Brief steps take locks every query on the table queues behind.
         wait_for_quiet(db, m, limits).await?;
     }
@@ -356,7 +358,7 @@ async fn before_attempt(db: &Client, m: &Migration, s: &StepRow) -> Result<Befor
                 }
             }
         }
-        StepKind::Brief | StepKind::Validate | StepKind::Backfill => {}
+        StepKind::Brief | StepKind::Validate | StepKind::Backfill | StepKind::Cutover => {}
     }
     Ok(Before::Run(s.sql.clone()))
 }
@@ -364,6 +366,9 @@ async fn before_attempt(db: &Client, m: &Migration, s: &StepRow) -> Result<Befor
 /// What undoes a finished step, if anything can: the index it built, the
 /// NOT VALID constraint it added.
 pub fn undo_sql(s: &StepRow, built: Option<&str>) -> Option<String> {
+    if s.undo.is_some() {
+        return s.undo.clone();
+    }
     match s.kind {
         StepKind::BuildIndex => built.map(|q| format!("DROP INDEX CONCURRENTLY IF EXISTS {q}")),
         StepKind::Brief if s.sql.trim_end().ends_with("NOT VALID") => {

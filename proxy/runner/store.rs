@@ -75,6 +75,8 @@ const UPGRADES: &[&str] = &[
     // throttle settings an operator changed for a migration.
     "ALTER TABLE ddlgate.steps ADD COLUMN backfill jsonb, ADD COLUMN position jsonb;
      ALTER TABLE ddlgate.migrations ADD COLUMN throttle jsonb;",
+    // 3: what undoes a step, where the plan says (a type change's expand).
+    "ALTER TABLE ddlgate.steps ADD COLUMN undo text;",
 ];
 
 /// Creates or upgrades the `ddlgate` schema in the connected database.
@@ -180,13 +182,14 @@ pub async fn insert(db: &mut Client, s: &Submission, lock_key: i64) -> Result<i6
         // The runner does not run a backfill's script: it runs throttled
         // batches, and says so.
         let what = if step.backfill.is_some() {
-            "fill the existing rows in throttled batches"
+            step.what
+                .replace(", 1000 pages per transaction", " in throttled batches")
         } else {
-            step.what.as_str()
+            step.what.clone()
         };
         tx.execute(
             "INSERT INTO ddlgate.steps (migration, n, kind, sql, what, object, in_transaction, \
-             backfill) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::jsonb)",
+             backfill, undo) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::jsonb, $9)",
             &[
                 &id,
                 &(i as i32 + 1),
@@ -196,6 +199,7 @@ pub async fn insert(db: &mut Client, s: &Submission, lock_key: i64) -> Result<i6
                 &step.object,
                 &step.in_transaction,
                 &backfill,
+                &step.undo,
             ],
         )
         .await?;
@@ -233,6 +237,8 @@ pub struct StepRow {
     pub backfill: Option<crate::ddl::plan::Backfill>,
     /// How far a backfill got (its JSON), recorded with every batch.
     pub position: Option<String>,
+    /// What undoes it, where the plan said.
+    pub undo: Option<String>,
 }
 
 const MIGRATION_COLUMNS: &str =
@@ -271,7 +277,7 @@ pub async fn load(db: &Client, id: i64) -> Result<Option<Migration>, RunnerError
     for r in db
         .query(
             "SELECT n, kind, sql, what, object, in_transaction, status, attempts, \
-             backfill::text, position::text FROM ddlgate.steps WHERE migration = $1 ORDER BY n",
+             backfill::text, position::text, undo FROM ddlgate.steps WHERE migration = $1 ORDER BY n",
             &[&id],
         )
         .await?
@@ -294,6 +300,7 @@ pub async fn load(db: &Client, id: i64) -> Result<Option<Migration>, RunnerError
                 .transpose()
                 .map_err(|e| RunnerError::State(format!("a step's backfill: {e}")))?,
             position: r.get(9),
+            undo: r.get(10),
         });
     }
     Ok(Some(m))

@@ -100,7 +100,71 @@ const CASES: &[(&str, &str)] = &[
          CREATE TABLE p2 (k int); INSERT INTO p2 SELECT generate_series(500, 900)",
         "ALTER TABLE p ATTACH PARTITION p2 FOR VALUES FROM (500) TO (MAXVALUE)",
     ),
+    (
+        "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL DEFAULT 5 CHECK (v > 0), w text, \
+         UNIQUE (v, w)); CREATE INDEX t_v ON t (v) WHERE v > 3; \
+         CREATE INDEX t_expr ON t ((v + 1), lower(w)); COMMENT ON COLUMN t.v IS 'it''s v'; \
+         ALTER TABLE t ALTER COLUMN v SET STATISTICS 500; \
+         INSERT INTO t SELECT g, g, 'w' || g FROM generate_series(1, 300) g",
+        "ALTER TABLE t ALTER COLUMN v TYPE bigint",
+    ),
+    (
+        "CREATE TABLE parent (id serial PRIMARY KEY, n text); \
+         CREATE TABLE child (id int PRIMARY KEY, pid int REFERENCES parent ON DELETE CASCADE); \
+         INSERT INTO parent (n) SELECT 'n' || g FROM generate_series(1, 300) g; \
+         INSERT INTO child SELECT g, g FROM generate_series(1, 300) g",
+        "ALTER TABLE parent ALTER COLUMN id TYPE bigint",
+    ),
+    (
+        "CREATE TABLE parent (id int PRIMARY KEY); \
+         CREATE TABLE child (id int PRIMARY KEY, pid int CONSTRAINT \"to parent\" REFERENCES parent); \
+         INSERT INTO parent SELECT generate_series(1, 300); \
+         INSERT INTO child SELECT g, g FROM generate_series(1, 300) g",
+        "ALTER TABLE child ALTER pid TYPE bigint",
+    ),
+    (
+        "CREATE TABLE \"Odd T\" (id bigint PRIMARY KEY, \"Val\" text NOT NULL); \
+         INSERT INTO \"Odd T\" SELECT g, g::text FROM generate_series(1, 300) g",
+        "ALTER TABLE \"Odd T\" ALTER \"Val\" SET DATA TYPE int USING \"Val\"::int + 0",
+    ),
 ];
+
+/// What the proxy's lookup reads for a type change: the dependents of
+/// each column the statement retypes, in `schema`.
+async fn dependents_facts(db: &Client, schema: &str, sql: &str, major: u32, c: &mut Catalog) {
+    use ddlgate::ddl::op::{fold_name, unquote, Op};
+    let analyzed = Analyzer::findings_only().analyze(
+        sql.as_bytes(),
+        Mode::Script,
+        false,
+        major,
+        &Catalog::default(),
+    );
+    db.batch_execute(&format!("SET search_path = {schema}"))
+        .await
+        .unwrap();
+    for op in analyzed.iter().flat_map(|a| &a.ops) {
+        let Op::AlterType { table, column, .. } = op else {
+            continue;
+        };
+        let mut d = ddlgate::ddl::dependents::Dependents::default();
+        for r in db
+            .query(ddlgate::ddl::dependents::SQL, &[table, &unquote(column)])
+            .await
+            .unwrap()
+        {
+            let cols: Vec<Option<String>> = (0..r.len()).map(|i| r.get(i)).collect();
+            let bytes: Vec<Option<&[u8]>> = cols
+                .iter()
+                .map(|c| c.as_deref().map(str::as_bytes))
+                .collect();
+            ddlgate::ddl::dependents::on_row(&bytes, &mut d);
+        }
+        c.dependents
+            .insert((fold_name(table), fold_name(column)), d);
+    }
+    db.batch_execute("RESET search_path").await.unwrap();
+}
 
 /// The facts the proxy would look up for a plan: each partitioned table's
 /// key and DEFAULT partition, in `schema`.
@@ -147,6 +211,20 @@ async fn catalog(db: &Client, schema: &str) -> Vec<String> {
                     CASE WHEN i.indisvalid THEN '' ELSE ' (invalid)' END \
              FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
              JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 \
+             UNION ALL \
+             SELECT 'column ' || c.relname || '.' || a.attname || ' comment ' || \
+                    coalesce(col_description(c.oid, a.attnum), '-') || ' statistics ' || a.attstattarget \
+             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p') \
+             UNION ALL \
+             SELECT 'sequence ' || s.relname || ' owned by ' || coalesce(( \
+                    SELECT t.relname || '.' || a.attname FROM pg_depend d \
+                    JOIN pg_class t ON t.oid = d.refobjid \
+                    JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid \
+                    WHERE d.objid = s.oid AND d.deptype = 'a' AND d.classid = 'pg_class'::regclass), '-') \
+             FROM pg_class s JOIN pg_namespace n ON n.oid = s.relnamespace \
+             WHERE n.nspname = $1 AND s.relkind = 'S' \
              UNION ALL \
              SELECT 'partition ' || c.relname || ' of ' || p.relname \
              FROM pg_inherits h JOIN pg_class c ON c.oid = h.inhrelid \
@@ -206,7 +284,8 @@ async fn every_plan_runs_as_printed_and_reaches_the_same_schema() {
         .await
         .unwrap_or_else(|e| panic!("{sql} directly: {e}"));
 
-        let facts = partition_facts(&db, &planned).await;
+        let mut facts = partition_facts(&db, &planned).await;
+        dependents_facts(&db, &planned, sql, major, &mut facts).await;
         let analyzed =
             Analyzer::default().analyze(sql.as_bytes(), Mode::Script, false, major, &facts);
         let Some(plan) = analyzed.into_iter().next().and_then(|a| a.plan) else {

@@ -6,7 +6,7 @@
 use super::build::{step, Form};
 use super::names::object_name;
 use super::source::{bare, Toks};
-use super::{columns, constraints, partitions, Step, StepKind};
+use super::{columns, constraints, partitions, retype, Step, StepKind};
 use crate::ddl::op::{quote_ident, unquote};
 use crate::ddl::rule::Lock;
 use crate::ddl::Catalog;
@@ -63,7 +63,15 @@ pub(super) fn alter_table(
         }
     };
     for &(a, b) in &alter.subs {
-        match subcommand(t, &alter, a, b, catalog) {
+        // A type change that is safe as it is stays as it is.
+        let safe_type_change = is_type_change(t, a, b)
+            && brief_ok(&format!("ALTER TABLE {} {}", alter.table, t.text(a, b)));
+        let phased = if safe_type_change {
+            None
+        } else {
+            subcommand(t, &alter, a, b, catalog)
+        };
+        match phased {
             Some(phased) => {
                 flush(&mut brief, &mut steps);
                 steps.extend(phased);
@@ -105,6 +113,9 @@ fn subcommand(
         if t.eat(c + 1, &["SET", "NOT", "NULL"]) == Some(b) {
             return Some(not_null_recipe(alter, t.tok(c)));
         }
+        if is_type_change(t, a, b) {
+            return retype::alter_type(t, alter, a, b, catalog);
+        }
         return None;
     }
     if t.eat(a, &["ATTACH", "PARTITION"]).is_some() {
@@ -121,6 +132,14 @@ fn subcommand(
         )]);
     }
     None
+}
+
+/// `ALTER [COLUMN] col [SET DATA] TYPE ...` (tokens `a..b`).
+fn is_type_change(t: &Toks<'_>, a: usize, b: usize) -> bool {
+    let c = if t.is(a + 1, "COLUMN") { a + 2 } else { a + 1 };
+    t.is(a, "ALTER")
+        && c < b
+        && (t.is(c + 1, "TYPE") || t.eat(c + 1, &["SET", "DATA", "TYPE"]).is_some())
 }
 
 pub(super) fn not_valid_then_validate(alter: &Alter<'_>, name: &str, def: &str) -> Vec<Step> {

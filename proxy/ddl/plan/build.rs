@@ -61,6 +61,7 @@ pub(super) fn step(
         object,
         what: what.to_owned(),
         backfill: None,
+        undo: None,
     }
 }
 

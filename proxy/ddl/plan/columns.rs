@@ -96,7 +96,6 @@ pub(super) fn add_column(
     if table.contains("$ddlgate$") || column.contains("$ddlgate$") {
         return None;
     }
-    let table_literal = format!("'{}'", table.replace('\'', "''"));
     let mut steps = vec![step(
         StepKind::Brief,
         format!("{head} ADD COLUMN {opt}{column} {ty}"),
@@ -136,21 +135,13 @@ pub(super) fn add_column(
         Some(column.to_owned()),
         "new rows get the default from now on",
     ));
-    let mut backfill = step(
-            StepKind::Backfill,
-            format!(
-                "DO $ddlgate$\nDECLARE\n  last_block bigint := pg_catalog.pg_relation_size({table_literal}::pg_catalog.regclass) / pg_catalog.current_setting('block_size')::int;\n  b bigint := 0;\nBEGIN\n  WHILE b <= last_block LOOP\n    UPDATE {table} SET {column} = DEFAULT\n     WHERE ctid >= pg_catalog.format('(%s,0)', b)::tid AND ctid < pg_catalog.format('(%s,0)', b + 1000)::tid\n       AND {column} IS NULL;\n    COMMIT;\n    b := b + 1000;\n  END LOOP;\nEND $ddlgate$"
-            ),
-            Lock::RowExclusive,
-            Some(column.to_owned()),
-            "fill the existing rows, 1000 pages per transaction",
-        );
-    backfill.backfill = Some(super::Backfill {
-        table: table.to_owned(),
-        set: format!("{column} = DEFAULT"),
-        filter: Some(format!("{column} IS NULL")),
-    });
-    steps.push(backfill);
+    steps.push(backfill_step(
+        table,
+        format!("{column} = DEFAULT"),
+        Some(format!("{column} IS NULL")),
+        column,
+        "fill the existing rows, 1000 pages per transaction",
+    ));
     if not_null {
         steps.extend(not_null_recipe(alter, column));
     }
@@ -165,4 +156,36 @@ fn serial_base(ty: &str) -> Option<&'static str> {
         "smallserial" | "serial2" => Some("smallint"),
         _ => None,
     }
+}
+
+/// A backfill step: `UPDATE table SET set [WHERE filter]` over the existing
+/// rows. The runner runs it in throttled batches (`backfill`); its SQL is
+/// the same as one script, for a human to run, 1000 pages per transaction.
+pub(super) fn backfill_step(
+    table: &str,
+    set: String,
+    filter: Option<String>,
+    object: &str,
+    what: &str,
+) -> Step {
+    let table_literal = format!("'{}'", table.replace('\'', "''"));
+    let and_filter = filter
+        .as_ref()
+        .map(|f| format!("\n       AND {f}"))
+        .unwrap_or_default();
+    let mut backfill = step(
+        StepKind::Backfill,
+        format!(
+            "DO $ddlgate$\nDECLARE\n  last_block bigint := pg_catalog.pg_relation_size({table_literal}::pg_catalog.regclass) / pg_catalog.current_setting('block_size')::int;\n  b bigint := 0;\nBEGIN\n  WHILE b <= last_block LOOP\n    UPDATE {table} SET {set}\n     WHERE ctid >= pg_catalog.format('(%s,0)', b)::tid AND ctid < pg_catalog.format('(%s,0)', b + 1000)::tid{and_filter};\n    COMMIT;\n    b := b + 1000;\n  END LOOP;\nEND $ddlgate$"
+        ),
+        Lock::RowExclusive,
+        Some(object.to_owned()),
+        what,
+    );
+    backfill.backfill = Some(super::Backfill {
+        table: table.to_owned(),
+        set,
+        filter,
+    });
+    backfill
 }

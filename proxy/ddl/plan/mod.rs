@@ -15,6 +15,7 @@ mod constraints;
 mod index;
 mod names;
 mod partitions;
+mod retype;
 mod source;
 
 use serde::{Deserialize, Serialize};
@@ -42,10 +43,14 @@ pub enum StepKind {
     Detach,
     /// Fills existing rows in short batches, each its own transaction.
     Backfill,
+    /// A type change's switch to the new column, in one brief
+    /// transaction: past it the change is made (nothing before it is
+    /// undone by CANCEL).
+    Cutover,
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 7] = [
+    pub const ALL: [StepKind; 8] = [
         StepKind::Brief,
         StepKind::BuildIndex,
         StepKind::DropIndex,
@@ -53,6 +58,7 @@ impl StepKind {
         StepKind::Validate,
         StepKind::Detach,
         StepKind::Backfill,
+        StepKind::Cutover,
     ];
 
     /// The name stored and shown (as serialized).
@@ -65,6 +71,7 @@ impl StepKind {
             StepKind::Validate => "validate",
             StepKind::Detach => "detach",
             StepKind::Backfill => "backfill",
+            StepKind::Cutover => "cutover",
         }
     }
 
@@ -90,6 +97,9 @@ pub struct Step {
     /// one script, for a human to run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backfill: Option<Backfill>,
+    /// What undoes it (CANCEL), when ddlgate's own objects do not say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub undo: Option<String>,
 }
 
 /// A backfill as the runner runs it: `UPDATE table SET set WHERE filter`
@@ -182,6 +192,7 @@ pub fn covers(rule: Rule) -> bool {
             | AddColumnVolatileDefault
             | AddColumnSerial
             | AddColumnDefaultBeforePg11
+            | AlterColumnType
             | DropIndex
             | Reindex
             | AddCheckConstraint

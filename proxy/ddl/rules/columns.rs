@@ -46,12 +46,25 @@ pub fn check(op: &Op, ctx: &Context<'_>, out: &mut Vec<Finding>) {
                 ),
             };
             let shadow = derived_name(&[column], "new");
+            let blocked = ctx
+                .catalog
+                .dependents(table, column)
+                .filter(|d| !d.blockers.is_empty())
+                .map(|d| {
+                    format!(
+                        "; ddlgate cannot change it in phases because of what depends on the \
+                         column: {} (drop and re-create it around the change, or apply the \
+                         change in a maintenance window)",
+                        d.blockers.join(", ")
+                    )
+                })
+                .unwrap_or_default();
             out.push(
                 Finding::new(Rule::AlterColumnType, Some(table), AE)
                     .rewrite()
                     .detail(format!(
                         "changes {table}.{column} {known}, rebuilding every index on it \
-                         under ACCESS EXCLUSIVE"
+                         under ACCESS EXCLUSIVE{blocked}"
                     ))
                     .alternative(format!(
                         "ALTER TABLE {table} ADD COLUMN {shadow} {to}; \

@@ -90,6 +90,9 @@ pub struct Catalog {
     pub access_methods: HashMap<String, String>,
     /// Indexes (folded) whose columns are all NOT NULL already.
     pub not_null_indexes: HashSet<String>,
+    /// What depends on a column whose type changes, by folded
+    /// `(table, column)`.
+    pub dependents: HashMap<(String, String), crate::ddl::dependents::Dependents>,
     /// The session's TimeZone setting, when known: timestamp and
     /// timestamptz convert without a rewrite only in UTC.
     pub time_zone: Option<String>,
@@ -124,6 +127,7 @@ impl Catalog {
         c.partition_keys.extend(other.partition_keys.clone());
         c.not_null_indexes
             .extend(other.not_null_indexes.iter().cloned());
+        c.dependents.extend(other.dependents.clone());
         if other.time_zone.is_some() {
             c.time_zone.clone_from(&other.time_zone);
         }
@@ -144,6 +148,14 @@ impl Catalog {
 
     pub fn column(&self, table: &str, column: &str) -> Option<&ColumnFacts> {
         self.columns.get(&(fold_name(table), fold_name(column)))
+    }
+
+    pub fn dependents(
+        &self,
+        table: &str,
+        column: &str,
+    ) -> Option<&crate::ddl::dependents::Dependents> {
+        self.dependents.get(&(fold_name(table), fold_name(column)))
     }
 
     pub fn column_type(&self, table: &str, column: &str) -> Option<&SqlType> {

@@ -10,7 +10,12 @@
 //! - whether a new column's type is a domain with constraints (then ADD
 //!   COLUMN rewrites the table to check them).
 //!
+//! - what depends on a column whose type changes (`dependents`), for the
+//!   type-change plan.
+//!
 //! Names travel as Bind parameters, never inside SQL.
+
+use crate::ddl::dependents;
 
 use crate::ddl::op::{fold_name, unquote, ConstraintKind, Op, Volatility};
 use crate::ddl::rules::constraints::qualify_index;
@@ -106,6 +111,8 @@ const INDEX_NOT_NULL_SQL: &str = "SELECT bool_and(a.attnotnull) FROM pg_catalog.
      JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) \
      WHERE i.indexrelid = pg_catalog.to_regclass($1)";
 
+const DEPENDENTS: &[u8] = b"ddlgate_lookup_dependents";
+
 const SESSION: &[u8] = b"ddlgate_lookup_session";
 /// Who the session is now and how it resolves names: what a migration
 /// runs as; and `ddlgate.mode`, a custom setting the server keeps for
@@ -162,6 +169,8 @@ pub enum Want {
     /// Whether an index's columns are all NOT NULL (name as written,
     /// qualified with its table's schema).
     IndexNotNull(String),
+    /// What depends on `(table, column)` as written (a type change's plan).
+    Dependents(String, String),
     /// The session's current role and search_path (for the runner).
     Session,
 }
@@ -170,7 +179,7 @@ impl Want {
     /// The names the fact is read by: a table and column, or one name.
     fn names(&self) -> (&str, Option<&str>) {
         match self {
-            Want::Column(t, c) => (t, Some(c)),
+            Want::Column(t, c) | Want::Dependents(t, c) => (t, Some(c)),
             Want::Size(n)
             | Want::Function(n)
             | Want::Domain(n)
@@ -226,6 +235,9 @@ pub fn wanted(sql: &[u8], major: u32) -> Vec<Want> {
                     }
                 }
             }
+            if let (true, Op::AlterType { table, column, .. }) = (single && plannable, op) {
+                add(Want::Dependents(table.clone(), column.clone()));
+            }
             match op {
                 Op::AlterType { table, column, .. }
                 | Op::SetNotNull { table, column }
@@ -266,7 +278,7 @@ pub fn wanted(sql: &[u8], major: u32) -> Vec<Want> {
 }
 
 /// The statement name each fact is read with, and its SQL.
-const STATEMENTS: [(&[u8], &str); 9] = [
+const STATEMENTS: [(&[u8], &str); 10] = [
     (COLUMN, COLUMN_SQL),
     (SIZE, SIZE_SQL),
     (FUNCTION, FUNCTION_SQL),
@@ -276,6 +288,7 @@ const STATEMENTS: [(&[u8], &str); 9] = [
     (ACCESS_METHOD, ACCESS_METHOD_SQL),
     (INDEX_NOT_NULL, INDEX_NOT_NULL_SQL),
     (SESSION, SESSION_SQL),
+    (DEPENDENTS, dependents::SQL),
 ];
 
 const SAVEPOINT: &[u8] = b"ddlgate_lookup_savepoint";
@@ -300,6 +313,7 @@ impl Want {
             Want::AccessMethod(_) => ACCESS_METHOD,
             Want::IndexNotNull(_) => INDEX_NOT_NULL,
             Want::Session => SESSION,
+            Want::Dependents(..) => DEPENDENTS,
         }
     }
 }
@@ -440,6 +454,13 @@ impl Lookup {
                         }
                     }
                     Want::Relation(_) => {}
+                    Want::Dependents(table, column) => dependents::on_row(
+                        &cols,
+                        catalog
+                            .dependents
+                            .entry((fold_name(table), fold_name(column)))
+                            .or_default(),
+                    ),
                     Want::DefaultPartition(parent) => {
                         let default = cols.first().copied().flatten().map(|name| {
                             let small = cols

@@ -1,11 +1,13 @@
 //! The migration runner through a running ddlgate, with the helpers its
 //! tests share: `plans` (each plan's final schema, privileges, names),
 //! `steer` (failures, the console, modes, several instances), `crash`
-//! (kill -9 mid-step, then resume).
+//! (kill -9 mid-step, then resume), `backfills` and `retype` (changes that
+//! rewrite rows, under an application).
 
 mod backfills;
 mod crash;
 mod plans;
+mod retype;
 mod steer;
 
 use std::process::Command;

@@ -1,0 +1,366 @@
+//! ALTER COLUMN ... TYPE that rewrites the table, as expand/contract: a
+//! shadow column of the new type kept in sync by a trigger, backfilled in
+//! batches, given NOT NULL, every index (CONCURRENTLY) and constraint (NOT
+//! VALID, then VALIDATE) of the old one; then one brief cut-over
+//! transaction drops the old column and gives the new one its name, its
+//! default, its primary key or unique constraints (USING INDEX) and the
+//! other tables' foreign keys (NOT VALID, validated after).
+//!
+//! The result equals the direct ALTER's but for the column's position: the
+//! new column is the table's last. The type, COLLATE and USING expression
+//! are the client's text; the indexes, constraints and default are the
+//! server's own definitions (`dependents`), with the column renamed.
+
+use super::alter::{not_null_recipe, not_valid_then_validate, Alter};
+use super::build::step;
+use super::columns::backfill_step;
+use super::names::object_name;
+use super::source::{bare, Toks};
+use super::{Step, StepKind};
+use crate::ddl::dependents::{ConstraintDep, Dependents, IndexDep};
+use crate::ddl::op::{quote_ident, unquote};
+use crate::ddl::rule::Lock;
+use crate::ddl::Catalog;
+
+/// `ALTER [COLUMN] col [SET DATA] TYPE type [COLLATE c] [USING expr]`
+/// (tokens `a..b`), with what depends on the column known and nothing
+/// among it that the plan cannot carry over.
+pub(super) fn alter_type(
+    t: &Toks<'_>,
+    alter: &Alter<'_>,
+    a: usize,
+    b: usize,
+    catalog: &Catalog,
+) -> Option<Vec<Step>> {
+    let c = if t.is(a + 1, "COLUMN") { a + 2 } else { a + 1 };
+    let column = t.tok(c);
+    let ty_start = t
+        .eat(c + 1, &["TYPE"])
+        .or_else(|| t.eat(c + 1, &["SET", "DATA", "TYPE"]))?;
+    let mut ty_end = ty_start;
+    let mut depth = 0;
+    while ty_end < b {
+        match t.tok(ty_end) {
+            "(" => depth += 1,
+            ")" => depth -= 1,
+            _ if depth == 0 && t.is(ty_end, "USING") => break,
+            _ => {}
+        }
+        ty_end += 1;
+    }
+    let ty = t.text(ty_start, ty_end);
+    let using = (ty_end < b).then(|| t.text(ty_end + 1, b));
+    let d = catalog.dependents(alter.table, column)?;
+    let client_text = t.text(0, t.len());
+    if d.table.is_empty() || !d.blockers.is_empty() || client_text.contains("$ddlgate$") {
+        return None;
+    }
+    Some(Retype::new(alter, column, d).steps(ty, using))
+}
+
+/// The names a type change uses, and the facts it carries over.
+struct Retype<'a> {
+    alter: &'a Alter<'a>,
+    /// The column as the client wrote it.
+    column: &'a str,
+    d: &'a Dependents,
+    /// The new column while it is built.
+    shadow: String,
+    trigger: String,
+    /// Schema-qualified.
+    function: String,
+}
+
+/// `name_ddlgate`: the stand-in for `name` while the new column is built.
+fn stand_in(name: &str) -> String {
+    quote_ident(&object_name(&unquote(name), None, "ddlgate"))
+}
+
+impl<'a> Retype<'a> {
+    fn new(alter: &'a Alter<'a>, column: &'a str, d: &'a Dependents) -> Self {
+        let stored = unquote(column);
+        let table = bare(alter.table);
+        Retype {
+            alter,
+            column,
+            d,
+            shadow: stand_in(column),
+            // Last in name order among BEFORE triggers, so it copies the
+            // value the application's own triggers left.
+            trigger: quote_ident(&object_name("zz_ddlgate", Some(&stored), "sync")),
+            function: format!(
+                "{}.{}",
+                d.schema,
+                quote_ident(&object_name(&table, Some(&stored), "ddlgate_sync"))
+            ),
+        }
+    }
+
+    fn steps(&self, ty: &str, using: Option<&str>) -> Vec<Step> {
+        let (head, table, column, shadow) =
+            (self.alter.head, self.alter.table, self.column, &self.shadow);
+        let (value, copy) = match using {
+            Some(expr) => (
+                format!("({expr})"),
+                format!("(SELECT ({expr}) FROM (SELECT NEW.*) AS ddlgate_row)"),
+            ),
+            None => (column.to_owned(), format!("NEW.{column}")),
+        };
+        let (trigger, function) = (&self.trigger, &self.function);
+        let mut expand = step(
+            StepKind::Brief,
+            format!(
+                "{head} ADD COLUMN {shadow} {ty};\n\
+                 CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql \
+                 SET search_path FROM CURRENT AS \
+                 $ddlgate$BEGIN NEW.{shadow} := {copy}; RETURN NEW; END$ddlgate$;\n\
+                 CREATE TRIGGER {trigger} BEFORE INSERT OR UPDATE ON {table} \
+                 FOR EACH ROW EXECUTE FUNCTION {function}()"
+            ),
+            Lock::AccessExclusive,
+            Some(shadow.clone()),
+            "add the new column, kept in sync with the old one by a trigger (brief lock)",
+        );
+        expand.undo = Some(format!(
+            "DROP TRIGGER IF EXISTS {trigger} ON {table}; DROP FUNCTION IF EXISTS {function}(); \
+             {head} DROP COLUMN IF EXISTS {shadow}"
+        ));
+        let mut steps = vec![
+            expand,
+            backfill_step(
+                table,
+                format!("{shadow} = {value}"),
+                None,
+                shadow,
+                "copy every row's value into the new column, 1000 pages per transaction",
+            ),
+        ];
+        if self.d.not_null {
+            steps.extend(not_null_recipe(self.alter, shadow));
+        }
+        for index in &self.d.indexes {
+            steps.push(self.build(index));
+        }
+        for con in &self.d.constraints {
+            let def = self.on_shadow(con);
+            let name = stand_in(&con.name);
+            if con.validated() {
+                steps.extend(not_valid_then_validate(self.alter, &name, &def));
+            } else {
+                steps.push(step(
+                    StepKind::Brief,
+                    format!("{head} ADD CONSTRAINT {name} {def}"),
+                    Lock::AccessExclusive,
+                    Some(name.clone()),
+                    "add the constraint, not validated as before (brief lock)",
+                ));
+            }
+        }
+        steps.push(step(
+            StepKind::Cutover,
+            self.cutover(),
+            Lock::AccessExclusive,
+            Some(column.to_owned()),
+            "cut over in one brief transaction: the old column dropped, the new one \
+             takes its name, default, indexes and constraints",
+        ));
+        for r in self.d.referencing.iter().filter(|r| r.validated()) {
+            steps.push(step(
+                StepKind::Validate,
+                format!("ALTER TABLE {} VALIDATE CONSTRAINT {}", r.table, r.name),
+                Lock::ShareUpdateExclusive,
+                Some(r.name.clone()),
+                "check the referencing rows without blocking reads or writes",
+            ));
+        }
+        steps
+    }
+
+    /// The index built on the new column under a stand-in name.
+    fn build(&self, index: &IndexDep) -> Step {
+        let t = Toks::new(&index.def);
+        let at = (0..t.len()).find(|&i| t.is(i, "INDEX")).unwrap_or(0);
+        let on = (at..t.len()).find(|&i| t.is(i, "ON")).unwrap_or(at);
+        let name = stand_in(&index.name);
+        step(
+            StepKind::BuildIndex,
+            format!(
+                "{} CONCURRENTLY {name} {}",
+                t.text(0, at + 1),
+                rename_column(&t, on, t.len(), &self.d.column, &self.shadow)
+            ),
+            Lock::ShareUpdateExclusive,
+            Some(name),
+            "build the index on the new column without blocking writes",
+        )
+    }
+
+    /// A constraint's definition on the new column. A foreign key's
+    /// referenced columns are another table's: only its own list changes.
+    fn on_shadow(&self, con: &ConstraintDep) -> String {
+        let t = Toks::new(&con.def);
+        let until = if con.foreign_key {
+            (0..t.len())
+                .find(|&i| t.is(i, "REFERENCES"))
+                .unwrap_or(t.len())
+        } else {
+            t.len()
+        };
+        // The rest as printed, from the end of the renamed part.
+        let rest = until
+            .checked_sub(1)
+            .map_or(0, |last| t.t[last].end.min(con.def.len()));
+        format!(
+            "{}{}",
+            rename_column(&t, 0, until, &self.d.column, &self.shadow),
+            &con.def[rest..]
+        )
+    }
+
+    fn cutover(&self) -> String {
+        let (head, table, column, shadow) =
+            (self.alter.head, self.alter.table, self.column, &self.shadow);
+        let d = self.d;
+        let mut sql = vec![
+            format!("DROP TRIGGER {} ON {table}", self.trigger),
+            format!("DROP FUNCTION {}()", self.function),
+        ];
+        for r in &d.referencing {
+            sql.push(format!(
+                "ALTER TABLE {} DROP CONSTRAINT {}",
+                r.table, r.name
+            ));
+        }
+        if let Some(seq) = &d.sequence {
+            // Owned by the old column, it would be dropped with it.
+            sql.push(format!("ALTER SEQUENCE {seq} OWNED BY {table}.{shadow}"));
+        }
+        sql.push(format!("{head} DROP COLUMN {column}"));
+        sql.push(format!("{head} RENAME COLUMN {shadow} TO {column}"));
+        if let Some(default) = &d.default {
+            sql.push(format!(
+                "{head} ALTER COLUMN {column} SET DEFAULT {default}"
+            ));
+        }
+        for index in &d.indexes {
+            let built = stand_in(&index.name);
+            let name = match &index.constraint {
+                None => {
+                    sql.push(format!(
+                        "ALTER INDEX {}.{built} RENAME TO {}",
+                        d.schema, index.name
+                    ));
+                    &index.name
+                }
+                Some(c) => {
+                    let kind = if c.primary { "PRIMARY KEY" } else { "UNIQUE" };
+                    let deferrable = match (c.deferrable, c.deferred) {
+                        (true, true) => " DEFERRABLE INITIALLY DEFERRED",
+                        (true, false) => " DEFERRABLE",
+                        _ => "",
+                    };
+                    sql.push(format!(
+                        "{head} ADD CONSTRAINT {} {kind} USING INDEX {built}{deferrable}",
+                        c.name
+                    ));
+                    &c.name
+                }
+            };
+            if index.clustered {
+                sql.push(format!("{head} CLUSTER ON {name}"));
+            }
+            if index.replica_identity {
+                sql.push(format!("{head} REPLICA IDENTITY USING INDEX {name}"));
+            }
+            if let Some(comment) = &index.comment {
+                sql.push(format!("COMMENT ON INDEX {}.{name} IS {comment}", d.schema));
+            }
+        }
+        for con in &d.constraints {
+            sql.push(format!(
+                "{head} RENAME CONSTRAINT {} TO {}",
+                stand_in(&con.name),
+                con.name
+            ));
+            if let Some(comment) = &con.comment {
+                sql.push(format!(
+                    "COMMENT ON CONSTRAINT {} ON {table} IS {comment}",
+                    con.name
+                ));
+            }
+        }
+        if let Some(comment) = &d.comment {
+            sql.push(format!("COMMENT ON COLUMN {table}.{column} IS {comment}"));
+        }
+        if let Some(n) = d.statistics {
+            sql.push(format!("{head} ALTER COLUMN {column} SET STATISTICS {n}"));
+        }
+        for r in &d.referencing {
+            let not_valid = if r.validated() { " NOT VALID" } else { "" };
+            sql.push(format!(
+                "ALTER TABLE {} ADD CONSTRAINT {} {}{not_valid}",
+                r.table, r.name, r.def
+            ));
+            if let Some(comment) = &r.comment {
+                sql.push(format!(
+                    "COMMENT ON CONSTRAINT {} ON {} IS {comment}",
+                    r.name, r.table
+                ));
+            }
+        }
+        sql.join(";\n")
+    }
+}
+
+/// Tokens `from..until` of a server-printed definition, with every
+/// reference to the column (`column` as the server quotes it) renamed to
+/// `to`. A token that is a function's name, a type after `::`, a
+/// collation, or part of a qualified name is not a column reference.
+fn rename_column(t: &Toks<'_>, from: usize, until: usize, column: &str, to: &str) -> String {
+    let mut out = String::new();
+    let mut copied = t.t.get(from).map_or(t.sql.len(), |r| r.start);
+    for i in from..until {
+        // `::` is two tokens.
+        let cast = t.tok(i.wrapping_sub(1)) == ":" && t.tok(i.wrapping_sub(2)) == ":";
+        let reference = t.tok(i) == column
+            && !cast
+            && t.tok(i.wrapping_sub(1)) != "."
+            && !t.is(i.wrapping_sub(1), "COLLATE")
+            && !matches!(t.tok(i + 1), "(" | ".");
+        if reference {
+            let r = &t.t[i];
+            out.push_str(&t.sql[copied..r.start]);
+            out.push_str(to);
+            copied = r.end;
+        }
+    }
+    let end = if until == 0 {
+        copied
+    } else {
+        t.t[until - 1].end.max(copied)
+    };
+    out.push_str(&t.sql[copied..end]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_references_renamed_in_server_definitions() {
+        let def = "CREATE INDEX i ON public.t USING btree (((v + 1)), lower(v), v COLLATE \"C\") \
+                   WHERE (v::text <> 'v'::v) AND s.v IS NULL";
+        let t = Toks::new(def);
+        assert_eq!(
+            rename_column(&t, 3, t.len(), "v", "v_ddlgate"),
+            "ON public.t USING btree (((v_ddlgate + 1)), lower(v_ddlgate), v_ddlgate COLLATE \"C\") \
+             WHERE (v_ddlgate::text <> 'v'::v) AND s.v IS NULL"
+        );
+        let t = Toks::new("CHECK ((\"Weird\" > 0))");
+        assert_eq!(
+            rename_column(&t, 0, t.len(), "\"Weird\"", "\"Weird_ddlgate\""),
+            "CHECK ((\"Weird_ddlgate\" > 0))"
+        );
+    }
+}

@@ -1,0 +1,148 @@
+//! Type changes through the runner: a column's type (a plain column with
+//! an index, a CHECK and a default; a serial primary key that another
+//! table references) changes while an application writes and reads both
+//! tables through ddlgate, and the schema ends as the direct ALTER's, with
+//! every row's value, and the application sees no error. A column a view
+//! depends on is blocked, naming the view.
+
+use std::time::Duration;
+
+use super::{database, direct, psql_db, runner_proxy, schema};
+use crate::harness::{connect, Proxy};
+
+const SETUP: &str = "CREATE TABLE parent (id serial PRIMARY KEY, \
+        v int NOT NULL DEFAULT 0 CHECK (v >= 0), note text NOT NULL);
+    CREATE INDEX parent_v ON parent (v);
+    INSERT INTO parent (v, note) SELECT g, g::text FROM generate_series(1, 30000) g;
+    CREATE TABLE child (id int PRIMARY KEY, pid int REFERENCES parent ON DELETE CASCADE);
+    INSERT INTO child SELECT g, g FROM generate_series(1, 30000, 3) g;";
+
+/// Through `proxy` until `stop`: new parents (numbered by the sequence),
+/// updates of `v` all over the table that keep `note` equal to it, new
+/// children of existing parents, reads. Its error count.
+async fn application(
+    proxy: &Proxy,
+    db: &str,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> usize {
+    let c = connect(&proxy.conninfo("postgres", db)).await;
+    let mut errors = 0;
+    let mut i: i64 = 0;
+    while !*stop.borrow_and_update() {
+        i += 1;
+        let sql = format!(
+            "UPDATE parent SET v = v + 1, note = (v + 1)::text WHERE id = {};
+             INSERT INTO parent (v, note) VALUES ({i}, '{i}');
+             INSERT INTO child VALUES ({}, {});
+             SELECT count(*) FROM parent p JOIN child c ON c.pid = p.id WHERE p.id < 100",
+            (i * 7919) % 30000 + 1,
+            100_000 + i,
+            (i * 104_729) % 30000 + 1,
+        );
+        if let Err(e) = c.batch_execute(&sql).await {
+            eprintln!("application error: {e:?}");
+            errors += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    errors
+}
+
+/// Rows whose `v` is not what the application last wrote to `note`, rows
+/// without an id, and children whose parent is missing.
+async fn wrong_rows(db: &str) -> (i64, i64, i64) {
+    let r = direct(db)
+        .await
+        .query_one(
+            "SELECT (SELECT count(*) FROM parent WHERE v::text IS DISTINCT FROM note),
+                    (SELECT count(*) FROM parent WHERE id IS NULL),
+                    (SELECT count(*) FROM child c WHERE NOT EXISTS
+                        (SELECT 1 FROM parent p WHERE p.id = c.pid))",
+            &[],
+        )
+        .await
+        .unwrap();
+    (r.get(0), r.get(1), r.get(2))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn type_changes_run_as_expand_contract_under_an_application() {
+    let proxy = runner_proxy();
+    for sql in [
+        "ALTER TABLE parent ALTER COLUMN v TYPE bigint",
+        "ALTER TABLE parent ALTER COLUMN id TYPE bigint",
+    ] {
+        let direct_db = database("rtd", SETUP);
+        psql_db(&direct_db, sql);
+        let via = database("rtv", SETUP);
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let app = tokio::spawn({
+            let via = via.clone();
+            async move { application(runner_proxy(), &via, stop).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let c = connect(&proxy.conninfo("postgres", &via)).await;
+        c.batch_execute(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        // The application goes on over the new column for a while.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop_tx.send(true).unwrap();
+        assert_eq!(app.await.unwrap(), 0, "{sql}: application errors");
+        assert_eq!(schema(&via).await, schema(&direct_db).await, "{sql}");
+        assert_eq!(wrong_rows(&via).await, (0, 0, 0), "{sql}");
+        let d = direct(&via).await;
+        let batches: i64 = d
+            .query_one(
+                "SELECT (position->>'batches')::bigint FROM ddlgate.steps WHERE kind = 'backfill'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(batches > 1, "{sql}: one batch only");
+        // Nothing of ddlgate's is left on the table.
+        let leftovers: i64 = d
+            .query_one(
+                "SELECT (SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'zz_ddlgate%')
+                      + (SELECT count(*) FROM pg_proc WHERE proname LIKE '%ddlgate_sync')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(leftovers, 0, "{sql}");
+        // The serial column's sequence survived the old column's drop.
+        let next: i64 = d
+            .query_one("SELECT nextval('parent_id_seq')", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(next > 30000, "{sql}");
+    }
+}
+
+#[tokio::test]
+async fn a_type_change_under_a_view_is_blocked_naming_the_view() {
+    let proxy = runner_proxy();
+    let db = database(
+        "rtb",
+        &format!("{SETUP} CREATE VIEW big_v AS SELECT v FROM parent WHERE v > 10;"),
+    );
+    let c = connect(&proxy.conninfo("postgres", &db)).await;
+    let e = c
+        .batch_execute("ALTER TABLE parent ALTER COLUMN v TYPE bigint")
+        .await
+        .unwrap_err();
+    let e = e.as_db_error().expect("a server error");
+    let text = format!("{} {}", e.message(), e.detail().unwrap_or_default());
+    assert!(text.contains("view public.big_v"), "{text}");
+    // Nothing was started.
+    let started: bool = direct(&db)
+        .await
+        .query_one("SELECT to_regclass('ddlgate.migrations') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(!started);
+}
