@@ -10,7 +10,9 @@
 # rate, every transaction's latency logged (-l; with --rate the latency
 # counts from the scheduled start, so a stall shows in full). For each change
 # (CREATE INDEX, ALTER COLUMN ... SET NOT NULL, ADD COLUMN ... NOT NULL
-# DEFAULT clock_timestamp()) and each path (direct, then ddlgate), it
+# DEFAULT clock_timestamp(), ALTER COLUMN abalance TYPE bigint, and the
+# primary key aid to bigint while acc_refs references it) and each path
+# (direct, then ddlgate), it
 # reports: the change's total time; the application's p99
 # before the change; its p99 and maximum over the change (transactions that
 # ended from its start to 1 s after its end); its errors (failed
@@ -118,6 +120,13 @@ INDEX="CREATE INDEX acc_bid_bal ON pgbench_accounts (bid, abalance)"
 NOTNULL="ALTER TABLE pgbench_accounts ALTER COLUMN filler SET NOT NULL"
 ADDCOL="ALTER TABLE pgbench_accounts ADD COLUMN added_at timestamptz NOT NULL DEFAULT clock_timestamp()"
 DROPCOL="ALTER TABLE pgbench_accounts DROP COLUMN IF EXISTS added_at"
+RETYPE="ALTER TABLE pgbench_accounts ALTER COLUMN abalance TYPE bigint"
+UNRETYPE="ALTER TABLE pgbench_accounts ALTER COLUMN abalance TYPE int"
+REKEY="ALTER TABLE pgbench_accounts ALTER COLUMN aid TYPE bigint"
+UNREKEY="ALTER TABLE pgbench_accounts ALTER COLUMN aid TYPE int"
+# A table that references the primary key, for the key's type change.
+psql_at "$PGPORT" "CREATE TABLE acc_refs (id int PRIMARY KEY, aid int NOT NULL REFERENCES pgbench_accounts);
+  INSERT INTO acc_refs SELECT g, g * 19 FROM generate_series(1, 100000) g" >/dev/null
 for round in $(seq "$REPEAT"); do
   measure "CREATE INDEX direct" "$PGPORT" "$INDEX" "DROP INDEX IF EXISTS acc_bid_bal"
   measure "CREATE INDEX ddlgate" "$DGPORT" "$INDEX" "DROP INDEX IF EXISTS acc_bid_bal"
@@ -125,6 +134,10 @@ for round in $(seq "$REPEAT"); do
   measure "SET NOT NULL ddlgate" "$DGPORT" "$NOTNULL" "ALTER TABLE pgbench_accounts ALTER COLUMN filler DROP NOT NULL"
   measure "ADD COLUMN direct" "$PGPORT" "$ADDCOL" "$DROPCOL" "$BACKFILL_SPAN"
   measure "ADD COLUMN ddlgate" "$DGPORT" "$ADDCOL" "$DROPCOL" "$BACKFILL_SPAN"
+  measure "TYPE bigint direct" "$PGPORT" "$RETYPE" "$UNRETYPE" "$BACKFILL_SPAN"
+  measure "TYPE bigint ddlgate" "$DGPORT" "$RETYPE" "$UNRETYPE" "$BACKFILL_SPAN"
+  measure "PK bigint direct" "$PGPORT" "$REKEY" "$UNREKEY" "$BACKFILL_SPAN"
+  measure "PK bigint ddlgate" "$DGPORT" "$REKEY" "$UNREKEY" "$BACKFILL_SPAN"
 done | tee "$WORK/rounds.txt"
 echo "medians over $REPEAT rounds:"
 printf '%s %7s\n' "$HEAD" p99x

@@ -167,13 +167,9 @@ async fn backfill_position(db: &str) -> (i64, i64) {
 
 /// kill -9 in the middle of a backfill: after a restart it goes on from
 /// the batch after the last one committed (never from the start), and
-/// every row ends as the direct ALTER leaves it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_mid_backfill_resumes_from_its_last_batch() {
-    let setup = "CREATE FUNCTION seven() RETURNS int VOLATILE LANGUAGE sql AS 'SELECT 7';
-        CREATE TABLE k (id int PRIMARY KEY, v int);
-        INSERT INTO k SELECT g, g FROM generate_series(1, 20000) g;";
-    let sql = "ALTER TABLE k ADD COLUMN c int NOT NULL DEFAULT seven()";
+/// every row ends as the direct ALTER leaves it (`off` counts the rows
+/// that do not).
+async fn kill_9_mid_backfill(setup: &str, sql: &'static str, off: &str) {
     let direct_db = database("kbd", setup);
     psql_db(&direct_db, sql);
     let db = database("kbv", setup);
@@ -196,23 +192,115 @@ async fn kill_9_mid_backfill_resumes_from_its_last_batch() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(at_kill.0 >= 3, "the backfill never got going");
+    assert!(at_kill.0 >= 3, "{sql}: the backfill never got going");
     let dir = proc.kill9();
     let recorded = backfill_position(&db).await;
-    assert!(recorded.1 < 20000, "finished before the kill: {recorded:?}");
+    assert!(
+        recorded.1 < 20000,
+        "{sql}: finished before the kill: {recorded:?}"
+    );
     let restarted = Process::start(dir, port, throttle);
-    assert!(succeeds(&db).await, "not resumed");
+    assert!(succeeds(&db).await, "{sql}: not resumed");
     let (batches, rows) = backfill_position(&db).await;
     // Counted on from the recorded position: each row changed once.
-    assert_eq!(rows, 20000, "rows changed twice or skipped");
-    assert!(batches > recorded.0, "{batches} batches after {recorded:?}");
+    assert_eq!(rows, 20000, "{sql}: rows changed twice or skipped");
+    assert!(
+        batches > recorded.0,
+        "{sql}: {batches} batches after {recorded:?}"
+    );
+    assert_eq!(schema(&db).await, schema(&direct_db).await, "{sql}");
+    let wrong: i64 = direct(&db).await.query_one(off, &[]).await.unwrap().get(0);
+    assert_eq!(wrong, 0, "{sql}");
+    drop(restarted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_backfill_of_an_added_column_resumes_from_its_last_batch() {
+    kill_9_mid_backfill(
+        "CREATE FUNCTION seven() RETURNS int VOLATILE LANGUAGE sql AS 'SELECT 7';
+         CREATE TABLE k (id int PRIMARY KEY, v int);
+         INSERT INTO k SELECT g, g FROM generate_series(1, 20000) g;",
+        "ALTER TABLE k ADD COLUMN c int NOT NULL DEFAULT seven()",
+        "SELECT count(*) FROM k WHERE c IS DISTINCT FROM 7",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_backfill_of_a_type_change_resumes_from_its_last_batch() {
+    kill_9_mid_backfill(
+        "CREATE TABLE k (id int PRIMARY KEY, v int NOT NULL, w text);
+         CREATE INDEX k_v ON k (v);
+         INSERT INTO k SELECT g, g, g::text FROM generate_series(1, 20000) g;",
+        "ALTER TABLE k ALTER COLUMN v TYPE numeric(12, 2) USING v * 1.5",
+        "SELECT count(*) FROM k WHERE v IS DISTINCT FROM id * 1.5",
+    )
+    .await;
+}
+
+/// kill -9 while the cut-over's transaction is open (it has dropped the
+/// sync trigger and waits for a lock on the referencing table, which an
+/// application transaction holds): the transaction dies with ddlgate's
+/// connection, and after a restart the cut-over runs again, whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_cutover_then_restart_cuts_over_once() {
+    let setup = "CREATE TABLE parent (id int PRIMARY KEY, n int NOT NULL);
+        INSERT INTO parent SELECT g, g FROM generate_series(1, 5000) g;
+        CREATE TABLE child (id int PRIMARY KEY, pid int REFERENCES parent);
+        INSERT INTO child SELECT g, g FROM generate_series(1, 5000) g;";
+    let sql = "ALTER TABLE parent ALTER COLUMN id TYPE bigint";
+    let direct_db = database("kcd", setup);
+    psql_db(&direct_db, sql);
+    let db = database("kcv", setup);
+    // The application's transaction, holding the referencing table.
+    let holder = direct(&db).await;
+    holder
+        .batch_execute("BEGIN; LOCK child IN ROW EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let port = ddlgate::pgcluster::free_port();
+    let proc = Process::start(tempfile::tempdir().unwrap(), port, "");
+    let c = connect(&format!(
+        "host=127.0.0.1 port={port} user=postgres dbname={db}"
+    ))
+    .await;
+    tokio::spawn(async move {
+        let _ = c.batch_execute(sql).await;
+    });
+    let watch = direct(&db).await;
+    let mut waiting = false;
+    for _ in 0..600 {
+        waiting = watch
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                 AND query LIKE 'DROP TRIGGER%' AND datname = current_database())",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(waiting, "the cut-over never waited for its lock");
+    let dir = proc.kill9();
+    holder.batch_execute("COMMIT").await.unwrap();
+    let restarted = Process::start(dir, port, "");
+    assert!(succeeds(&db).await, "not resumed");
     assert_eq!(schema(&db).await, schema(&direct_db).await);
-    let c = direct(&db).await;
-    let off: i64 = c
-        .query_one("SELECT count(*) FROM k WHERE c IS DISTINCT FROM 7", &[])
+    let wrong: i64 = direct(&db)
+        .await
+        .query_one(
+            "SELECT (SELECT count(*) FROM parent WHERE id::int <> n) \
+                  + (SELECT count(*) FROM child c LEFT JOIN parent p ON p.id = c.pid \
+                     WHERE p.id IS NULL)",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
-    assert_eq!(off, 0);
+    assert_eq!(wrong, 0);
     drop(restarted);
 }
