@@ -26,6 +26,7 @@ pub struct RunnerSection {
     pub brief_statement_timeout: Option<String>,
     pub poll_interval: Option<String>,
     pub build_workers: Option<u32>,
+    pub postpone_cutover: Option<bool>,
 }
 
 /// How a client whose statement became a migration is answered.
@@ -80,6 +81,9 @@ pub struct RunnerSettings {
     pub build_workers: u32,
     /// How backfills pace themselves (`[throttle]`).
     pub throttle: super::ThrottleSettings,
+    /// A type change stops before its cut-over until an operator runs
+    /// COMPLETE (a session may set `ddlgate.postpone_cutover` instead).
+    pub postpone_cutover: bool,
 }
 
 impl std::fmt::Debug for RunnerSettings {
@@ -115,6 +119,7 @@ impl RunnerSettings {
             poll_interval: Duration::from_secs(5),
             build_workers: 0,
             throttle: super::ThrottleSettings::default(),
+            postpone_cutover: false,
         }
     }
 
@@ -211,6 +216,9 @@ impl RunnerSection {
         }
         if let Some(v) = self.lock_retries {
             s.lock_retries = v;
+        }
+        if let Some(v) = self.postpone_cutover {
+            s.postpone_cutover = v;
         }
         if let Some(v) = self.build_workers {
             if v > 1024 {

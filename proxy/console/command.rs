@@ -21,6 +21,8 @@ pub enum Command {
     Resume(Target),
     Cancel(Target),
     Retry(Target),
+    /// A postponed cut-over may run.
+    Complete(Target),
     /// A running backfill's pace, changed now.
     Throttle(Target, ThrottleChange),
     Clients,
@@ -56,6 +58,10 @@ pub const HELP: &[(&str, &str)] = &[
     (
         "RETRY id",
         "run a failed migration again from its failed step",
+    ),
+    (
+        "COMPLETE id",
+        "let a type change's postponed cut-over run (now, or when it gets there)",
     ),
     (
         "THROTTLE id batch_time 200ms | max_rows_per_sec 5000",
@@ -113,6 +119,7 @@ pub fn parse(sql: &str) -> Result<Command, Unknown> {
         ["RESUME", ..] => Command::Resume(target(1)?),
         ["CANCEL", ..] => Command::Cancel(target(1)?),
         ["RETRY", ..] => Command::Retry(target(1)?),
+        ["COMPLETE", ..] => Command::Complete(target(1)?),
         ["THROTTLE", _, key, _] => {
             let t = target_of(raw[1]).ok_or_else(|| {
                 Unknown(format!(

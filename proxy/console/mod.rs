@@ -66,6 +66,7 @@ pub async fn answer(cmd: Command, shared: &Shared) -> Result<Vec<Table>, Report>
             .await
         }
         Command::Throttle(t, change) => throttle(runner(shared)?, &t, change).await,
+        Command::Complete(t) => complete(runner(shared)?, &t).await,
         Command::Clients => Ok(vec![clients(shared)]),
         Command::Servers => Ok(vec![servers(shared)]),
         Command::Stats => Ok(vec![stats(shared)]),
@@ -226,7 +227,7 @@ async fn migration(runner: &Runner, target: &Target) -> Result<Vec<Table>, Repor
              pg_catalog.to_char(created_at, 'YYYY-MM-DD HH24:MI:SS'), \
              pg_catalog.to_char(started_at, 'YYYY-MM-DD HH24:MI:SS'), \
              pg_catalog.to_char(finished_at, 'YYYY-MM-DD HH24:MI:SS'), \
-             sqlstate || ': ' || error, statement, gate_event \
+             sqlstate || ': ' || error, statement, gate_event, effect::text \
              FROM ddlgate.migrations WHERE id = $1",
             &[&target.id],
         )
@@ -248,9 +249,20 @@ async fn migration(runner: &Runner, target: &Target) -> Result<Vec<Table>, Repor
         "error",
         "statement",
         "gate event",
+        "application latency",
     ]);
     let mut row = vec![Some(db.clone())];
     row.extend((0..14).map(|i| m.get::<_, Option<String>>(i)));
+    let effect: Option<crate::runner::effect::Effect> = m
+        .get::<_, Option<String>>(14)
+        .and_then(|j| serde_json::from_str(&j).ok());
+    row.push(Some(match effect {
+        Some(e) => e.to_string(),
+        None if m.get::<_, Option<String>>(1).as_deref() == Some("running") => {
+            "before: measured at its start; during: running".into()
+        }
+        None => "not measured".into(),
+    }));
     summary.row(row);
     let mut steps = Table::new(&[
         "step", "kind", "status", "attempts", "started", "finished", "duration", "sql", "error",
@@ -356,6 +368,34 @@ async fn requeue(
             format!("migration {} is not {}", target.id, states.join(" or ")),
         ));
     }
+    let mut t = Table::new(&["database", "id", "result"]);
+    t.row(vec![
+        Some(db),
+        Some(target.id.to_string()),
+        Some(what.into()),
+    ]);
+    Ok(vec![t])
+}
+
+async fn complete(runner: &std::sync::Arc<Runner>, target: &Target) -> Result<Vec<Table>, Report> {
+    let db = locate(runner, target).await?;
+    let what = match runner
+        .complete(&(db.clone(), target.id))
+        .await
+        .map_err(failed)?
+    {
+        None => {
+            return Err(error(
+                "55000",
+                format!(
+                    "migration {} has no cut-over left to run (only a type change has one)",
+                    target.id
+                ),
+            ))
+        }
+        Some(true) => "cutting over now",
+        Some(false) => "it cuts over when it gets there",
+    };
     let mut t = Table::new(&["database", "id", "result"]);
     t.row(vec![
         Some(db),

@@ -87,6 +87,7 @@ impl StepRun<'_> {
                     throttle.set(wanted);
                 }
                 readings = signals.read(db, throttle.settings()).await;
+                throttle.observe(&readings);
                 read_at = Some(Instant::now());
             }
             let rows = match throttle.decide(&readings) {
@@ -96,7 +97,7 @@ impl StepRun<'_> {
                         metrics::counter!("ddlgate_backfill_pauses_total").increment(1);
                         metrics::gauge!("ddlgate_backfill_paused").set(1.0);
                         let text = self.progress(m, i, &pos, &throttle, Some(&reason));
-                        store::backfill_progress(db, m.id, &text).await?;
+                        store::set_progress(db, m.id, &text).await?;
                     }
                     paused = Some(reason);
                     read_at = None;
@@ -149,6 +150,7 @@ impl StepRun<'_> {
                             position = %pos.describe(),
                             rows_per_sec = throttle.rows_per_sec() as u64,
                             batch = throttle.batch(),
+                            yield_ratio = throttle.yield_ratio(),
                             app_p99_ms = readings.app_p99.map(|d| d.as_secs_f64() * 1000.0),
                             "backfill progress"
                         );

@@ -3,13 +3,14 @@
 //! and bounded retries.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::batches::End;
+use super::effect::{After, Tracker};
 use super::model::{Progress, Request, Status, StepStatus};
 use super::steps::{self, Attempt, Limits};
 use super::store::{self, Migration};
@@ -110,6 +111,8 @@ enum Ended {
     Succeeded,
     Failed,
     Paused,
+    /// Paused at a cut-over that waits for COMPLETE.
+    Postponed,
     Cancelled,
     /// Shutdown: left as it is, to resume.
     Stopped,
@@ -135,9 +138,23 @@ async fn run(
         instance = %runner.instance,
         "migration running"
     );
-    let ended = run_steps(runner, db, key, &mut m, interrupt, stop).await;
+    let mut tracker = Tracker::start(runner.latency.database(&key.0));
+    store::save_effect(db, m.id, &tracker.so_far()).await?;
+    let ended = {
+        let steps = run_steps(runner, db, key, &mut m, interrupt, stop);
+        tokio::pin!(steps);
+        loop {
+            tokio::select! {
+                ended = &mut steps => break ended,
+                // Folded in well before the latency ring forgets them.
+                _ = tokio::time::sleep(Duration::from_secs(30)) => tracker.sample(),
+            }
+        }
+    };
     metrics::gauge!("ddlgate_migrations_running").decrement(1.0);
     let ended = ended?;
+    let (effect, after) = tracker.finish();
+    store::save_effect(db, m.id, &effect).await?;
     let secs = started.elapsed().as_secs_f64();
     let status = match ended {
         Ended::Succeeded => {
@@ -151,6 +168,21 @@ async fn run(
             runner.notify(key, Progress::Paused);
             "paused"
         }
+        Ended::Postponed => {
+            store::set_status(db, m.id, Status::Paused, &runner.instance).await?;
+            store::set_progress(
+                db,
+                m.id,
+                &format!(
+                    "ready to cut over, postponed: the new column is kept in sync until \
+                     COMPLETE {} in the admin console",
+                    m.id
+                ),
+            )
+            .await?;
+            runner.notify(key, Progress::Postponed);
+            "postponed"
+        }
         Ended::Cancelled => {
             store::set_status(db, m.id, Status::Cancelled, &runner.instance).await?;
             runner.notify(key, Progress::Cancelled);
@@ -162,12 +194,56 @@ async fn run(
     if status != "stopped" {
         metrics::histogram!("ddlgate_migration_duration_seconds").record(secs);
     }
+    let (before, during) = (
+        effect.before.unwrap_or_default(),
+        effect.during.unwrap_or_default(),
+    );
     tracing::info!(
         event = %format!("migration.{status}"),
         duration_secs = secs,
+        app_latency_before = %before,
+        app_latency_during = %during,
         "migration {status}"
     );
+    if status != "stopped" {
+        follow_after(runner, key, after, stop);
+    }
     Ok(())
+}
+
+/// The minute after a migration: measured, recorded and logged
+/// (`migration.effect`) once it has passed, unless ddlgate stops first.
+fn follow_after(runner: &Arc<Runner>, key: &MigrationKey, after: After, stop: &CancellationToken) {
+    let (runner, (database, id), stop) = (runner.clone(), key.clone(), stop.clone());
+    tokio::spawn(
+        async move {
+            let window = tokio::select! {
+                w = after.measure() => w,
+                _ = stop.cancelled() => return,
+            };
+            let result = async {
+                let db = runner.connector.connect(&database, "migrations").await?;
+                let mut effect = store::effect(&db, id).await?;
+                effect.after = Some(window);
+                store::save_effect(&db, id, &effect).await?;
+                Ok::<_, RunnerError>(effect)
+            }
+            .await;
+            match result {
+                Ok(effect) => tracing::info!(
+                    event = "migration.effect",
+                    app_latency_before = %effect.before.unwrap_or_default(),
+                    app_latency_during = %effect.during.unwrap_or_default(),
+                    app_latency_after = %window,
+                    "the migration's effect on the application's latency"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not record the minute after a migration")
+                }
+            }
+        }
+        .instrument(tracing::info_span!("migration", id, database = %key.0)),
+    );
 }
 
 /// What a migration's steps run with.
@@ -225,6 +301,9 @@ async fn run_steps(
             }
             if stop.is_cancelled() {
                 return Ok(Ended::Stopped);
+            }
+            if m.steps[i].kind == StepKind::Cutover && store::cutover_postponed(db, m.id).await? {
+                return Ok(Ended::Postponed);
             }
             match run.attempt(m, i, attempt).await? {
                 Outcome::Done => break,

@@ -15,6 +15,7 @@
 mod backfill;
 mod batches;
 mod connect;
+pub mod effect;
 mod exec;
 pub mod model;
 mod poll;
@@ -331,6 +332,22 @@ impl Runner {
             }
         }
         Ok(ok)
+    }
+
+    /// COMPLETE: the migration's cut-over may run. `None` without one
+    /// left; else whether it was waiting at it (and now runs).
+    pub async fn complete(self: &Arc<Self>, m: &MigrationKey) -> Result<Option<bool>, RunnerError> {
+        let db = self.connector.connect(&m.0, "console").await?;
+        let done = store::complete(&db, m.1).await?;
+        if done.is_some() {
+            tracing::info!(event = "migration.completed", migration = m.1, database = %m.0, "operator let the cut-over run");
+        }
+        if done == Some(true) {
+            if let Some(key) = store::lock_key_of(&db, m.1).await? {
+                self.wake(&m.0, key);
+            }
+        }
+        Ok(done)
     }
 
     /// Sessions now waiting on migrations.

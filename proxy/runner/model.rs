@@ -128,6 +128,8 @@ pub struct Submission {
     /// The gate decision's event id.
     pub event: String,
     pub wait: ClientWait,
+    /// Stop before a type change's cut-over until COMPLETE.
+    pub postpone_cutover: bool,
 }
 
 /// What a following session hears about its migration.
@@ -151,6 +153,8 @@ pub enum Progress {
         delay_ms: u64,
     },
     Paused,
+    /// At its cut-over, which waits for COMPLETE.
+    Postponed,
     Succeeded,
     Failed(Failure),
     Cancelled,

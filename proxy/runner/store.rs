@@ -75,8 +75,12 @@ const UPGRADES: &[&str] = &[
     // throttle settings an operator changed for a migration.
     "ALTER TABLE ddlgate.steps ADD COLUMN backfill jsonb, ADD COLUMN position jsonb;
      ALTER TABLE ddlgate.migrations ADD COLUMN throttle jsonb;",
-    // 3: what undoes a step, where the plan says (a type change's expand).
-    "ALTER TABLE ddlgate.steps ADD COLUMN undo text;",
+    // 3: what undoes a step, where the plan says (a type change's expand);
+    // the application's latency before, during and after a migration.
+    // Whether a type change waits before its cut-over for COMPLETE.
+    "ALTER TABLE ddlgate.steps ADD COLUMN undo text;
+     ALTER TABLE ddlgate.migrations ADD COLUMN effect jsonb,
+         ADD COLUMN postpone_cutover boolean NOT NULL DEFAULT false;",
 ];
 
 /// Creates or upgrades the `ddlgate` schema in the connected database.
@@ -155,8 +159,8 @@ pub async fn insert(db: &mut Client, s: &Submission, lock_key: i64) -> Result<i6
     let row = tx
         .query_one(
             "INSERT INTO ddlgate.migrations (statement, role, search_path, table_name, \
-             lock_key, tag, plan, steps_total, gate_event, database) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8, $9, $10) RETURNING id",
+             lock_key, tag, plan, steps_total, gate_event, database, postpone_cutover) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8, $9, $10, $11) RETURNING id",
             &[
                 &s.statement,
                 &s.role,
@@ -168,6 +172,7 @@ pub async fn insert(db: &mut Client, s: &Submission, lock_key: i64) -> Result<i6
                 &(s.plan.steps.len() as i32),
                 &s.event,
                 &s.database,
+                &s.postpone_cutover,
             ],
         )
         .await?;
@@ -407,11 +412,11 @@ pub async fn save_position(
         &[&id, &(n as i32), &position],
     )
     .await?;
-    backfill_progress(db, id, progress).await
+    set_progress(db, id, progress).await
 }
 
-/// The migration's progress line (a paused backfill says why).
-pub async fn backfill_progress(db: &Client, id: i64, progress: &str) -> Result<(), RunnerError> {
+/// The migration's progress line (a paused backfill or cut-over says why).
+pub async fn set_progress(db: &Client, id: i64, progress: &str) -> Result<(), RunnerError> {
     db.execute(
         "UPDATE ddlgate.migrations SET progress = $2, updated_at = pg_catalog.now() WHERE id = $1",
         &[&id, &progress],
@@ -439,6 +444,75 @@ pub async fn set_status(
     )
     .await?;
     Ok(())
+}
+
+/// Records a migration's effect on the application. A "before" already
+/// recorded (by the run a crash interrupted) stays.
+pub async fn save_effect(
+    db: &Client,
+    id: i64,
+    effect: &super::effect::Effect,
+) -> Result<(), RunnerError> {
+    let json = serde_json::to_string(effect).map_err(|e| RunnerError::State(e.to_string()))?;
+    db.execute(
+        "UPDATE ddlgate.migrations SET effect = $2::text::jsonb \
+         || pg_catalog.jsonb_strip_nulls(pg_catalog.jsonb_build_object('before', effect->'before')) \
+         WHERE id = $1",
+        &[&id, &json],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Whether the migration still waits for COMPLETE before its cut-over.
+pub async fn cutover_postponed(db: &Client, id: i64) -> Result<bool, RunnerError> {
+    Ok(db
+        .query_opt(
+            "SELECT postpone_cutover FROM ddlgate.migrations WHERE id = $1",
+            &[&id],
+        )
+        .await?
+        .is_some_and(|r| r.get(0)))
+}
+
+/// COMPLETE: the cut-over may run. `None` when the migration has no
+/// cut-over still to run; else whether it was waiting for this (paused at
+/// its cut-over, now queued again).
+pub async fn complete(db: &Client, id: i64) -> Result<Option<bool>, RunnerError> {
+    let row = db
+        .query_opt(
+            "UPDATE ddlgate.migrations m SET postpone_cutover = false, updated_at = pg_catalog.now() \
+             WHERE m.id = $1 AND m.status IN ('queued', 'running', 'paused') AND EXISTS (\
+               SELECT 1 FROM ddlgate.steps s WHERE s.migration = m.id AND s.kind = 'cutover' \
+                 AND s.status IN ('pending', 'running', 'failed')) \
+             RETURNING m.status = 'paused' AND EXISTS (SELECT 1 FROM ddlgate.steps s \
+               WHERE s.migration = m.id AND s.kind = 'cutover' AND s.n = m.current_step)",
+            &[&id],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    // Paused at its cut-over: queued again.
+    let waiting: bool = row.get(0);
+    if waiting {
+        requeue(db, id, &[Status::Paused]).await?;
+    }
+    Ok(Some(waiting))
+}
+
+/// A migration's recorded effect.
+pub async fn effect(db: &Client, id: i64) -> Result<super::effect::Effect, RunnerError> {
+    let json: Option<String> = db
+        .query_opt(
+            "SELECT effect::text FROM ddlgate.migrations WHERE id = $1",
+            &[&id],
+        )
+        .await?
+        .and_then(|r| r.get(0));
+    Ok(json
+        .and_then(|j| serde_json::from_str(&j).ok())
+        .unwrap_or_default())
 }
 
 /// A step starts an attempt.

@@ -3,6 +3,13 @@
 //! why). Batch sizes adapt so that each batch takes about the target time;
 //! a rows/s ceiling and a sleep ratio bound the pace; any signal over its
 //! threshold pauses the backfill, and one close to it halves the batch.
+//!
+//! While the application is busy, each batch is followed by a sleep of
+//! `yield_ratio` times its duration, and that ratio follows the
+//! application's latency: up quickly while its p99 is above the midpoint
+//! between its baseline and the pause threshold, down slowly while below.
+//! A pause alone would swing between full speed and none, and the
+//! application's p99 over the whole change is set by the full-speed spells.
 
 use std::time::Duration;
 
@@ -33,6 +40,8 @@ pub enum Decision {
 
 /// Signals at this fraction of their threshold slow the backfill down.
 const NEAR: f64 = 0.8;
+/// The most time the application gets per unit of batch time.
+const MAX_YIELD: f64 = 30.0;
 
 #[derive(Debug, Clone)]
 pub struct Throttle {
@@ -40,6 +49,8 @@ pub struct Throttle {
     batch: u64,
     /// The pace of the last batch, sleep included.
     rows_per_sec: f64,
+    /// Sleep per unit of batch time while the application is busy.
+    yield_ratio: f64,
 }
 
 impl Throttle {
@@ -48,6 +59,7 @@ impl Throttle {
             .first_batch
             .clamp(settings.min_batch, settings.max_batch);
         Throttle {
+            yield_ratio: settings.busy_sleep_ratio.max(0.0),
             settings,
             batch,
             rows_per_sec: 0.0,
@@ -70,6 +82,27 @@ impl Throttle {
 
     pub fn rows_per_sec(&self) -> f64 {
         self.rows_per_sec
+    }
+
+    pub fn yield_ratio(&self) -> f64 {
+        self.yield_ratio
+    }
+
+    /// A fresh reading of the signals (once per recheck): the time given
+    /// back to the application follows its latency.
+    pub fn observe(&mut self, r: &Readings) {
+        let (Some(now), Some(before)) = (r.app_p99, r.baseline_p99) else {
+            return;
+        };
+        let s = &self.settings;
+        let ratio = now.as_secs_f64() / before.as_secs_f64().max(1e-6);
+        let target = 1.0 + (s.app_p99_factor - 1.0).max(0.0) / 2.0;
+        let floor = s.busy_sleep_ratio.max(0.0);
+        self.yield_ratio = if ratio > target {
+            (self.yield_ratio * 1.5 + 0.5).min(MAX_YIELD)
+        } else {
+            (self.yield_ratio * 0.85).max(floor)
+        };
     }
 
     /// Before a batch: run one of so many rows, or pause and why.
@@ -169,7 +202,7 @@ impl Throttle {
         }
         let mut sleep = took_s * s.sleep_ratio.max(0.0);
         if busy {
-            sleep = sleep.max(took_s * s.busy_sleep_ratio.max(0.0));
+            sleep = sleep.max(took_s * self.yield_ratio);
         }
         if s.max_rows_per_sec > 0 {
             // At most the ceiling, over the batch and its sleep.
@@ -314,6 +347,40 @@ mod tests {
             ..calm
         };
         assert_eq!(t.decide(&at), Decision::Run { rows: 250 });
+    }
+
+    #[test]
+    fn the_time_given_back_follows_the_applications_latency() {
+        let mut t = throttle();
+        let at = |p99_us| Readings {
+            app_p99: Some(Duration::from_micros(p99_us)),
+            baseline_p99: Some(Duration::from_millis(2)),
+            ..Readings::default()
+        };
+        assert_eq!(t.yield_ratio(), 1.0);
+        // Above the midpoint (1.15× for a 1.3× threshold): up fast.
+        t.observe(&at(2400));
+        assert_eq!(t.yield_ratio(), 2.0);
+        for _ in 0..20 {
+            t.observe(&at(2400));
+        }
+        assert_eq!(t.yield_ratio(), MAX_YIELD);
+        let sleep = t.done(1000, 1000, Duration::from_millis(10), true);
+        assert_eq!(sleep, Duration::from_millis(300));
+        // Not busy: no yield.
+        assert!(t
+            .done(1000, 1000, Duration::from_millis(10), false)
+            .is_zero());
+        // Below it: down slowly, never under busy_sleep_ratio.
+        t.observe(&at(2100));
+        assert!((t.yield_ratio() - MAX_YIELD * 0.85).abs() < 1e-9);
+        for _ in 0..100 {
+            t.observe(&at(2000));
+        }
+        assert_eq!(t.yield_ratio(), 1.0);
+        // Without readings nothing changes.
+        t.observe(&Readings::default());
+        assert_eq!(t.yield_ratio(), 1.0);
     }
 
     #[test]

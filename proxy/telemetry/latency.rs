@@ -97,6 +97,26 @@ impl DbLatency {
         slot.counts[bucket(us)].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The current second of this ring's clock.
+    pub fn now_second(&self) -> u64 {
+        self.second(Instant::now())
+    }
+
+    /// The requests of seconds `from..to` of this ring's clock (those
+    /// still in the ring: the last two minutes).
+    pub fn histogram(&self, from: u64, to: u64) -> Histogram {
+        let mut hist = Histogram::default();
+        for slot in self.slots.iter() {
+            let s = slot.second.load(Ordering::Acquire);
+            if s >= from && s < to {
+                for (h, c) in hist.counts.iter_mut().zip(slot.counts.iter()) {
+                    *h += u64::from(c.load(Ordering::Relaxed));
+                }
+            }
+        }
+        hist
+    }
+
     /// Quantile `q` over the seconds from `from_ago` to `to_ago` ago
     /// (`to_ago` 0 includes the current second), e.g. `quantile(q, 10, 0,
     /// n)`: the last ten seconds. `None` with fewer than `min_count`
@@ -109,30 +129,58 @@ impl DbLatency {
     fn summary(&self, q: f64, from_ago: u64, to_ago: u64) -> (u64, Duration) {
         let now = self.second(Instant::now());
         let lo = now.saturating_sub(from_ago.min(SLOTS as u64 - 1));
-        let hi = now.saturating_sub(to_ago);
-        let mut hist = [0u64; BUCKETS];
-        for slot in self.slots.iter() {
-            let s = slot.second.load(Ordering::Acquire);
-            // The current second counts too (to_ago 0).
-            if s >= lo && (s < hi || (to_ago == 0 && s == now)) {
-                for (h, c) in hist.iter_mut().zip(slot.counts.iter()) {
-                    *h += u64::from(c.load(Ordering::Relaxed));
-                }
-            }
+        // The current second counts too when `to_ago` is 0.
+        let hi = if to_ago == 0 {
+            now + 1
+        } else {
+            now.saturating_sub(to_ago)
+        };
+        let hist = self.histogram(lo, hi);
+        (hist.count(), hist.quantile(q).unwrap_or_default())
+    }
+}
+
+/// Requests counted by latency bucket: summed over any seconds, kept for
+/// as long as its owner likes (a migration's "during" figures).
+#[derive(Clone)]
+pub struct Histogram {
+    counts: [u64; BUCKETS],
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            counts: [0; BUCKETS],
         }
-        let n: u64 = hist.iter().sum();
+    }
+}
+
+impl Histogram {
+    pub fn count(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    pub fn merge(&mut self, other: &Histogram) {
+        for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *a += b;
+        }
+    }
+
+    /// The upper edge of the bucket holding quantile `q`; `None` when empty.
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        let n = self.count();
         if n == 0 {
-            return (0, Duration::ZERO);
+            return None;
         }
         let rank = ((n as f64) * q).ceil().max(1.0) as u64;
         let mut seen = 0;
-        for (b, h) in hist.iter().enumerate() {
+        for (b, h) in self.counts.iter().enumerate() {
             seen += h;
             if seen >= rank {
-                return (n, upper_edge(b));
+                return Some(upper_edge(b));
             }
         }
-        (n, upper_edge(BUCKETS - 1))
+        Some(upper_edge(BUCKETS - 1))
     }
 }
 

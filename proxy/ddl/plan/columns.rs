@@ -64,8 +64,26 @@ pub(super) fn add_column(
     let mut j = constraint_start(t, ty_start, b);
     let ty = t.text(ty_start, j);
     let (mut default, mut not_null) = (None, false);
+    let mut identity: Option<(&str, Option<&str>)> = None;
     while j < b {
-        if t.is(j, "DEFAULT") {
+        if let Some(k) = t.eat(j, &["GENERATED"]) {
+            // GENERATED {ALWAYS | BY DEFAULT} AS IDENTITY [(options)]
+            let (kind, k) = if t.is(k, "ALWAYS") {
+                (t.text(k, k + 1), k + 1)
+            } else {
+                (t.text(k, k + 2), t.eat(k, &["BY", "DEFAULT"])?)
+            };
+            j = t.eat(k, &["AS", "IDENTITY"])?;
+            let options = match t.close_paren(j) {
+                Some(close) if close <= b => {
+                    let inner = t.text(j + 1, close - 1);
+                    j = close;
+                    Some(inner)
+                }
+                _ => None,
+            };
+            identity = Some((kind, options));
+        } else if t.is(j, "DEFAULT") {
             let start = j + 1;
             j = constraint_start(t, start, b);
             default = Some(t.text(start, j));
@@ -82,9 +100,11 @@ pub(super) fn add_column(
     // same backfill (each existing row draws from the sequence, as the
     // direct ALTER does) and NOT NULL, which serial implies.
     let serial = serial_base(ty);
-    let (default, ty, not_null) = match (default, serial) {
-        (None, Some(base)) => (None, base.to_owned(), true),
-        (Some(d), None) => (Some(d.to_owned()), ty.to_owned(), not_null),
+    let (default, ty, not_null) = match (default, serial, identity) {
+        (None, Some(base), None) => (None, base.to_owned(), true),
+        (Some(d), None, None) => (Some(d.to_owned()), ty.to_owned(), not_null),
+        // An identity column: filled from a sequence of ddlgate's first.
+        (None, None, Some(_)) => (None, ty.to_owned(), true),
         _ => return None,
     };
     let (head, table) = (alter.head, alter.table);
@@ -103,24 +123,44 @@ pub(super) fn add_column(
         Some(column.to_owned()),
         "add the column without a default: existing rows are not touched",
     )];
+    let mut identity_seq = None;
     let default = match default {
         Some(d) => d,
         None => {
             // The sequence PostgreSQL would create: table_column_seq, in
-            // the table's schema.
-            let seq_name = object_name(&bare(table), Some(&unquote(column)), "seq");
+            // the table's schema. An identity column gets its own at the
+            // end: until then it draws from one of ddlgate's.
+            let label = if identity.is_some() {
+                "ddlgate_seq"
+            } else {
+                "seq"
+            };
+            let seq_name = object_name(&bare(table), Some(&unquote(column)), label);
             let seq = match table.rfind('.') {
                 Some(dot) if !table.ends_with('"') || table[..dot].ends_with('"') => {
                     format!("{}.{}", &table[..dot], quote_ident(&seq_name))
                 }
                 _ => quote_ident(&seq_name),
             };
+            let sql = match identity {
+                // The identity's options (START WITH, INCREMENT BY...) are
+                // sequence options; its SEQUENCE NAME is not.
+                Some((_, Some(options))) if options.to_ascii_uppercase().contains("SEQUENCE") => {
+                    return None
+                }
+                Some((_, options)) => format!(
+                    "CREATE SEQUENCE {seq} AS {ty}{}",
+                    options.map(|o| format!(" {o}")).unwrap_or_default()
+                ),
+                None => format!("CREATE SEQUENCE {seq} AS {ty} OWNED BY {table}.{column}"),
+            };
+            identity_seq = Some(seq.clone());
             steps.push(step(
                 StepKind::Brief,
-                format!("CREATE SEQUENCE {seq} AS {ty} OWNED BY {table}.{column}"),
+                sql,
                 Lock::AccessShare,
                 Some(seq.clone()),
-                "the sequence the serial column draws from",
+                "the sequence the column draws from",
             ));
             format!(
                 "pg_catalog.nextval('{}'::pg_catalog.regclass)",
@@ -144,6 +184,24 @@ pub(super) fn add_column(
     ));
     if not_null {
         steps.extend(not_null_recipe(alter, column));
+    }
+    if let (Some((kind, options)), Some(seq)) = (identity, identity_seq) {
+        // The identity's own sequence goes on from where ddlgate's got.
+        let literal = |s: &str| format!("'{}'", s.replace('\'', "''"));
+        steps.push(step(
+            StepKind::Brief,
+            format!(
+                "{head} ALTER COLUMN {column} DROP DEFAULT, ALTER COLUMN {column} ADD GENERATED \
+                 {kind} AS IDENTITY{};\nSELECT pg_catalog.setval(pg_catalog.pg_get_serial_sequence({}, {}), \
+                 s.last_value, s.is_called) FROM {seq} s;\nDROP SEQUENCE {seq}",
+                options.map(|o| format!(" ({o})")).unwrap_or_default(),
+                literal(table),
+                literal(&unquote(column)),
+            ),
+            Lock::AccessExclusive,
+            Some(column.to_owned()),
+            "make it an identity column, its sequence going on from the backfill's (brief lock)",
+        ));
     }
     Some(steps)
 }

@@ -132,8 +132,9 @@ pub struct Plan {
 
 impl Plan {
     /// The steps' SQL on one line, each ended by `;`. ddlgate's own
-    /// multi-line steps (a backfill's DO block) are joined onto the line;
-    /// the client's text is left exactly as written.
+    /// multi-line steps (a backfill's DO block, statements it puts one per
+    /// line) are joined onto the line; the client's text is left exactly
+    /// as written.
     pub fn sql(&self) -> String {
         self.steps
             .iter()
@@ -146,7 +147,7 @@ impl Plan {
                         .collect::<Vec<_>>()
                         .join(" ")
                 ),
-                _ => format!("{};", s.sql),
+                _ => format!("{};", s.sql.replace(";\n", "; ")),
             })
             .collect::<Vec<_>>()
             .join(" ")
@@ -191,6 +192,7 @@ pub fn covers(rule: Rule) -> bool {
         CreateIndex
             | AddColumnVolatileDefault
             | AddColumnSerial
+            | AddColumnIdentity
             | AddColumnDefaultBeforePg11
             | AlterColumnType
             | DropIndex

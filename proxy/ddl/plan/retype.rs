@@ -347,6 +347,93 @@ fn rename_column(t: &Toks<'_>, from: usize, until: usize, column: &str, to: &str
 mod tests {
     use super::*;
 
+    use crate::ddl::dependents::IndexConstraint;
+
+    /// A serial primary key with a comment, a partial index and a CHECK,
+    /// referenced by another table's foreign key.
+    fn facts() -> Catalog {
+        let d = Dependents {
+            table: "public.orders".into(),
+            schema: "public".into(),
+            column: "id".into(),
+            not_null: true,
+            default: Some("nextval('orders_id_seq'::regclass)".into()),
+            comment: Some("'the key'".into()),
+            statistics: None,
+            sequence: Some("public.orders_id_seq".into()),
+            indexes: vec![
+                IndexDep {
+                    name: "orders_pkey".into(),
+                    def: "CREATE UNIQUE INDEX orders_pkey ON public.orders USING btree (id)".into(),
+                    constraint: Some(IndexConstraint {
+                        name: "orders_pkey".into(),
+                        primary: true,
+                        deferrable: false,
+                        deferred: false,
+                    }),
+                    ..IndexDep::default()
+                },
+                IndexDep {
+                    name: "recent".into(),
+                    def: "CREATE INDEX recent ON public.orders USING btree (id) WHERE (id > 1000)"
+                        .into(),
+                    clustered: true,
+                    ..IndexDep::default()
+                },
+            ],
+            constraints: vec![ConstraintDep {
+                name: "positive".into(),
+                def: "CHECK ((id > 0))".into(),
+                ..ConstraintDep::default()
+            }],
+            referencing: vec![ConstraintDep {
+                table: "public.lines".into(),
+                name: "lines_order_fkey".into(),
+                def: "FOREIGN KEY (order_id) REFERENCES orders(id) ON DELETE CASCADE".into(),
+                foreign_key: true,
+                ..ConstraintDep::default()
+            }],
+            blockers: Vec::new(),
+        };
+        let mut c = Catalog::default();
+        c.dependents.insert(("orders".into(), "id".into()), d);
+        c
+    }
+
+    #[test]
+    fn a_referenced_serial_key_changes_type_by_expand_and_contract() {
+        let plan = crate::ddl::plan::plan(
+            "ALTER TABLE orders ALTER COLUMN id TYPE bigint",
+            &facts(),
+            &|_| false,
+        )
+        .expect("a plan");
+        insta::assert_snapshot!(plan.render());
+        // With USING: the trigger computes the client's expression.
+        let plan = crate::ddl::plan::plan(
+            "ALTER TABLE orders ALTER id SET DATA TYPE numeric(20) USING id * 10",
+            &facts(),
+            &|_| false,
+        )
+        .expect("a plan");
+        assert!(plan.steps[0]
+            .sql
+            .contains("NEW.id_ddlgate := (SELECT (id * 10) FROM (SELECT NEW.*) AS ddlgate_row)"));
+        assert_eq!(
+            plan.steps[1].backfill.as_ref().unwrap().set,
+            "id_ddlgate = (id * 10)"
+        );
+        // Something the plan cannot carry over: no plan.
+        let mut c = facts();
+        c.dependents
+            .values_mut()
+            .for_each(|d| d.blockers.push("view public.v".into()));
+        assert!(
+            crate::ddl::plan::plan("ALTER TABLE orders ALTER id TYPE bigint", &c, &|_| false)
+                .is_none()
+        );
+    }
+
     #[test]
     fn column_references_renamed_in_server_definitions() {
         let def = "CREATE INDEX i ON public.t USING btree (((v + 1)), lower(v), v COLLATE \"C\") \

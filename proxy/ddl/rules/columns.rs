@@ -121,7 +121,12 @@ fn add_column(a: &AddColumn, ctx: &Context<'_>, out: &mut Vec<Finding>) {
         out.push(rewrite(
             Rule::AddColumnGeneratedStored,
             "as a stored generated column".into(),
-            format!("{backfill}; keep it computed with a BEFORE INSERT OR UPDATE trigger"),
+            format!(
+                "none that keeps the schema: PostgreSQL computes a stored generated column \
+                 only by rewriting the table, and cannot make an existing column generated. \
+                 {backfill}, and keep it computed with a BEFORE INSERT OR UPDATE trigger, \
+                 if a plain column will do"
+            ),
         ));
     } else if let Some(f) = per_row(a.default.as_ref(), ctx) {
         out.push(rewrite(

@@ -177,6 +177,16 @@ impl Gate {
                 }
             },
         };
+        let postpone_cutover = match facts.postpone_cutover.as_deref().map(str::trim) {
+            None | Some("") => runner.settings().postpone_cutover,
+            Some(v) => parse_bool(v).ok_or_else(|| {
+                Report::new(
+                    Severity::Error,
+                    sqlstate::INVALID_PARAMETER_VALUE,
+                    "parameter \"ddlgate.postpone_cutover\" requires a Boolean value",
+                )
+            })?,
+        };
         Ok(Some(Box::new(super::migrate::Pending {
             marker: format!("ddlgate:migrate:{event_id}"),
             submission: crate::runner::Submission {
@@ -187,6 +197,7 @@ impl Gate {
                 statement: statement.trim().to_owned(),
                 plan: plan.clone(),
                 event: event_id.to_owned(),
+                postpone_cutover,
             },
             executed: None,
         })))
@@ -349,4 +360,18 @@ fn as_comment(advice: &str) -> String {
         .map(|l| format!("-- {l}"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// A Boolean setting's value as PostgreSQL reads one (any unique prefix of
+/// on/off/true/false/yes/no, or 1/0).
+fn parse_bool(v: &str) -> Option<bool> {
+    let v = v.to_ascii_lowercase();
+    let is = |word: &str, min: usize| v.len() >= min && word.starts_with(v.as_str());
+    if v == "1" || is("true", 1) || is("yes", 1) || is("on", 2) {
+        Some(true)
+    } else if v == "0" || is("false", 1) || is("no", 1) || is("off", 2) {
+        Some(false)
+    } else {
+        None
+    }
 }

@@ -121,7 +121,8 @@ const SESSION: &[u8] = b"ddlgate_lookup_session";
 /// unused (every fact is read by a name).
 const SESSION_SQL: &str = "SELECT current_user::text, \
      pg_catalog.current_setting('search_path'), \
-     pg_catalog.current_setting('ddlgate.mode', true) WHERE $1::text IS NOT NULL";
+     pg_catalog.current_setting('ddlgate.mode', true), \
+     pg_catalog.current_setting('ddlgate.postpone_cutover', true) WHERE $1::text IS NOT NULL";
 
 /// What a migration submitted by the session needs to know of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +131,8 @@ pub struct SessionFacts {
     pub search_path: String,
     /// `ddlgate.mode` as the session has it, if set.
     pub mode: Option<String>,
+    /// `ddlgate.postpone_cutover`, if set.
+    pub postpone_cutover: Option<String>,
 }
 
 const ACCESS_METHOD: &[u8] = b"ddlgate_lookup_access_method";
@@ -493,6 +496,7 @@ impl Lookup {
                                 role: text(role),
                                 search_path: text(path),
                                 mode: cols.get(2).copied().flatten().map(text),
+                                postpone_cutover: cols.get(3).copied().flatten().map(text),
                             });
                         }
                     }

@@ -226,6 +226,13 @@ impl Waiting {
                 )));
                 None
             }
+            Progress::Postponed => {
+                let id = self.id.unwrap_or_default();
+                notices.push(self.notice(format!(
+                    "ready to cut over; the cut-over is postponed until COMPLETE {id} in the admin console (the new column is kept in sync until then)"
+                )));
+                Some(Ok(()))
+            }
             Progress::Succeeded => Some(Ok(())),
             Progress::Failed(f) => {
                 let at = self.step.as_ref().map(|(n, total, what)| {

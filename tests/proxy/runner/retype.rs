@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use super::{database, direct, psql_db, runner_proxy, schema};
+use super::{
+    database, direct, psql_db, psql_script, psql_via, runner_proxy, schema, wait_for_status,
+};
 use crate::harness::{connect, Proxy};
 
 const SETUP: &str = "CREATE TABLE parent (id serial PRIMARY KEY, \
@@ -101,6 +103,17 @@ async fn type_changes_run_as_expand_contract_under_an_application() {
             .unwrap()
             .get(0);
         assert!(batches > 1, "{sql}: one batch only");
+        // What the change did to the application's latency, as ddlgate saw it.
+        let (_, out, _) = psql_via(
+            proxy,
+            "postgres",
+            "ddlgate",
+            &format!("SHOW MIGRATION {via}/1"),
+        );
+        assert!(
+            out.contains("before: p50 ") && out.contains("; during: p50 "),
+            "{out}"
+        );
         // Nothing of ddlgate's is left on the table.
         let leftovers: i64 = d
             .query_one(
@@ -145,4 +158,81 @@ async fn a_type_change_under_a_view_is_blocked_naming_the_view() {
         .unwrap()
         .get(0);
     assert!(!started);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postponed_cutover_waits_for_complete_with_the_new_column_in_sync() {
+    let proxy = runner_proxy();
+    let sql = "ALTER TABLE parent ALTER COLUMN v TYPE bigint";
+    let direct_db = database("rtpd", SETUP);
+    psql_db(&direct_db, sql);
+    let via = database("rtpv", SETUP);
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let app = tokio::spawn({
+        let via = via.clone();
+        async move { application(runner_proxy(), &via, stop).await }
+    });
+    // Not a Boolean: the client's error, nothing runs.
+    let (ok, _, err) = psql_script(
+        proxy,
+        "postgres",
+        &via,
+        &format!("SET ddlgate.postpone_cutover = maybe;\n{sql};\n"),
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("parameter \"ddlgate.postpone_cutover\" requires a Boolean value"),
+        "{err}"
+    );
+    // The statement returns once the cut-over is all that is left.
+    let (ok, out, err) = psql_script(
+        proxy,
+        "postgres",
+        &via,
+        &format!("SET ddlgate.postpone_cutover = on;\n{sql};\n"),
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("ALTER TABLE"), "{out}");
+    let id = err
+        .split("postponed until COMPLETE ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no COMPLETE id in {err}"))
+        .to_owned();
+    // Meanwhile the application writes the old column; the new one follows.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let d = direct(&via).await;
+    let r = d
+        .query_one(
+            "SELECT format_type(atttypid, atttypmod), \
+                    (SELECT count(*) FROM parent WHERE v_ddlgate IS DISTINCT FROM v) \
+               FROM pg_attribute WHERE attrelid = 'parent'::regclass AND attname = 'v'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.get::<_, String>(0), "integer");
+    assert_eq!(r.get::<_, i64>(1), 0, "the new column fell behind");
+    wait_for_status(proxy, &via, &id, "paused").await;
+    let (ok, out, err) = psql_via(
+        proxy,
+        "postgres",
+        "ddlgate",
+        &format!("COMPLETE {via}/{id}"),
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("cutting over now"), "{out}");
+    wait_for_status(proxy, &via, &id, "succeeded").await;
+    let (ok, _, err) = psql_via(
+        proxy,
+        "postgres",
+        "ddlgate",
+        &format!("COMPLETE {via}/{id}"),
+    );
+    assert!(!ok && err.contains("no cut-over left"), "{err}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop_tx.send(true).unwrap();
+    assert_eq!(app.await.unwrap(), 0, "application errors");
+    assert_eq!(schema(&via).await, schema(&direct_db).await);
+    assert_eq!(wrong_rows(&via).await, (0, 0, 0));
 }
