@@ -16,7 +16,10 @@
 # reports: the change's total time; the application's p99
 # before the change; its p99 and maximum over the change (transactions that
 # ended from its start to 1 s after its end); its errors (failed
-# transactions and aborted clients). Each round runs the four in turn; the
+# transactions and aborted clients); and the p99 before and during of the
+# transactions' own time (own_p99_*: pgbench's latency minus its schedule
+# lag, the time a transaction waited to start, which includes pgbench's own
+# threads waiting for a CPU). Each round runs the changes in turn; the
 # last table gives each column's median over the rounds, and the ratio of
 # p99 during to p99 before. Then, with no workload, the backfill's rate
 # through ddlgate against one UPDATE of the whole table.
@@ -28,7 +31,7 @@ CLIENTS=${3:-4}
 BEFORE=5   # seconds of workload before the change (the baseline)
 AFTER=3    # seconds after it
 SPAN=45    # seconds each workload runs: the change must end AFTER before
-BACKFILL_SPAN=150  # the same for the backfilled ADD COLUMN
+BACKFILL_SPAN=200  # the same for the backfills (ADD COLUMN, TYPE)
 
 cargo build --release --quiet
 WORK=$(mktemp -d /tmp/ddlgate-migrate.XXXXXX)
@@ -88,7 +91,7 @@ measure() {
   python3 - "$label" "$logs" "$t0" "$t1" <<'PY'
 import glob, re, sys
 label, logs, t0, t1 = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-before, during = [], []
+before, during, xbefore, xduring = [], [], [], []
 for f in glob.glob(logs + "/pgbench_log.*"):
     for line in open(f):
         p = line.split()
@@ -97,10 +100,15 @@ for f in glob.glob(logs + "/pgbench_log.*"):
             continue  # "failed" or "skipped": counted from the summary
         end = int(p[4]) * 1_000_000 + int(p[5])
         lat = int(p[2]) / 1000.0
+        # Without the schedule lag: the transaction's own time, not the
+        # time pgbench's threads waited for a CPU to start it.
+        own = lat - (int(p[6]) / 1000.0 if len(p) > 6 else 0.0)
         if end < t0:
             before.append(lat)
+            xbefore.append(own)
         elif end <= t1 + 1_000_000:
             during.append(lat)
+            xduring.append(own)
 out = open(logs + "/pgbench.out").read()
 m = re.search(r"number of failed transactions: (\d+)", out)
 failed = int(m.group(1)) if m else 0
@@ -109,12 +117,13 @@ def p99(xs):
     xs = sorted(xs)
     return xs[int(0.99 * (len(xs) - 1))] if xs else float("nan")
 print(f"{label.replace(' ', '_'):<22} {(t1 - t0) / 1e6:8.2f} {p99(before):10.1f} {p99(during):10.1f} "
-      f"{max(during, default=float('nan')):9.1f} {failed + aborted:6d} {len(during):7d}")
+      f"{max(during, default=float('nan')):9.1f} {failed + aborted:6d} {len(during):7d} "
+      f"{p99(xbefore):9.1f} {p99(xduring):9.1f}")
 PY
 }
 
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(nproc) cores, $(uname -r), PostgreSQL $("$BIN/postgres" --version | awk '{print $3}'), 2,000,000 rows, app ${RATE} tx/s x ${CLIENTS} clients via ddlgate"
-HEAD=$(printf '%-22s %8s %10s %10s %9s %6s %7s' run change_s p99_before p99_during max_ms errors tx)
+HEAD=$(printf '%-22s %8s %10s %10s %9s %6s %7s %9s %9s' run change_s p99_before p99_during max_ms errors tx own_p99_b own_p99_d)
 echo "$HEAD"
 INDEX="CREATE INDEX acc_bid_bal ON pgbench_accounts (bid, abalance)"
 NOTNULL="ALTER TABLE pgbench_accounts ALTER COLUMN filler SET NOT NULL"
@@ -140,7 +149,7 @@ for round in $(seq "$REPEAT"); do
   measure "PK bigint ddlgate" "$DGPORT" "$REKEY" "$UNREKEY" "$BACKFILL_SPAN"
 done | tee "$WORK/rounds.txt"
 echo "medians over $REPEAT rounds:"
-printf '%s %7s\n' "$HEAD" p99x
+printf '%s %7s %7s\n' "$HEAD" p99x own_p99x
 python3 - "$WORK/rounds.txt" <<'PY'
 import statistics, sys
 runs = {}
@@ -150,7 +159,9 @@ for line in open(sys.argv[1]):
 for label, rows in runs.items():
     m = [statistics.median(col) for col in zip(*rows)]
     ratios = statistics.median(r[2] / r[1] for r in rows)
-    print(f"{label:<22} {m[0]:8.2f} {m[1]:10.1f} {m[2]:10.1f} {m[3]:9.1f} {m[4]:6.0f} {m[5]:7.0f} {ratios:7.2f}")
+    own = statistics.median(r[7] / r[6] for r in rows)
+    print(f"{label:<22} {m[0]:8.2f} {m[1]:10.1f} {m[2]:10.1f} {m[3]:9.1f} {m[4]:6.0f} {m[5]:7.0f} "
+          f"{m[6]:9.1f} {m[7]:9.1f} {ratios:7.2f} {own:7.2f}")
 PY
 echo "runner step retries on lock_timeout: $(grep -c 'migration.step_retried' "$WORK/ddlgate.log" || true)"
 

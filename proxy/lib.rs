@@ -7,6 +7,7 @@ pub mod console;
 pub mod ddl;
 pub mod fuzz;
 pub mod jobs;
+pub mod pacing;
 pub mod pgcluster;
 pub mod process;
 pub mod protocol;

@@ -32,6 +32,8 @@ pub struct FileConfig {
     pub runner: super::runner::RunnerSection,
     #[serde(default)]
     pub throttle: super::throttle::ThrottleSection,
+    #[serde(default)]
+    pub backfill_traffic: super::pacing::PacingSection,
 }
 
 #[derive(Debug, Default, Deserialize)]

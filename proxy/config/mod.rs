@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod ddl;
 pub mod file;
+pub mod pacing;
 pub mod runner;
 pub mod throttle;
 
@@ -16,6 +17,7 @@ use crate::upstream::UpstreamTarget;
 use cli::ProxyArgs;
 pub use ddl::DdlSettings;
 use file::FileConfig;
+pub use pacing::PacingSettings;
 pub use runner::{ClientWait, RunnerSettings};
 pub use throttle::ThrottleSettings;
 
@@ -67,6 +69,8 @@ pub struct Settings {
     pub runner: Option<RunnerSettings>,
     /// Roles the admin console (database `ddlgate`) admits.
     pub admin_roles: Vec<String>,
+    /// Client sessions paced as backfill traffic; `None`: none are.
+    pub backfill_traffic: Option<PacingSettings>,
 }
 
 impl Settings {
@@ -89,6 +93,7 @@ impl Settings {
             ddl: DdlSettings::default(),
             runner: None,
             admin_roles: Vec::new(),
+            backfill_traffic: None,
         }
     }
 
@@ -182,6 +187,7 @@ pub fn resolve(args: &ProxyArgs, file: FileConfig) -> Result<Settings, ConfigErr
         r.throttle = throttle;
     }
     s.admin_roles = file.admin_roles.unwrap_or_default();
+    s.backfill_traffic = file.backfill_traffic.resolve()?;
     Ok(s)
 }
 

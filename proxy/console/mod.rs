@@ -334,8 +334,11 @@ async fn throttle(
         .map_err(failed)?
     {
         return Err(error(
-            "42704",
-            format!("there is no migration {} in {db}", target.id),
+            "55000",
+            format!(
+                "migration {} has no backfill left to pace (THROTTLE changes a backfill's batches)",
+                target.id
+            ),
         ));
     }
     let what = match change {

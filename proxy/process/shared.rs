@@ -28,6 +28,8 @@ pub struct Shared {
     pub runner: Option<Arc<Runner>>,
     /// The application's request latency through ddlgate, per database.
     pub latency: Arc<LatencyBook>,
+    /// The slots and budgets of backfill traffic, per database.
+    pub pacers: crate::pacing::Pacers,
     /// RELOAD from the admin console: the process reloads as on SIGHUP.
     pub reload: tokio::sync::Notify,
     active: AtomicUsize,
@@ -75,6 +77,7 @@ impl Shared {
             sessions: Arc::default(),
             jobs,
             runner,
+            pacers: crate::pacing::Pacers::new(latency.clone()),
             latency,
             reload: tokio::sync::Notify::new(),
             active: AtomicUsize::new(0),

@@ -370,7 +370,8 @@ impl StepRun<'_> {
                 Err(e) => Err(e),
             }
         } else {
-            let fut = steps::run(db, m, step, &self.limits);
+            let on_wait = |why: String| self.runner.notify(self.key, Progress::Waiting(why));
+            let fut = steps::run(db, m, step, &self.limits, &on_wait);
             tokio::pin!(fut);
             tokio::select! {
                 r = &mut fut => r,

@@ -298,7 +298,7 @@ impl Runner {
 
     /// A backfill's batch time or rate ceiling, for this migration: its
     /// loop reads it at its next look (within a second). Whether the
-    /// migration exists.
+    /// migration has a backfill still to run.
     pub async fn set_throttle(
         self: &Arc<Self>,
         m: &MigrationKey,

@@ -62,15 +62,20 @@ pub enum Attempt {
     Skipped,
 }
 
+/// What a step tells the session that waits for it while it waits (for a
+/// quiet moment on its table).
+pub type OnWait<'a> = &'a (dyn Fn(String) + Sync);
+
 /// Runs one attempt of step `s` of `m` (its `attempts` counts this one).
 pub async fn run(
     db: &Client,
     m: &Migration,
     s: &StepRow,
     limits: &Limits,
+    on_wait: OnWait<'_>,
 ) -> Result<Attempt, RunnerError> {
     if s.in_transaction {
-        run_in_transaction(db, m, s, limits)
+        run_in_transaction(db, m, s, limits, on_wait)
             .await
             .map(|()| Attempt::Done)
     } else {
@@ -124,7 +129,12 @@ const QUIET_WAIT_MAX: Duration = Duration::from_secs(600);
 /// Queued behind either, the step would stall every query on the table
 /// for its whole lock_timeout, attempt after attempt. Other roles'
 /// transaction ages are visible to members of pg_monitor only.
-async fn wait_for_quiet(db: &Client, m: &Migration, limits: &Limits) -> Result<(), RunnerError> {
+async fn wait_for_quiet(
+    db: &Client,
+    m: &Migration,
+    limits: &Limits,
+    on_wait: OnWait<'_>,
+) -> Result<(), RunnerError> {
     let oid = m.lock_key & 0xffff_ffff;
     let young = (limits.lock_timeout / 2).as_millis() as i64;
     let started = tokio::time::Instant::now();
@@ -151,12 +161,17 @@ async fn wait_for_quiet(db: &Client, m: &Migration, limits: &Limits) -> Result<(
         attempt += 1;
         if attempt == 1 {
             let (pid, kind): (i32, Option<String>) = (row.get(0), row.get(1));
+            let holder = kind.as_deref().unwrap_or("unknown");
             tracing::info!(
                 event = "migration.step_waiting",
                 pid,
-                holder = kind.as_deref().unwrap_or("unknown"),
+                holder,
                 "step waits for a long lock holder on its table before queuing for its lock"
             );
+            on_wait(format!(
+                "waiting, without queuing, for a long lock holder on the table ({holder}, pid {pid}) \
+                 to finish before taking the step's brief lock"
+            ));
         }
         tokio::time::sleep(Duration::from_millis(100 * attempt.min(10))).await;
     }
@@ -168,11 +183,12 @@ async fn run_in_transaction(
     m: &Migration,
     s: &StepRow,
     limits: &Limits,
+    on_wait: OnWait<'_>,
 ) -> Result<(), RunnerError> {
     let (lock, statement) = timeouts(s.kind, limits);
     if matches!(s.kind, StepKind::Brief | StepKind::Cutover) {
         // Brief steps take locks every query on the table queues behind.
-        wait_for_quiet(db, m, limits).await?;
+        wait_for_quiet(db, m, limits, on_wait).await?;
     }
     db.batch_execute(&format!("BEGIN; {}", set_timeouts(lock, statement, true)))
         .await?;

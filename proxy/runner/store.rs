@@ -380,7 +380,7 @@ pub async fn steering(
 }
 
 /// One throttle setting of a migration, changed from the console. Whether
-/// the migration exists.
+/// the migration has a backfill still to run.
 pub async fn set_throttle(
     db: &Client,
     id: i64,
@@ -391,7 +391,9 @@ pub async fn set_throttle(
         .execute(
             "UPDATE ddlgate.migrations SET throttle = pg_catalog.jsonb_set( \
                COALESCE(throttle, '{}'::pg_catalog.jsonb), ARRAY[$2::text], pg_catalog.to_jsonb($3::pg_catalog.int8)), \
-               updated_at = pg_catalog.now() WHERE id = $1",
+               updated_at = pg_catalog.now() WHERE id = $1 AND EXISTS (\
+               SELECT 1 FROM ddlgate.steps s WHERE s.migration = $1 AND s.kind = 'backfill' \
+               AND s.status IN ('pending', 'running', 'failed'))",
             &[&id, &key, &value],
         )
         .await?;

@@ -99,9 +99,9 @@ impl Throttle {
         let target = 1.0 + (s.app_p99_factor - 1.0).max(0.0) / 2.0;
         let floor = s.busy_sleep_ratio.max(0.0);
         self.yield_ratio = if ratio > target {
-            (self.yield_ratio * 1.5 + 0.5).min(MAX_YIELD)
+            (self.yield_ratio * 1.25 + 0.25).min(MAX_YIELD)
         } else {
-            (self.yield_ratio * 0.85).max(floor)
+            (self.yield_ratio * 0.9).max(floor)
         };
     }
 
@@ -360,7 +360,7 @@ mod tests {
         assert_eq!(t.yield_ratio(), 1.0);
         // Above the midpoint (1.15× for a 1.3× threshold): up fast.
         t.observe(&at(2400));
-        assert_eq!(t.yield_ratio(), 2.0);
+        assert_eq!(t.yield_ratio(), 1.5);
         for _ in 0..20 {
             t.observe(&at(2400));
         }
@@ -373,7 +373,7 @@ mod tests {
             .is_zero());
         // Below it: down slowly, never under busy_sleep_ratio.
         t.observe(&at(2100));
-        assert!((t.yield_ratio() - MAX_YIELD * 0.85).abs() < 1e-9);
+        assert!((t.yield_ratio() - MAX_YIELD * 0.9).abs() < 1e-9);
         for _ in 0..100 {
             t.observe(&at(2000));
         }

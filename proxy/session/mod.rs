@@ -72,6 +72,7 @@ pub async fn serve<C>(
         database = Empty,
         application_name = Empty,
         backend_pid = Empty,
+        backfill_traffic = Empty,
     );
     let started = StdInstant::now();
     let result = run(io, peer, id, &shared, runtime, admission, &span)
@@ -179,6 +180,15 @@ where
         user,
         client_addr: peer,
     };
+    // Backfill traffic yields to the application.
+    let pacer = settings
+        .backfill_traffic
+        .as_ref()
+        .filter(|p| p.marks(&who.user, &who.application_name))
+        .map(|p| shared.pacers.database(&who.database, p));
+    if pacer.is_some() {
+        span.record("backfill_traffic", true);
+    }
     // Listed for the console while it relays; unlisted when it ends.
     let _listed = shared.sessions.register(SessionEntry {
         id,
@@ -208,14 +218,13 @@ where
         gate: Gate::new(
             runtime.clone(),
             shared.runner.clone(),
-            // Only the runner's throttle reads it.
-            shared
-                .runner
-                .as_ref()
-                .map(|_| shared.latency.database(&who.database)),
+            // Only the runner's throttle and the pacers read it.
+            (shared.runner.is_some() || settings.backfill_traffic.is_some())
+                .then(|| shared.latency.database(&who.database)),
             who,
             interrupt,
-        ),
+        )
+        .paced_by(pacer),
         control: Control::new(
             settings.idle_timeout,
             shared.drain.clone(),
@@ -225,6 +234,14 @@ where
         max_message_size: settings.max_message_size,
     };
     let end = relay.run().await;
+    if let Some((requests, waited)) = relay.gate.backfill_traffic() {
+        tracing::info!(
+            event = "backfill_traffic.session",
+            requests,
+            waited_ms = waited.as_millis() as u64,
+            "backfill traffic session ended"
+        );
+    }
     drop(registration);
     Ok(Outcome::Relayed(end))
 }

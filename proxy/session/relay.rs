@@ -185,6 +185,12 @@ where
                     }
                     continue;
                 }
+                Some(Action::Rescan) => {
+                    if let Err(ScanStop::Frame(e)) = self.scan_client() {
+                        *phase = Phase::Closing(self.close_with(SessionError::ClientFrame(e)));
+                    }
+                    continue;
+                }
                 None => {}
             }
             // About to wait: only now check what ends a session from outside

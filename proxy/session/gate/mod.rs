@@ -21,6 +21,7 @@ mod extended;
 mod judge;
 mod lookup;
 mod migrate;
+mod pace;
 mod responses;
 mod sql;
 #[cfg(test)]
@@ -180,6 +181,8 @@ enum Wait {
     Retry(Retry),
     /// A migration applying the client's statement.
     Migration(Box<migrate::Waiting>),
+    /// A backfill-traffic session's turn (`pace`).
+    Pace(pace::PaceWait),
 }
 
 /// What a wait produces, for the relay to carry out.
@@ -188,6 +191,8 @@ pub enum Action {
     ToServer(Vec<u8>),
     /// Messages for the client (at a message boundary).
     ToClient(Vec<u8>),
+    /// Nothing to send: the held client messages may go now.
+    Rescan,
 }
 
 pub struct Gate {
@@ -195,6 +200,11 @@ pub struct Gate {
     runner: Option<Arc<Runner>>,
     /// The database's request latencies, for the runner's throttle.
     latency: Option<Arc<crate::telemetry::latency::DbLatency>>,
+    /// The session is backfill traffic: its requests wait for this.
+    pace: Option<Arc<crate::pacing::Pacer>>,
+    /// The admission its current requests run under.
+    admitted: Option<crate::pacing::Admission>,
+    paced: pace::Paced,
     interrupt: Arc<tokio::sync::Notify>,
     who: Arc<SessionInfo>,
     analyzer: Analyzer,
@@ -244,6 +254,9 @@ impl Gate {
             runtime: runtime.clone(),
             runner,
             latency,
+            pace: None,
+            admitted: None,
+            paced: pace::Paced::default(),
             interrupt,
             who: Arc::new(who),
             analyzer: Analyzer::for_session(runtime.settings.ddl.trust_session_objects),
@@ -263,6 +276,12 @@ impl Gate {
             session_facts: None,
             batch_notices: Vec::new(),
         }
+    }
+
+    /// The session is backfill traffic, paced by `pacer`.
+    pub fn paced_by(mut self, pacer: Option<Arc<crate::pacing::Pacer>>) -> Self {
+        self.pace = pacer;
+        self
     }
 
     fn enabled(&self) -> bool {
@@ -309,11 +328,13 @@ impl Gate {
 
     fn pop(&mut self, state: &mut SessionState) -> Option<Group> {
         let g = self.groups.pop_front();
-        if let (Some(Group::Client(sent)), Some(book)) = (&g, &self.latency) {
+        if let (Some(Group::Client(sent)), Some(book), None) = (&g, &self.latency, &self.pace) {
             // The application's latency through ddlgate: ordinary requests
-            // only (schema changes are not what the throttle protects).
+            // only (schema changes are not what the throttle protects, and
+            // backfill traffic is not the application).
             book.record(sent.elapsed());
         }
+        self.release_pace();
         if g.is_some() {
             // Stand-ins of groups now answered can no longer appear.
             let head = self.pushed - self.groups.len() as u64;
@@ -399,6 +420,7 @@ impl Gate {
             Request::Held(Hold::Wait(Wait::Migration(_))) => {
                 self.poll_migration(cx, state, client_at_boundary)
             }
+            Request::Held(Hold::Wait(Wait::Pace(_))) => self.poll_pace(cx, state),
             _ => None,
         }
     }
@@ -443,6 +465,9 @@ impl Gate {
         if self.holding_client() {
             return Verdict::Hold(Vec::new());
         }
+        if let Some(v) = self.pace_first(tag, state) {
+            return v;
+        }
         match tag {
             b'Q' => self.on_query(body, state),
             b'P' => self.on_parse(body, state),
@@ -465,6 +490,9 @@ impl Gate {
     pub fn on_client_streamed(&mut self, tag: u8, state: &mut SessionState) -> Verdict {
         if self.holding_client() {
             return Verdict::Hold(Vec::new());
+        }
+        if let Some(v) = self.pace_first(tag, state) {
+            return v;
         }
         match tag {
             b'F' => self.push(Group::Client(Instant::now()), state),

@@ -129,6 +129,7 @@ impl Script {
                 self.s2c.inject(bytes);
                 self.scan_client();
             }
+            Some(Action::Rescan) => self.scan_client(),
             None => {}
         }
         action
@@ -406,4 +407,42 @@ fn a_statement_waits_for_its_lookup_and_a_failed_lookup_decides_without_facts() 
     );
     assert_eq!(answer[1], "Z I");
     assert_eq!(s.state.outstanding, 0);
+}
+
+/// Backfill traffic: a marked session's request waits, unsent, for its
+/// pacer (one a second here, one slot); what it sent meanwhile follows it
+/// in order, and the next request waits for the next token.
+#[tokio::test(start_paused = true)]
+async fn backfill_traffic_waits_for_its_turn_before_it_is_sent() {
+    let pacing = crate::config::PacingSettings {
+        roles: vec!["app".into()],
+        application_names: Vec::new(),
+        max_concurrent: 1,
+        max_per_sec: 1.0,
+        app_p99_factor: 1.5,
+        latency_window: Duration::from_secs(3),
+    };
+    let pacers = crate::pacing::Pacers::new(Arc::default());
+    let mut s = Script::new();
+    s.gate = std::mem::replace(&mut s.gate, Script::new().gate)
+        .paced_by(Some(pacers.database("app", &pacing)));
+    // The first request is held until the pacer admits it (at once: a
+    // full bucket), then goes with what followed it.
+    assert!(s.client(&query("SELECT 1")).is_empty());
+    assert!(matches!(s.poll(), Some(Action::Rescan)));
+    assert_eq!(s.sent(), ["Q SELECT 1"]);
+    assert_eq!(
+        s.server(&cat(&[&complete("SELECT 1"), &ready(b'I')])),
+        ["C SELECT 1", "Z I"]
+    );
+    // The bucket is empty: the next one waits a second.
+    assert!(s.client(&query("SELECT 2")).is_empty());
+    assert!(s.poll().is_none());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(s.poll().is_none());
+    assert!(s.client(&query("SELECT 3")).is_empty(), "sent out of turn");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(matches!(s.poll(), Some(Action::Rescan)));
+    // Both go now: they were sent while the first was admitted.
+    assert_eq!(s.sent(), ["Q SELECT 2", "Q SELECT 3"]);
 }
