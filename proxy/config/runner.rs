@@ -27,6 +27,7 @@ pub struct RunnerSection {
     pub poll_interval: Option<String>,
     pub build_workers: Option<u32>,
     pub postpone_cutover: Option<bool>,
+    pub contract_after: Option<String>,
 }
 
 /// How a client whose statement became a migration is answered.
@@ -84,6 +85,9 @@ pub struct RunnerSettings {
     /// A type change stops before its cut-over until an operator runs
     /// COMPLETE (a session may set `ddlgate.postpone_cutover` instead).
     pub postpone_cutover: bool,
+    /// After a type change's cut-over, the old column is kept aside (and
+    /// REVERT possible) this long before it is dropped; 0: at once.
+    pub contract_after: Duration,
 }
 
 impl std::fmt::Debug for RunnerSettings {
@@ -120,6 +124,7 @@ impl RunnerSettings {
             build_workers: 0,
             throttle: super::ThrottleSettings::default(),
             postpone_cutover: false,
+            contract_after: Duration::ZERO,
         }
     }
 
@@ -204,6 +209,11 @@ impl RunnerSection {
             "runner.poll_interval",
             &self.poll_interval,
             &mut s.poll_interval,
+        )?;
+        duration(
+            "runner.contract_after",
+            &self.contract_after,
+            &mut s.contract_after,
         )?;
         if s.lock_timeout.is_zero() {
             return Err(bad(

@@ -21,8 +21,10 @@ pub enum Command {
     Resume(Target),
     Cancel(Target),
     Retry(Target),
-    /// A postponed cut-over may run.
+    /// A postponed cut-over may run; a kept old column is dropped now.
     Complete(Target),
+    /// Undo a change that is made.
+    Revert(Target),
     /// A running backfill's pace, changed now.
     Throttle(Target, ThrottleChange),
     Clients,
@@ -61,7 +63,11 @@ pub const HELP: &[(&str, &str)] = &[
     ),
     (
         "COMPLETE id",
-        "let a type change's postponed cut-over run (now, or when it gets there)",
+        "let a type change's postponed cut-over run, or drop its kept old column now",
+    ),
+    (
+        "REVERT id",
+        "undo a change that is made: a type change until its old column is dropped, an index, an added column",
     ),
     (
         "THROTTLE id batch_time 200ms | max_rows_per_sec 5000",
@@ -120,6 +126,7 @@ pub fn parse(sql: &str) -> Result<Command, Unknown> {
         ["CANCEL", ..] => Command::Cancel(target(1)?),
         ["RETRY", ..] => Command::Retry(target(1)?),
         ["COMPLETE", ..] => Command::Complete(target(1)?),
+        ["REVERT", ..] => Command::Revert(target(1)?),
         ["THROTTLE", _, key, _] => {
             let t = target_of(raw[1]).ok_or_else(|| {
                 Unknown(format!(

@@ -67,6 +67,7 @@ pub async fn answer(cmd: Command, shared: &Shared) -> Result<Vec<Table>, Report>
         }
         Command::Throttle(t, change) => throttle(runner(shared)?, &t, change).await,
         Command::Complete(t) => complete(runner(shared)?, &t).await,
+        Command::Revert(t) => revert(runner(shared)?, &t).await,
         Command::Clients => Ok(vec![clients(shared)]),
         Command::Servers => Ok(vec![servers(shared)]),
         Command::Stats => Ok(vec![stats(shared)]),
@@ -300,9 +301,11 @@ async fn request(
         return Err(error(
             "55000",
             format!(
-                "migration {} has finished: nothing to {}",
+                "migration {} has finished or is past its cut-over: nothing to {} \
+                 (REVERT {} undoes a change that is made)",
                 target.id,
-                req.as_str()
+                req.as_str(),
+                target.id
             ),
         ));
     };
@@ -311,6 +314,7 @@ async fn request(
         Request::Cancel => {
             "cancel requested: its statement is interrupted and the steps that can be undone are"
         }
+        Request::Complete | Request::Revert => "requested",
     };
     let mut t = Table::new(&["database", "id", "status", "result"]);
     t.row(vec![
@@ -380,6 +384,27 @@ async fn requeue(
     Ok(vec![t])
 }
 
+async fn revert(runner: &std::sync::Arc<Runner>, target: &Target) -> Result<Vec<Table>, Report> {
+    use crate::runner::store::Revert;
+    let db = locate(runner, target).await?;
+    let what = match runner
+        .revert(&(db.clone(), target.id))
+        .await
+        .map_err(failed)?
+    {
+        Revert::Queued => "reverting: its revert steps are queued",
+        Revert::Requested => "reverting: its revert steps run next",
+        Revert::Refused(why) => return Err(error("55000", why)),
+    };
+    let mut t = Table::new(&["database", "id", "result"]);
+    t.row(vec![
+        Some(db),
+        Some(target.id.to_string()),
+        Some(what.into()),
+    ]);
+    Ok(vec![t])
+}
+
 async fn complete(runner: &std::sync::Arc<Runner>, target: &Target) -> Result<Vec<Table>, Report> {
     let db = locate(runner, target).await?;
     let what = match runner
@@ -396,7 +421,7 @@ async fn complete(runner: &std::sync::Arc<Runner>, target: &Target) -> Result<Ve
                 ),
             ))
         }
-        Some(true) => "cutting over now",
+        Some(true) => "going on now (the cut-over, or the old column's drop)",
         Some(false) => "it cuts over when it gets there",
     };
     let mut t = Table::new(&["database", "id", "result"]);

@@ -74,7 +74,8 @@ impl StepRun<'_> {
                 match request {
                     Some(Request::Cancel) => return Ok(End::Interrupted),
                     Some(Request::Pause) => return Ok(End::Paused),
-                    None => {}
+                    // Before its cut-over neither applies to a type change.
+                    Some(Request::Complete | Request::Revert) | None => {}
                 }
                 let wanted = with_overrides(&settings.throttle, overrides.as_deref());
                 if wanted != *throttle.settings() {

@@ -113,6 +113,8 @@ enum Ended {
     Paused,
     /// Paused at a cut-over that waits for COMPLETE.
     Postponed,
+    /// REVERT appended its steps: run again from the first of them.
+    Reverting,
     Cancelled,
     /// Shutdown: left as it is, to resume.
     Stopped,
@@ -157,11 +159,17 @@ async fn run(
     store::save_effect(db, m.id, &effect).await?;
     let secs = started.elapsed().as_secs_f64();
     let status = match ended {
+        Ended::Succeeded if store::reverting(db, m.id).await? => {
+            store::set_status(db, m.id, Status::Reverted, &runner.instance).await?;
+            runner.notify(key, Progress::Succeeded);
+            "reverted"
+        }
         Ended::Succeeded => {
             store::set_status(db, m.id, Status::Succeeded, &runner.instance).await?;
             runner.notify(key, Progress::Succeeded);
             "succeeded"
         }
+        Ended::Reverting => "reverting",
         Ended::Failed => "failed",
         Ended::Paused => {
             store::set_status(db, m.id, Status::Paused, &runner.instance).await?;
@@ -191,7 +199,7 @@ async fn run(
         Ended::Stopped => "stopped",
     };
     metrics::counter!("ddlgate_migrations_total", "status" => status).increment(1);
-    if status != "stopped" {
+    if !matches!(status, "stopped" | "reverting") {
         metrics::histogram!("ddlgate_migration_duration_seconds").record(secs);
     }
     let (before, during) = (
@@ -205,7 +213,7 @@ async fn run(
         app_latency_during = %during,
         "migration {status}"
     );
-    if status != "stopped" {
+    if !matches!(status, "stopped" | "reverting") {
         follow_after(runner, key, after, stop);
     }
     Ok(())
@@ -297,10 +305,16 @@ async fn run_steps(
             match requested(db, m.id).await? {
                 Some(Request::Cancel) => return cancel(db, m, &run.limits).await,
                 Some(Request::Pause) => return Ok(Ended::Paused),
-                None => {}
+                Some(Request::Revert) => return start_revert(db, m).await,
+                Some(Request::Complete) | None => {}
             }
             if stop.is_cancelled() {
                 return Ok(Ended::Stopped);
+            }
+            if m.steps[i].kind == StepKind::Contract {
+                if let Some(ended) = run.contract_wait(m).await? {
+                    return Ok(ended);
+                }
             }
             if m.steps[i].kind == StepKind::Cutover && store::cutover_postponed(db, m.id).await? {
                 return Ok(Ended::Postponed);
@@ -445,6 +459,60 @@ impl StepRun<'_> {
         store::failed(db, m.id, &f.sqlstate, &f.message).await?;
         self.runner.notify(self.key, Progress::Failed(f));
         Ok(Outcome::Ended(Ended::Failed))
+    }
+}
+
+/// REVERT, taken up by the worker: the revert steps are appended and the
+/// migration runs again from the first of them.
+async fn start_revert(db: &Client, m: &Migration) -> Result<Ended, RunnerError> {
+    store::start_revert(db, m.id).await?;
+    tracing::info!(
+        event = "migration.reverting",
+        "REVERT: the change is undone"
+    );
+    Ok(Ended::Reverting)
+}
+
+impl StepRun<'_> {
+    /// Before the contract step: the old column stays aside, in sync,
+    /// until `contract_after` has passed since the cut-over or COMPLETE;
+    /// REVERT swaps back instead. `None`: drop it now.
+    async fn contract_wait(&self, m: &Migration) -> Result<Option<Ended>, RunnerError> {
+        let s = &self.runner.settings;
+        let mut told = false;
+        loop {
+            let left = store::contract_left(self.db, m.id, s.contract_after).await?;
+            if left.is_zero() {
+                return Ok(None);
+            }
+            match requested(self.db, m.id).await? {
+                Some(Request::Complete) => return Ok(None),
+                Some(Request::Revert) => return start_revert(self.db, m).await.map(Some),
+                Some(Request::Pause) => return Ok(Some(Ended::Paused)),
+                // CANCEL is refused past the cut-over.
+                Some(Request::Cancel) | None => {}
+            }
+            if !told {
+                told = true;
+                let text = format!(
+                    "cut over; the old column is kept aside and in sync for {} s more: \
+                     REVERT {id} swaps back, COMPLETE {id} drops it now",
+                    left.as_secs(),
+                    id = m.id
+                );
+                store::set_progress(self.db, m.id, &text).await?;
+                tracing::info!(
+                    event = "migration.kept",
+                    left_secs = left.as_secs(),
+                    "old column kept aside until the contract"
+                );
+                self.runner.notify(self.key, Progress::Kept(left));
+            }
+            tokio::select! {
+                _ = self.stop.cancelled() => return Ok(Some(Ended::Stopped)),
+                _ = tokio::time::sleep(left.min(s.poll_interval)) => {}
+            }
+        }
     }
 }
 

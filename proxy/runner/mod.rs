@@ -350,6 +350,20 @@ impl Runner {
         Ok(done)
     }
 
+    /// REVERT: the change's revert steps run next.
+    pub async fn revert(self: &Arc<Self>, m: &MigrationKey) -> Result<store::Revert, RunnerError> {
+        let db = self.connector.connect(&m.0, "console").await?;
+        let r = store::revert(&db, m.1).await?;
+        if r != store::Revert::Queued && r != store::Revert::Requested {
+            return Ok(r);
+        }
+        tracing::info!(event = "migration.revert_requested", migration = m.1, database = %m.0, "operator asked to revert");
+        if let Some(key) = store::lock_key_of(&db, m.1).await? {
+            self.wake(&m.0, key);
+        }
+        Ok(r)
+    }
+
     /// Sessions now waiting on migrations.
     pub fn followers(&self) -> usize {
         self.inner().followers.values().map(Vec::len).sum()

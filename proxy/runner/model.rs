@@ -14,16 +14,19 @@ pub enum Status {
     Succeeded,
     Failed,
     Cancelled,
+    /// Made, then undone by REVERT.
+    Reverted,
 }
 
 impl Status {
-    pub const ALL: [Status; 6] = [
+    pub const ALL: [Status; 7] = [
         Status::Queued,
         Status::Running,
         Status::Paused,
         Status::Succeeded,
         Status::Failed,
         Status::Cancelled,
+        Status::Reverted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -34,6 +37,7 @@ impl Status {
             Status::Succeeded => "succeeded",
             Status::Failed => "failed",
             Status::Cancelled => "cancelled",
+            Status::Reverted => "reverted",
         }
     }
 
@@ -93,6 +97,10 @@ impl StepStatus {
 pub enum Request {
     Pause,
     Cancel,
+    /// End a type change's grace period now (COMPLETE).
+    Complete,
+    /// Undo the change (REVERT), for the worker to start.
+    Revert,
 }
 
 impl Request {
@@ -100,6 +108,8 @@ impl Request {
         match self {
             Request::Pause => "pause",
             Request::Cancel => "cancel",
+            Request::Complete => "complete",
+            Request::Revert => "revert",
         }
     }
 
@@ -107,6 +117,8 @@ impl Request {
         match s {
             "pause" => Some(Request::Pause),
             "cancel" => Some(Request::Cancel),
+            "complete" => Some(Request::Complete),
+            "revert" => Some(Request::Revert),
             _ => None,
         }
     }
@@ -155,6 +167,9 @@ pub enum Progress {
     Paused,
     /// At its cut-over, which waits for COMPLETE.
     Postponed,
+    /// Cut over; the old column is kept aside (REVERT swaps back) for
+    /// this long.
+    Kept(std::time::Duration),
     Succeeded,
     Failed(Failure),
     Cancelled,

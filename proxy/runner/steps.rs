@@ -31,7 +31,7 @@ pub struct Limits {
 /// they get neither; a scan (VALIDATE) gets no statement_timeout.
 fn timeouts(kind: StepKind, limits: &Limits) -> (Duration, Duration) {
     match kind {
-        StepKind::Brief | StepKind::Cutover => {
+        StepKind::Brief | StepKind::Cutover | StepKind::Contract => {
             (limits.lock_timeout, limits.brief_statement_timeout)
         }
         StepKind::Validate | StepKind::Backfill => (limits.lock_timeout, Duration::ZERO),
@@ -186,7 +186,10 @@ async fn run_in_transaction(
     on_wait: OnWait<'_>,
 ) -> Result<(), RunnerError> {
     let (lock, statement) = timeouts(s.kind, limits);
-    if matches!(s.kind, StepKind::Brief | StepKind::Cutover) {
+    if matches!(
+        s.kind,
+        StepKind::Brief | StepKind::Cutover | StepKind::Contract
+    ) {
         // Brief steps take locks every query on the table queues behind.
         wait_for_quiet(db, m, limits, on_wait).await?;
     }
@@ -374,7 +377,11 @@ async fn before_attempt(db: &Client, m: &Migration, s: &StepRow) -> Result<Befor
                 }
             }
         }
-        StepKind::Brief | StepKind::Validate | StepKind::Backfill | StepKind::Cutover => {}
+        StepKind::Brief
+        | StepKind::Validate
+        | StepKind::Backfill
+        | StepKind::Cutover
+        | StepKind::Contract => {}
     }
     Ok(Before::Run(s.sql.clone()))
 }

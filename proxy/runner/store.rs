@@ -80,7 +80,14 @@ const UPGRADES: &[&str] = &[
     // Whether a type change waits before its cut-over for COMPLETE.
     "ALTER TABLE ddlgate.steps ADD COLUMN undo text;
      ALTER TABLE ddlgate.migrations ADD COLUMN effect jsonb,
-         ADD COLUMN postpone_cutover boolean NOT NULL DEFAULT false;",
+         ADD COLUMN postpone_cutover boolean NOT NULL DEFAULT false,
+         ADD COLUMN reverted_at timestamptz,
+         DROP CONSTRAINT migrations_status_check,
+         ADD CONSTRAINT migrations_status_check CHECK (status IN
+             ('queued', 'running', 'paused', 'succeeded', 'failed', 'cancelled', 'reverted')),
+         DROP CONSTRAINT migrations_requested_check,
+         ADD CONSTRAINT migrations_requested_check CHECK (requested IN
+             ('pause', 'cancel', 'complete', 'revert'));",
 ];
 
 /// Creates or upgrades the `ddlgate` schema in the connected database.
@@ -437,7 +444,8 @@ pub async fn set_status(
     db.execute(
         "UPDATE ddlgate.migrations SET status = $2, instance = $3, updated_at = pg_catalog.now(), \
          started_at = CASE WHEN $2 = 'running' THEN coalesce(started_at, pg_catalog.now()) ELSE started_at END, \
-         finished_at = CASE WHEN $2 IN ('succeeded', 'failed', 'cancelled') THEN pg_catalog.now() END, \
+         finished_at = CASE WHEN $2 IN ('succeeded', 'failed', 'cancelled', 'reverted') \
+                       THEN pg_catalog.now() END, \
          requested = CASE WHEN $2 IN ('running', 'queued') THEN requested END, \
          sqlstate = CASE WHEN $2 = 'failed' THEN sqlstate END, \
          error = CASE WHEN $2 = 'failed' THEN error END \
@@ -466,6 +474,154 @@ pub async fn save_effect(
     Ok(())
 }
 
+/// How long a kept old column has left: the cut-over's end plus
+/// `contract_after`, from now (zero or less: due).
+pub async fn contract_left(
+    db: &Client,
+    id: i64,
+    contract_after: std::time::Duration,
+) -> Result<std::time::Duration, RunnerError> {
+    let ms: Option<f64> = db
+        .query_one(
+            "SELECT EXTRACT(epoch FROM pg_catalog.max(finished_at) + $2::pg_catalog.int8 \
+             * interval '1 ms' - pg_catalog.now())::pg_catalog.float8 * 1000 \
+             FROM ddlgate.steps WHERE migration = $1 AND kind = 'cutover' AND status = 'done'",
+            &[&id, &(contract_after.as_millis() as i64)],
+        )
+        .await?
+        .get(0);
+    Ok(std::time::Duration::from_secs_f64(
+        (ms.unwrap_or(0.0) / 1000.0).max(0.0),
+    ))
+}
+
+/// Why REVERT cannot undo a migration, or how it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revert {
+    /// Its revert steps are queued (it was not running).
+    Queued,
+    /// Its worker starts them at its next look.
+    Requested,
+    Refused(String),
+}
+
+/// REVERT: the plan's revert steps run next (appended to the migration,
+/// which runs again); a migration its worker is running gets the request
+/// instead, for the worker to start them.
+pub async fn revert(db: &Client, id: i64) -> Result<Revert, RunnerError> {
+    let Some(r) = db
+        .query_opt(
+            "SELECT m.status, m.reverted_at IS NOT NULL, \
+                    pg_catalog.jsonb_array_length(coalesce(m.plan->'revert', '[]')) > 0, \
+                    EXISTS (SELECT 1 FROM ddlgate.steps s WHERE s.migration = m.id \
+                            AND s.kind = 'contract' AND s.status = 'done'), \
+                    EXISTS (SELECT 1 FROM ddlgate.steps s WHERE s.migration = m.id \
+                            AND s.kind = 'cutover'), \
+                    EXISTS (SELECT 1 FROM ddlgate.steps s WHERE s.migration = m.id \
+                            AND s.kind = 'cutover' AND s.status = 'done') \
+             FROM ddlgate.migrations m WHERE m.id = $1",
+            &[&id],
+        )
+        .await?
+    else {
+        return Ok(Revert::Refused(format!("migration {id} does not exist")));
+    };
+    let status: String = r.get(0);
+    let (reverted, has_steps, contracted, has_cutover, cut_over): (bool, bool, bool, bool, bool) =
+        (r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
+    let refuse = |why: &str| Ok(Revert::Refused(format!("migration {id} {why}")));
+    if reverted {
+        return refuse("is reverted already");
+    }
+    if !has_steps {
+        return refuse(
+            "has no way back in ddlgate (a type change with USING, a dropped or rebuilt \
+             index, a multi-part ALTER TABLE): undo it with a statement of its own",
+        );
+    }
+    if contracted {
+        return refuse("dropped its old column already (contract_after passed, or COMPLETE)");
+    }
+    if has_cutover && !cut_over {
+        return refuse("has not cut over yet: CANCEL undoes what it did so far");
+    }
+    match status.as_str() {
+        "queued" | "running" => {
+            db.execute(
+                "UPDATE ddlgate.migrations SET requested = 'revert', updated_at = pg_catalog.now() \
+                 WHERE id = $1",
+                &[&id],
+            )
+            .await?;
+            Ok(Revert::Requested)
+        }
+        "succeeded" | "paused" | "failed" => {
+            start_revert(db, id).await?;
+            db.execute(
+                "UPDATE ddlgate.migrations SET status = 'queued', sqlstate = NULL, error = NULL, \
+                 finished_at = NULL, updated_at = pg_catalog.now() WHERE id = $1",
+                &[&id],
+            )
+            .await?;
+            Ok(Revert::Queued)
+        }
+        other => refuse(&format!("is {other}: nothing to revert")),
+    }
+}
+
+/// Appends the plan's revert steps (the steps not yet run are skipped),
+/// and moves the migration to the first of them; in one transaction.
+pub async fn start_revert(db: &Client, id: i64) -> Result<(), RunnerError> {
+    db.batch_execute("BEGIN").await?;
+    let result = append_revert(db, id).await;
+    match result {
+        Ok(()) => db.batch_execute("COMMIT").await?,
+        Err(_) => {
+            let _ = db.batch_execute("ROLLBACK").await;
+        }
+    }
+    result
+}
+
+async fn append_revert(tx: &Client, id: i64) -> Result<(), RunnerError> {
+    tx.execute(
+        "UPDATE ddlgate.steps SET status = 'skipped', finished_at = pg_catalog.now() \
+         WHERE migration = $1 AND status IN ('pending', 'running', 'failed')",
+        &[&id],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO ddlgate.steps (migration, n, kind, sql, what, object, in_transaction) \
+         SELECT m.id, m.steps_total + r.ord::integer, r.step->>'kind', r.step->>'sql', \
+                'revert: ' || (r.step->>'what'), r.step->>'object', (r.step->>'in_transaction')::boolean \
+           FROM ddlgate.migrations m, \
+                pg_catalog.jsonb_array_elements(m.plan->'revert') WITH ORDINALITY AS r(step, ord) \
+          WHERE m.id = $1",
+        &[&id],
+    )
+    .await?;
+    tx.execute(
+        "UPDATE ddlgate.migrations SET current_step = steps_total + 1, \
+         steps_total = steps_total + pg_catalog.jsonb_array_length(plan->'revert'), \
+         reverted_at = pg_catalog.now(), requested = NULL, updated_at = pg_catalog.now() \
+         WHERE id = $1",
+        &[&id],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Whether REVERT started this migration's revert steps.
+pub async fn reverting(db: &Client, id: i64) -> Result<bool, RunnerError> {
+    Ok(db
+        .query_opt(
+            "SELECT reverted_at IS NOT NULL FROM ddlgate.migrations WHERE id = $1",
+            &[&id],
+        )
+        .await?
+        .is_some_and(|r| r.get(0)))
+}
+
 /// Whether the migration still waits for COMPLETE before its cut-over.
 pub async fn cutover_postponed(db: &Client, id: i64) -> Result<bool, RunnerError> {
     Ok(db
@@ -477,9 +633,9 @@ pub async fn cutover_postponed(db: &Client, id: i64) -> Result<bool, RunnerError
         .is_some_and(|r| r.get(0)))
 }
 
-/// COMPLETE: the cut-over may run. `None` when the migration has no
-/// cut-over still to run; else whether it was waiting for this (paused at
-/// its cut-over, now queued again).
+/// COMPLETE: the cut-over may run, or the kept old column is dropped
+/// now. `None` when the migration has neither left; else whether it was
+/// waiting for this (and goes on now).
 pub async fn complete(db: &Client, id: i64) -> Result<Option<bool>, RunnerError> {
     let row = db
         .query_opt(
@@ -492,15 +648,38 @@ pub async fn complete(db: &Client, id: i64) -> Result<Option<bool>, RunnerError>
             &[&id],
         )
         .await?;
-    let Some(row) = row else {
+    if let Some(row) = row {
+        // Paused at its cut-over: queued again.
+        let waiting: bool = row.get(0);
+        if waiting {
+            requeue(db, id, &[Status::Paused]).await?;
+        }
+        return Ok(Some(waiting));
+    }
+    // Cut over, its old column kept: dropped now.
+    let kept = db
+        .query_opt(
+            "SELECT m.status = 'paused' FROM ddlgate.migrations m \
+             WHERE m.id = $1 AND m.status IN ('queued', 'running', 'paused') \
+               AND EXISTS (SELECT 1 FROM ddlgate.steps s WHERE s.migration = m.id \
+                           AND s.kind = 'contract' AND s.status IN ('pending', 'running', 'failed'))",
+            &[&id],
+        )
+        .await?;
+    let Some(kept) = kept else {
         return Ok(None);
     };
-    // Paused at its cut-over: queued again.
-    let waiting: bool = row.get(0);
-    if waiting {
+    let paused: bool = kept.get(0);
+    if paused {
         requeue(db, id, &[Status::Paused]).await?;
     }
-    Ok(Some(waiting))
+    db.execute(
+        "UPDATE ddlgate.migrations SET requested = 'complete', updated_at = pg_catalog.now() \
+         WHERE id = $1",
+        &[&id],
+    )
+    .await?;
+    Ok(Some(true))
 }
 
 /// A migration's recorded effect.
@@ -587,10 +766,14 @@ pub async fn request(
     id: i64,
     req: super::model::Request,
 ) -> Result<Option<Status>, RunnerError> {
+    // Past a cut-over, CANCEL has nothing to undo: REVERT is the way back.
     let row = db
         .query_opt(
-            "UPDATE ddlgate.migrations SET requested = $2, updated_at = pg_catalog.now() \
-             WHERE id = $1 AND status IN ('queued', 'running', 'paused') RETURNING status",
+            "UPDATE ddlgate.migrations m SET requested = $2, updated_at = pg_catalog.now() \
+             WHERE m.id = $1 AND m.status IN ('queued', 'running', 'paused') \
+               AND ($2 <> 'cancel' OR NOT EXISTS (SELECT 1 FROM ddlgate.steps s \
+                    WHERE s.migration = m.id AND s.kind = 'cutover' AND s.status = 'done')) \
+             RETURNING m.status",
             &[&id, &req.as_str()],
         )
         .await?;

@@ -86,6 +86,10 @@ pub(super) fn alter_table(
         }
     }
     flush(&mut brief, &mut steps);
+    let revert = match alter.subs.as_slice() {
+        [(a, b)] => revert(t, &alter, *a, *b, catalog),
+        _ => Vec::new(),
+    };
     // Nothing phased: the statement was safe as it was.
     steps
         .iter()
@@ -93,7 +97,31 @@ pub(super) fn alter_table(
         .then(|| Form {
             table: Some(alter.table.to_owned()),
             steps,
+            revert,
         })
+}
+
+/// What undoes a lone subcommand once it is made: a type change swaps
+/// back (`retype`); an added column is dropped.
+fn revert(t: &Toks<'_>, alter: &Alter<'_>, a: usize, b: usize, catalog: &Catalog) -> Vec<Step> {
+    if is_type_change(t, a, b) {
+        return retype::revert(t, alter, a, b, catalog);
+    }
+    if t.is(a, "ADD") && !constraints::is_constraint(t, a + 1) {
+        let mut c = if t.is(a + 1, "COLUMN") { a + 2 } else { a + 1 };
+        if let Some(j) = t.eat(c, &["IF", "NOT", "EXISTS"]) {
+            c = j;
+        }
+        let column = t.tok(c);
+        return vec![step(
+            StepKind::Brief,
+            format!("{} DROP COLUMN IF EXISTS {column}", alter.head),
+            Lock::AccessExclusive,
+            Some(column.to_owned()),
+            "drop the added column (brief lock)",
+        )];
+    }
+    Vec::new()
 }
 
 /// The phased steps of one subcommand (tokens `a..b`), if it has them.

@@ -29,6 +29,7 @@ pub fn plan(sql: &str, catalog: &Catalog, brief_ok: &dyn Fn(&str) -> bool) -> Op
         tag,
         table: form.table,
         steps: form.steps,
+        revert: form.revert,
     })
 }
 
@@ -37,6 +38,8 @@ pub fn plan(sql: &str, catalog: &Catalog, brief_ok: &dyn Fn(&str) -> bool) -> Op
 pub(super) struct Form {
     pub table: Option<String>,
     pub steps: Vec<Step>,
+    /// What undoes it once made (`Plan::revert`).
+    pub revert: Vec<Step>,
 }
 
 pub(super) fn step(

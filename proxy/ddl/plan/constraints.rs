@@ -11,6 +11,20 @@ use super::{Step, StepKind};
 use crate::ddl::op::{quote_ident, unquote};
 use crate::ddl::rule::Lock;
 
+/// `ADD` at token `i` adds a table constraint, not a column.
+pub(super) fn is_constraint(t: &Toks<'_>, i: usize) -> bool {
+    [
+        "CONSTRAINT",
+        "CHECK",
+        "FOREIGN",
+        "UNIQUE",
+        "PRIMARY",
+        "EXCLUDE",
+    ]
+    .iter()
+    .any(|k| t.is(i, k))
+}
+
 /// ADD [CONSTRAINT name] CHECK / FOREIGN KEY / UNIQUE / PRIMARY KEY, from
 /// token `i` (after ADD) to `b`.
 pub(super) fn add_constraint(

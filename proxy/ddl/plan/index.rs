@@ -64,6 +64,20 @@ pub(super) fn create_index(t: &Toks<'_>) -> Option<Form> {
     } else {
         "build the index without blocking writes"
     };
+    // REVERT drops it again, in the table's schema (where it was built).
+    let qualified = match table.rfind('.') {
+        Some(dot) if !table.ends_with('"') || table[..dot].ends_with('"') => {
+            format!("{}.{name}", &table[..dot])
+        }
+        _ => name.clone(),
+    };
+    let revert = vec![step(
+        StepKind::DropIndex,
+        format!("DROP INDEX CONCURRENTLY IF EXISTS {qualified}"),
+        Lock::ShareUpdateExclusive,
+        Some(qualified),
+        "drop the index without blocking reads or writes",
+    )];
     Some(Form {
         table: Some(table.to_owned()),
         steps: vec![step(
@@ -73,6 +87,7 @@ pub(super) fn create_index(t: &Toks<'_>) -> Option<Form> {
             Some(name),
             what,
         )],
+        revert,
     })
 }
 
@@ -181,6 +196,7 @@ pub(super) fn drop_index(t: &Toks<'_>) -> Option<Form> {
     Some(Form {
         table: steps.first().and_then(|s| s.object.clone()),
         steps,
+        revert: Vec::new(),
     })
 }
 
@@ -218,5 +234,6 @@ pub(super) fn reindex(t: &Toks<'_>) -> Option<Form> {
             None,
             "rebuild without blocking writes or reads of the index",
         )],
+        revert: Vec::new(),
     })
 }

@@ -45,12 +45,16 @@ pub enum StepKind {
     Backfill,
     /// A type change's switch to the new column, in one brief
     /// transaction: past it the change is made (nothing before it is
-    /// undone by CANCEL).
+    /// undone by CANCEL; REVERT swaps back).
     Cutover,
+    /// The end of a type change's grace period: the old column, kept aside
+    /// and in sync since the cut-over, is dropped (after `contract_after`,
+    /// or at COMPLETE).
+    Contract,
 }
 
 impl StepKind {
-    pub const ALL: [StepKind; 8] = [
+    pub const ALL: [StepKind; 9] = [
         StepKind::Brief,
         StepKind::BuildIndex,
         StepKind::DropIndex,
@@ -59,6 +63,7 @@ impl StepKind {
         StepKind::Detach,
         StepKind::Backfill,
         StepKind::Cutover,
+        StepKind::Contract,
     ];
 
     /// The name stored and shown (as serialized).
@@ -72,6 +77,7 @@ impl StepKind {
             StepKind::Detach => "detach",
             StepKind::Backfill => "backfill",
             StepKind::Cutover => "cutover",
+            StepKind::Contract => "contract",
         }
     }
 
@@ -128,6 +134,10 @@ pub struct Plan {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub table: Option<String>,
     pub steps: Vec<Step>,
+    /// What REVERT runs to undo the change once it is made (for a type
+    /// change, until its contract step); empty when it cannot be undone.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub revert: Vec<Step>,
 }
 
 impl Plan {

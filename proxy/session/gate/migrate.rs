@@ -233,6 +233,14 @@ impl Waiting {
                 )));
                 Some(Ok(()))
             }
+            Progress::Kept(left) => {
+                let id = self.id.unwrap_or_default();
+                notices.push(self.notice(format!(
+                    "cut over; the old column is kept aside and in sync for {} s (contract_after): REVERT {id} in the admin console swaps back, COMPLETE {id} drops it now",
+                    left.as_secs()
+                )));
+                Some(Ok(()))
+            }
             Progress::Succeeded => Some(Ok(())),
             Progress::Failed(f) => {
                 let at = self.step.as_ref().map(|(n, total, what)| {

@@ -221,7 +221,7 @@ async fn a_postponed_cutover_waits_for_complete_with_the_new_column_in_sync() {
         &format!("COMPLETE {via}/{id}"),
     );
     assert!(ok, "{err}");
-    assert!(out.contains("cutting over now"), "{out}");
+    assert!(out.contains("going on now"), "{out}");
     wait_for_status(proxy, &via, &id, "succeeded").await;
     let (ok, _, err) = psql_via(
         proxy,
@@ -235,4 +235,121 @@ async fn a_postponed_cutover_waits_for_complete_with_the_new_column_in_sync() {
     assert_eq!(app.await.unwrap(), 0, "application errors");
     assert_eq!(schema(&via).await, schema(&direct_db).await);
     assert_eq!(wrong_rows(&via).await, (0, 0, 0));
+}
+
+/// A proxy whose runner keeps a type change's old column for an hour.
+fn keeping_proxy() -> &'static Proxy {
+    static PROXY: std::sync::OnceLock<Proxy> = std::sync::OnceLock::new();
+    PROXY.get_or_init(|| {
+        let mut s = super::runner_settings();
+        s.runner.as_mut().unwrap().contract_after = Duration::from_secs(3600);
+        Proxy::start(s)
+    })
+}
+
+/// Through the kept old column, REVERT swaps back with the application
+/// writing the whole time: the schema is the one before the change and
+/// every row, old or written since, has its value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revert_after_the_cutover_brings_back_the_schema_and_every_row() {
+    let proxy = keeping_proxy();
+    let before_db = database("rtrb", SETUP);
+    let via = database("rtrv", SETUP);
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let app = tokio::spawn({
+        let via = via.clone();
+        async move { application(keeping_proxy(), &via, stop).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (ok, _, err) = psql_script(
+        proxy,
+        "postgres",
+        &via,
+        "ALTER TABLE parent ALTER COLUMN id TYPE bigint;\n",
+    );
+    assert!(ok, "{err}");
+    assert!(err.contains("the old column is kept aside"), "{err}");
+    let id = err
+        .split("REVERT ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no REVERT id in {err}"))
+        .to_owned();
+    // Cut over: the new column serves; the old one follows it.
+    let d = direct(&via).await;
+    let ty: String = d
+        .query_one(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute \
+             WHERE attrelid = 'parent'::regclass AND attname = 'id'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(ty, "bigint");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let behind: i64 = d
+        .query_one(
+            "SELECT count(*) FROM parent WHERE id_ddlgate_old IS DISTINCT FROM id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(behind, 0, "the old column fell behind");
+    // CANCEL has nothing to undo past the cut-over.
+    let (ok, _, err) = psql_via(proxy, "postgres", "ddlgate", &format!("CANCEL {via}/{id}"));
+    assert!(!ok && err.contains("past its cut-over"), "{err}");
+    let (ok, out, err) = psql_via(proxy, "postgres", "ddlgate", &format!("REVERT {via}/{id}"));
+    assert!(ok, "{err}");
+    assert!(out.contains("reverting"), "{out}");
+    wait_for_status(proxy, &via, &id, "reverted").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop_tx.send(true).unwrap();
+    assert_eq!(app.await.unwrap(), 0, "application errors");
+    assert_eq!(schema(&via).await, schema(&before_db).await);
+    assert_eq!(wrong_rows(&via).await, (0, 0, 0));
+    let (ok, _, err) = psql_via(proxy, "postgres", "ddlgate", &format!("REVERT {via}/{id}"));
+    assert!(!ok && err.contains("reverted already"), "{err}");
+}
+
+/// COMPLETE ends the grace period at once: the old column goes, and the
+/// schema is the direct ALTER's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complete_drops_the_kept_old_column_now() {
+    let proxy = keeping_proxy();
+    let sql = "ALTER TABLE parent ALTER COLUMN v TYPE bigint";
+    let direct_db = database("rtcd", SETUP);
+    psql_db(&direct_db, sql);
+    let via = database("rtcv", SETUP);
+    let (ok, _, err) = psql_script(proxy, "postgres", &via, &format!("{sql};\n"));
+    assert!(ok, "{err}");
+    let id = err
+        .split("COMPLETE ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no COMPLETE id in {err}"))
+        .to_owned();
+    assert!(schema(&via).await.contains("v_ddlgate_old"));
+    let (ok, _, err) = psql_via(
+        proxy,
+        "postgres",
+        "ddlgate",
+        &format!("COMPLETE {via}/{id}"),
+    );
+    assert!(ok, "{err}");
+    wait_for_status(proxy, &via, &id, "succeeded").await;
+    assert_eq!(schema(&via).await, schema(&direct_db).await);
+    // An index, reverted once made.
+    let (ok, _, err) = psql_script(
+        proxy,
+        "postgres",
+        &via,
+        "CREATE INDEX parent_note ON parent (note);\n",
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = psql_via(proxy, "postgres", "ddlgate", &format!("REVERT {via}/2"));
+    assert!(ok, "{err}");
+    wait_for_status(proxy, &via, "2", "reverted").await;
+    assert!(!schema(&via).await.contains("parent_note"));
 }

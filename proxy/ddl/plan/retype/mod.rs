@@ -10,6 +10,13 @@
 //! new column is the table's last. The type, COLLATE and USING expression
 //! are the client's text; the indexes, constraints and default are the
 //! server's own definitions (`dependents`), with the column renamed.
+//!
+//! Without USING, the cut-over keeps the old column aside (`swap`), synced
+//! back from the new one, until the contract step drops it: until then
+//! REVERT swaps back. With USING there is no way back to the old values:
+//! the cut-over drops the old column at once.
+
+mod swap;
 
 use super::alter::{not_null_recipe, not_valid_then_validate, Alter};
 use super::build::step;
@@ -55,7 +62,26 @@ pub(super) fn alter_type(
     if d.table.is_empty() || !d.blockers.is_empty() || client_text.contains("$ddlgate$") {
         return None;
     }
-    Some(Retype::new(alter, column, d).steps(ty, using))
+    Some(Retype::new(alter, column, d, using.is_none()).steps(ty, using))
+}
+
+/// What REVERT runs after the same type change's cut-over (none with USING).
+pub(super) fn revert(
+    t: &Toks<'_>,
+    alter: &Alter<'_>,
+    a: usize,
+    b: usize,
+    catalog: &Catalog,
+) -> Vec<Step> {
+    let c = if t.is(a + 1, "COLUMN") { a + 2 } else { a + 1 };
+    let column = t.tok(c);
+    let using = (a..b).any(|i| t.is(i, "USING"));
+    match catalog.dependents(alter.table, column) {
+        Some(d) if !using && !d.table.is_empty() && d.blockers.is_empty() => {
+            Retype::new(alter, column, d, true).revert()
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// The names a type change uses, and the facts it carries over.
@@ -69,6 +95,14 @@ struct Retype<'a> {
     trigger: String,
     /// Schema-qualified.
     function: String,
+    /// The old column is kept aside after the cut-over (no USING).
+    keep: bool,
+    /// The old column's name while it is kept aside.
+    old: String,
+    /// The trigger (and its function) that keeps the old column in sync
+    /// from the new one while it is kept.
+    back_trigger: String,
+    back_function: String,
 }
 
 /// `name_ddlgate`: the stand-in for `name` while the new column is built.
@@ -76,11 +110,24 @@ fn stand_in(name: &str) -> String {
     quote_ident(&object_name(&unquote(name), None, "ddlgate"))
 }
 
+/// `name_ddlgate_old`: `name` kept aside after the cut-over.
+fn aside(name: &str) -> String {
+    quote_ident(&object_name(&unquote(name), None, "ddlgate_old"))
+}
+
 impl<'a> Retype<'a> {
-    fn new(alter: &'a Alter<'a>, column: &'a str, d: &'a Dependents) -> Self {
+    fn new(alter: &'a Alter<'a>, column: &'a str, d: &'a Dependents, keep: bool) -> Self {
         let stored = unquote(column);
         let table = bare(alter.table);
         Retype {
+            keep,
+            old: aside(column),
+            back_trigger: quote_ident(&object_name("zz_ddlgate", Some(&stored), "revert")),
+            back_function: format!(
+                "{}.{}",
+                d.schema,
+                quote_ident(&object_name(&table, Some(&stored), "ddlgate_revert"))
+            ),
             alter,
             column,
             d,
@@ -156,41 +203,39 @@ impl<'a> Retype<'a> {
                 ));
             }
         }
-        steps.push(step(
-            StepKind::Cutover,
-            self.cutover(),
-            Lock::AccessExclusive,
-            Some(column.to_owned()),
-            "cut over in one brief transaction: the old column dropped, the new one \
-             takes its name, default, indexes and constraints",
-        ));
-        for r in self.d.referencing.iter().filter(|r| r.validated()) {
-            steps.push(step(
-                StepKind::Validate,
-                format!("ALTER TABLE {} VALIDATE CONSTRAINT {}", r.table, r.name),
-                Lock::ShareUpdateExclusive,
-                Some(r.name.clone()),
-                "check the referencing rows without blocking reads or writes",
-            ));
+        steps.push(self.cutover());
+        steps.extend(self.validate_referencing());
+        if self.keep {
+            steps.push(self.contract());
         }
         steps
     }
 
+    /// VALIDATE of the other tables' foreign keys, re-added NOT VALID.
+    fn validate_referencing(&self) -> Vec<Step> {
+        self.d
+            .referencing
+            .iter()
+            .filter(|r| r.validated())
+            .map(|r| {
+                step(
+                    StepKind::Validate,
+                    format!("ALTER TABLE {} VALIDATE CONSTRAINT {}", r.table, r.name),
+                    Lock::ShareUpdateExclusive,
+                    Some(r.name.clone()),
+                    "check the referencing rows without blocking reads or writes",
+                )
+            })
+            .collect()
+    }
+
     /// The index built on the new column under a stand-in name.
     fn build(&self, index: &IndexDep) -> Step {
-        let t = Toks::new(&index.def);
-        let at = (0..t.len()).find(|&i| t.is(i, "INDEX")).unwrap_or(0);
-        let on = (at..t.len()).find(|&i| t.is(i, "ON")).unwrap_or(at);
-        let name = stand_in(&index.name);
-        step(
-            StepKind::BuildIndex,
-            format!(
-                "{} CONCURRENTLY {name} {}",
-                t.text(0, at + 1),
-                rename_column(&t, on, t.len(), &self.d.column, &self.shadow)
-            ),
-            Lock::ShareUpdateExclusive,
-            Some(name),
+        build_as(
+            index,
+            &stand_in(&index.name),
+            &self.d.column,
+            &self.shadow,
             "build the index on the new column without blocking writes",
         )
     }
@@ -216,100 +261,25 @@ impl<'a> Retype<'a> {
             &con.def[rest..]
         )
     }
+}
 
-    fn cutover(&self) -> String {
-        let (head, table, column, shadow) =
-            (self.alter.head, self.alter.table, self.column, &self.shadow);
-        let d = self.d;
-        let mut sql = vec![
-            format!("DROP TRIGGER {} ON {table}", self.trigger),
-            format!("DROP FUNCTION {}()", self.function),
-        ];
-        for r in &d.referencing {
-            sql.push(format!(
-                "ALTER TABLE {} DROP CONSTRAINT {}",
-                r.table, r.name
-            ));
-        }
-        if let Some(seq) = &d.sequence {
-            // Owned by the old column, it would be dropped with it.
-            sql.push(format!("ALTER SEQUENCE {seq} OWNED BY {table}.{shadow}"));
-        }
-        sql.push(format!("{head} DROP COLUMN {column}"));
-        sql.push(format!("{head} RENAME COLUMN {shadow} TO {column}"));
-        if let Some(default) = &d.default {
-            sql.push(format!(
-                "{head} ALTER COLUMN {column} SET DEFAULT {default}"
-            ));
-        }
-        for index in &d.indexes {
-            let built = stand_in(&index.name);
-            let name = match &index.constraint {
-                None => {
-                    sql.push(format!(
-                        "ALTER INDEX {}.{built} RENAME TO {}",
-                        d.schema, index.name
-                    ));
-                    &index.name
-                }
-                Some(c) => {
-                    let kind = if c.primary { "PRIMARY KEY" } else { "UNIQUE" };
-                    let deferrable = match (c.deferrable, c.deferred) {
-                        (true, true) => " DEFERRABLE INITIALLY DEFERRED",
-                        (true, false) => " DEFERRABLE",
-                        _ => "",
-                    };
-                    sql.push(format!(
-                        "{head} ADD CONSTRAINT {} {kind} USING INDEX {built}{deferrable}",
-                        c.name
-                    ));
-                    &c.name
-                }
-            };
-            if index.clustered {
-                sql.push(format!("{head} CLUSTER ON {name}"));
-            }
-            if index.replica_identity {
-                sql.push(format!("{head} REPLICA IDENTITY USING INDEX {name}"));
-            }
-            if let Some(comment) = &index.comment {
-                sql.push(format!("COMMENT ON INDEX {}.{name} IS {comment}", d.schema));
-            }
-        }
-        for con in &d.constraints {
-            sql.push(format!(
-                "{head} RENAME CONSTRAINT {} TO {}",
-                stand_in(&con.name),
-                con.name
-            ));
-            if let Some(comment) = &con.comment {
-                sql.push(format!(
-                    "COMMENT ON CONSTRAINT {} ON {table} IS {comment}",
-                    con.name
-                ));
-            }
-        }
-        if let Some(comment) = &d.comment {
-            sql.push(format!("COMMENT ON COLUMN {table}.{column} IS {comment}"));
-        }
-        if let Some(n) = d.statistics {
-            sql.push(format!("{head} ALTER COLUMN {column} SET STATISTICS {n}"));
-        }
-        for r in &d.referencing {
-            let not_valid = if r.validated() { " NOT VALID" } else { "" };
-            sql.push(format!(
-                "ALTER TABLE {} ADD CONSTRAINT {} {}{not_valid}",
-                r.table, r.name, r.def
-            ));
-            if let Some(comment) = &r.comment {
-                sql.push(format!(
-                    "COMMENT ON CONSTRAINT {} ON {} IS {comment}",
-                    r.name, r.table
-                ));
-            }
-        }
-        sql.join(";\n")
-    }
+/// `index`'s definition built CONCURRENTLY as `name`, on column `to`
+/// instead of `column`.
+fn build_as(index: &IndexDep, name: &str, column: &str, to: &str, what: &str) -> Step {
+    let t = Toks::new(&index.def);
+    let at = (0..t.len()).find(|&i| t.is(i, "INDEX")).unwrap_or(0);
+    let on = (at..t.len()).find(|&i| t.is(i, "ON")).unwrap_or(at);
+    step(
+        StepKind::BuildIndex,
+        format!(
+            "{} CONCURRENTLY {name} {}",
+            t.text(0, at + 1),
+            rename_column(&t, on, t.len(), column, to)
+        ),
+        Lock::ShareUpdateExclusive,
+        Some(name.to_owned()),
+        what,
+    )
 }
 
 /// Tokens `from..until` of a server-printed definition, with every
@@ -409,6 +379,13 @@ mod tests {
         )
         .expect("a plan");
         insta::assert_snapshot!(plan.render());
+        // REVERT, from the cut-over until the contract.
+        let revert = crate::ddl::plan::Plan {
+            steps: plan.revert.clone(),
+            revert: Vec::new(),
+            ..plan.clone()
+        };
+        insta::assert_snapshot!("revert", revert.render());
         // With USING: the trigger computes the client's expression.
         let plan = crate::ddl::plan::plan(
             "ALTER TABLE orders ALTER id SET DATA TYPE numeric(20) USING id * 10",
@@ -423,6 +400,9 @@ mod tests {
             plan.steps[1].backfill.as_ref().unwrap().set,
             "id_ddlgate = (id * 10)"
         );
+        // No way back from a USING expression: the old column goes at once.
+        assert!(plan.revert.is_empty());
+        assert!(plan.steps.iter().all(|s| s.kind != StepKind::Contract));
         // Something the plan cannot carry over: no plan.
         let mut c = facts();
         c.dependents
