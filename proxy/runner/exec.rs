@@ -305,7 +305,11 @@ async fn run_steps(
             match requested(db, m.id).await? {
                 Some(Request::Cancel) => return cancel(db, m, &run.limits).await,
                 Some(Request::Pause) => return Ok(Ended::Paused),
-                Some(Request::Revert) => return start_revert(db, m).await,
+                Some(Request::Revert) => {
+                    if let Some(ended) = start_revert(db, m).await? {
+                        return Ok(ended);
+                    }
+                }
                 Some(Request::Complete) | None => {}
             }
             if stop.is_cancelled() {
@@ -464,13 +468,19 @@ impl StepRun<'_> {
 
 /// REVERT, taken up by the worker: the revert steps are appended and the
 /// migration runs again from the first of them.
-async fn start_revert(db: &Client, m: &Migration) -> Result<Ended, RunnerError> {
-    store::start_revert(db, m.id).await?;
+async fn start_revert(db: &Client, m: &Migration) -> Result<Option<Ended>, RunnerError> {
+    if !store::start_revert(db, m.id).await? {
+        tracing::warn!(
+            event = "migration.revert_too_late",
+            "REVERT came after the old column was dropped: nothing to swap back to"
+        );
+        return Ok(None);
+    }
     tracing::info!(
         event = "migration.reverting",
         "REVERT: the change is undone"
     );
-    Ok(Ended::Reverting)
+    Ok(Some(Ended::Reverting))
 }
 
 impl StepRun<'_> {
@@ -487,7 +497,11 @@ impl StepRun<'_> {
             }
             match requested(self.db, m.id).await? {
                 Some(Request::Complete) => return Ok(None),
-                Some(Request::Revert) => return start_revert(self.db, m).await.map(Some),
+                Some(Request::Revert) => {
+                    if let Some(ended) = start_revert(self.db, m).await? {
+                        return Ok(Some(ended));
+                    }
+                }
                 Some(Request::Pause) => return Ok(Some(Ended::Paused)),
                 // CANCEL is refused past the cut-over.
                 Some(Request::Cancel) | None => {}

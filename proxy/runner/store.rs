@@ -556,7 +556,11 @@ pub async fn revert(db: &Client, id: i64) -> Result<Revert, RunnerError> {
             Ok(Revert::Requested)
         }
         "succeeded" | "paused" | "failed" => {
-            start_revert(db, id).await?;
+            if !start_revert(db, id).await? {
+                return refuse(
+                    "dropped its old column already (contract_after passed, or COMPLETE)",
+                );
+            }
             db.execute(
                 "UPDATE ddlgate.migrations SET status = 'queued', sqlstate = NULL, error = NULL, \
                  finished_at = NULL, updated_at = pg_catalog.now() WHERE id = $1",
@@ -571,11 +575,13 @@ pub async fn revert(db: &Client, id: i64) -> Result<Revert, RunnerError> {
 
 /// Appends the plan's revert steps (the steps not yet run are skipped),
 /// and moves the migration to the first of them; in one transaction.
-pub async fn start_revert(db: &Client, id: i64) -> Result<(), RunnerError> {
+/// False (and the request dropped) when its contract step ran meanwhile:
+/// the old column is gone.
+pub async fn start_revert(db: &Client, id: i64) -> Result<bool, RunnerError> {
     db.batch_execute("BEGIN").await?;
     let result = append_revert(db, id).await;
     match result {
-        Ok(()) => db.batch_execute("COMMIT").await?,
+        Ok(_) => db.batch_execute("COMMIT").await?,
         Err(_) => {
             let _ = db.batch_execute("ROLLBACK").await;
         }
@@ -583,7 +589,23 @@ pub async fn start_revert(db: &Client, id: i64) -> Result<(), RunnerError> {
     result
 }
 
-async fn append_revert(tx: &Client, id: i64) -> Result<(), RunnerError> {
+async fn append_revert(tx: &Client, id: i64) -> Result<bool, RunnerError> {
+    let contracted: bool = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM ddlgate.steps WHERE migration = $1 \
+             AND kind = 'contract' AND status = 'done')",
+            &[&id],
+        )
+        .await?
+        .get(0);
+    if contracted {
+        tx.execute(
+            "UPDATE ddlgate.migrations SET requested = NULL WHERE id = $1",
+            &[&id],
+        )
+        .await?;
+        return Ok(false);
+    }
     tx.execute(
         "UPDATE ddlgate.steps SET status = 'skipped', finished_at = pg_catalog.now() \
          WHERE migration = $1 AND status IN ('pending', 'running', 'failed')",
@@ -608,7 +630,7 @@ async fn append_revert(tx: &Client, id: i64) -> Result<(), RunnerError> {
         &[&id],
     )
     .await?;
-    Ok(())
+    Ok(true)
 }
 
 /// Whether REVERT started this migration's revert steps.

@@ -87,7 +87,7 @@ pub(super) fn alter_table(
     }
     flush(&mut brief, &mut steps);
     let revert = match alter.subs.as_slice() {
-        [(a, b)] => revert(t, &alter, *a, *b, catalog),
+        [(a, b)] => revert(t, &alter, *a, *b, catalog, &steps),
         _ => Vec::new(),
     };
     // Nothing phased: the statement was safe as it was.
@@ -101,11 +101,50 @@ pub(super) fn alter_table(
         })
 }
 
-/// What undoes a lone subcommand once it is made: a type change swaps
-/// back (`retype`); an added column is dropped.
-fn revert(t: &Toks<'_>, alter: &Alter<'_>, a: usize, b: usize, catalog: &Catalog) -> Vec<Step> {
+/// What undoes a lone subcommand once it is made (its phased `steps`): a
+/// type change swaps back (`retype`); an added column or constraint is
+/// dropped; NOT NULL is dropped again.
+fn revert(
+    t: &Toks<'_>,
+    alter: &Alter<'_>,
+    a: usize,
+    b: usize,
+    catalog: &Catalog,
+    steps: &[Step],
+) -> Vec<Step> {
     if is_type_change(t, a, b) {
         return retype::revert(t, alter, a, b, catalog);
+    }
+    let brief = |sql: String, object: &str, what: &str| {
+        vec![step(
+            StepKind::Brief,
+            sql,
+            Lock::AccessExclusive,
+            Some(object.to_owned()),
+            what,
+        )]
+    };
+    if t.is(a, "ADD") && constraints::is_constraint(t, a + 1) {
+        // The constraint the plan adds is the last step's object.
+        return match steps.last().and_then(|s| s.object.as_deref()) {
+            Some(name) => brief(
+                format!("{} DROP CONSTRAINT IF EXISTS {name}", alter.head),
+                name,
+                "drop the added constraint (brief lock)",
+            ),
+            None => Vec::new(),
+        };
+    }
+    if t.is(a, "ALTER") {
+        let c = if t.is(a + 1, "COLUMN") { a + 2 } else { a + 1 };
+        if t.eat(c + 1, &["SET", "NOT", "NULL"]) == Some(b) {
+            let column = t.tok(c);
+            return brief(
+                format!("{} ALTER COLUMN {column} DROP NOT NULL", alter.head),
+                column,
+                "drop NOT NULL again (brief lock)",
+            );
+        }
     }
     if t.is(a, "ADD") && !constraints::is_constraint(t, a + 1) {
         let mut c = if t.is(a + 1, "COLUMN") { a + 2 } else { a + 1 };

@@ -211,6 +211,39 @@ mod tests {
     }
 
     #[test]
+    fn made_changes_say_how_to_revert_them() {
+        let revert = |sql: &str| -> Vec<String> {
+            plan(sql, &Catalog::default(), &|_| true)
+                .map(|p| p.revert.into_iter().map(|s| s.sql).collect())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            revert("CREATE INDEX ON s.t (a)"),
+            ["DROP INDEX CONCURRENTLY IF EXISTS s.t_a_idx"]
+        );
+        assert_eq!(
+            revert("ALTER TABLE t ADD CHECK (a > 0)"),
+            ["ALTER TABLE t DROP CONSTRAINT IF EXISTS t_a_check"]
+        );
+        assert_eq!(
+            revert("ALTER TABLE t ADD PRIMARY KEY (id)"),
+            ["ALTER TABLE t DROP CONSTRAINT IF EXISTS t_pkey"]
+        );
+        assert_eq!(
+            revert("ALTER TABLE t ALTER COLUMN a SET NOT NULL"),
+            ["ALTER TABLE t ALTER COLUMN a DROP NOT NULL"]
+        );
+        assert_eq!(
+            revert("ALTER TABLE t ADD COLUMN c timestamptz DEFAULT clock_timestamp()"),
+            ["ALTER TABLE t DROP COLUMN IF EXISTS c"]
+        );
+        // Several parts, or no way back: none.
+        assert!(revert("ALTER TABLE t ADD CHECK (a > 0), ALTER COLUMN a SET NOT NULL").is_empty());
+        assert!(revert("DROP INDEX i").is_empty());
+        assert!(revert("REINDEX TABLE t").is_empty());
+    }
+
+    #[test]
     fn drop_and_reindex() {
         assert_eq!(
             sqls("DROP INDEX IF EXISTS a, s.b RESTRICT"),

@@ -210,34 +210,48 @@ async fn the_applications_latency_pauses_the_backfill_and_an_operator_steers_it(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_column_serial_draws_every_row_from_its_sequence() {
+    for (table, sql) in [
+        ("h", "ALTER TABLE h ADD COLUMN n bigserial"),
+        (
+            "k",
+            "ALTER TABLE k ADD COLUMN n bigint GENERATED ALWAYS AS IDENTITY",
+        ),
+    ] {
+        numbered_by_a_sequence(table, sql).await;
+    }
+}
+
+async fn numbered_by_a_sequence(table: &'static str, sql: &str) {
     let proxy = runner_proxy();
-    let sql = "ALTER TABLE h ADD COLUMN n bigserial";
     let direct_db = database("bsd", SETUP);
     psql_db(&direct_db, sql);
     let via = database("bsv", SETUP);
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let app = tokio::spawn({
         let via = via.clone();
-        async move { writer(runner_proxy(), &via, "h", stop).await }
+        async move { writer(runner_proxy(), &via, table, stop).await }
     });
     let c = connect(&proxy.conninfo("postgres", &via)).await;
     c.batch_execute(sql)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
     stop_tx.send(true).unwrap();
-    assert_eq!(app.await.unwrap(), 0, "application errors");
-    assert_eq!(schema(&via).await, schema(&direct_db).await);
+    assert_eq!(app.await.unwrap(), 0, "{sql}: application errors");
+    assert_eq!(schema(&via).await, schema(&direct_db).await, "{sql}");
     // Every row has its own number, and the sequence is past them all (the
     // order differs from the direct ALTER's, which follows the heap).
     let r = direct(&via)
         .await
         .query_one(
-            "SELECT count(*), count(DISTINCT n), max(n) <= (SELECT last_value FROM h_n_seq) FROM h",
+            &format!(
+                "SELECT count(*), count(DISTINCT n), \
+                 max(n) <= (SELECT last_value FROM {table}_n_seq) FROM {table}"
+            ),
             &[],
         )
         .await
         .unwrap();
     let (rows, distinct, below): (i64, i64, bool) = (r.get(0), r.get(1), r.get(2));
-    assert_eq!(rows, distinct);
-    assert!(below);
+    assert_eq!(rows, distinct, "{sql}");
+    assert!(below, "{sql}");
 }
