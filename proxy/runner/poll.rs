@@ -134,6 +134,11 @@ async fn poll_database(
     for key in store::runnable_keys(db).await? {
         runner.wake(database, key);
     }
+    // Deferred migrations whose client transaction ended without COMMIT.
+    let forgotten = store::forget_abandoned(db).await?;
+    if forgotten > 0 {
+        tracing::info!(event = "migration.abandoned", database = %database, forgotten, "deferred migrations whose transaction did not commit were removed");
+    }
     // Requests given on another instance for what runs here.
     let here: Vec<i64> = runner
         .running_here()

@@ -211,6 +211,23 @@ mod tests {
     }
 
     #[test]
+    fn in_a_transaction_only_the_leading_catalog_changes_run_there() {
+        let split = |sql: &str| -> (usize, usize) {
+            let p = plan(sql, &Catalog::default(), &|_| true).expect("a plan");
+            let (now, later) = p.split_in_transaction();
+            (now.len(), later.len())
+        };
+        // Added bare with its default now; the backfill and NOT NULL after COMMIT.
+        assert_eq!(
+            split("ALTER TABLE t ADD COLUMN c timestamptz NOT NULL DEFAULT clock_timestamp()"),
+            (2, 5)
+        );
+        // NOT VALID now, VALIDATE after.
+        assert_eq!(split("ALTER TABLE t ADD CHECK (a > 0)"), (1, 1));
+        assert_eq!(split("CREATE INDEX ON t (a)"), (0, 1));
+    }
+
+    #[test]
     fn made_changes_say_how_to_revert_them() {
         let revert = |sql: &str| -> Vec<String> {
             plan(sql, &Catalog::default(), &|_| true)

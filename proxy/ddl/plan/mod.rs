@@ -170,6 +170,20 @@ impl Plan {
             .all(|s| s.kind != StepKind::Backfill || s.backfill.is_some())
     }
 
+    /// For a statement inside the client's transaction block: the leading
+    /// catalog-only steps, which can run there (their brief locks are then
+    /// held until the client's COMMIT, as the statement's own would be),
+    /// and the rest, which can only run after it (CONCURRENTLY builds,
+    /// backfills, scans, and every step after them).
+    pub fn split_in_transaction(&self) -> (&[Step], &[Step]) {
+        let at = self
+            .steps
+            .iter()
+            .position(|s| s.kind != StepKind::Brief)
+            .unwrap_or(self.steps.len());
+        self.steps.split_at(at)
+    }
+
     /// The plan as a script that runs as printed (psql -f, or statement by
     /// statement): each step's SQL with a comment saying what it does.
     pub fn render(&self) -> String {

@@ -4,8 +4,10 @@
 //! schema (`ddlgate.`, `pg_catalog.`), so nothing a submitter creates on a
 //! search_path can stand in for ours.
 //!
-//! The schema belongs to the runner's role and PUBLIC has no access: other
-//! roles can neither read the statements of others nor forge a migration.
+//! The schema belongs to the runner's role. PUBLIC may only call
+//! `ddlgate.confirm(token)`, which queues the one registration with that
+//! (random, server-made) token: other roles can neither read the
+//! statements of others nor forge a migration or the role it runs as.
 
 use tokio_postgres::{Client, Row};
 
@@ -91,7 +93,40 @@ const UPGRADES: &[&str] = &[
          DROP CONSTRAINT migrations_requested_check,
          ADD CONSTRAINT migrations_requested_check CHECK (requested IN
              ('pause', 'cancel', 'complete', 'revert'));",
+    // 4: migrations deferred past a client's COMMIT (issue 10): registered
+    // by the runner as pending_commit with a one-time token, confirmed
+    // inside the client's transaction by the one entry point PUBLIC may
+    // call, so the migration exists exactly when the client's changes
+    // commit. The function holds an advisory lock until that transaction
+    // ends: while it is held, the registration is alive.
+    "ALTER TABLE ddlgate.migrations ADD COLUMN token text UNIQUE,
+         DROP CONSTRAINT migrations_status_check,
+         ADD CONSTRAINT migrations_status_check CHECK (status IN
+             ('pending_commit', 'queued', 'running', 'paused', 'succeeded', 'failed',
+              'cancelled', 'reverted'));
+     CREATE FUNCTION ddlgate.confirm(token text) RETURNS bigint
+         LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog AS $ddlgate$
+     DECLARE
+         confirmed bigint;
+     BEGIN
+         PERFORM pg_catalog.pg_advisory_xact_lock(1684302951, pg_catalog.hashtext($1));
+         UPDATE ddlgate.migrations m SET status = 'queued', token = NULL,
+                updated_at = pg_catalog.now()
+          WHERE m.token = $1 AND m.status = 'pending_commit'
+         RETURNING m.id INTO confirmed;
+         RETURN confirmed;
+     END $ddlgate$;
+     REVOKE ALL ON FUNCTION ddlgate.confirm(text) FROM PUBLIC;
+     GRANT EXECUTE ON FUNCTION ddlgate.confirm(text) TO PUBLIC;",
 ];
+
+/// The two-key advisory lock space `ddlgate.confirm` locks a token in
+/// ("ddlg"; the two-key form does not collide with the one-key locks).
+const CONFIRM_SPACE: i32 = 0x6464_6c67;
+
+/// How old an unconfirmed registration must be before it may be found
+/// abandoned: the gate confirms within its own round trip.
+const ABANDONED_AFTER_SECS: i64 = 60;
 
 /// Creates or upgrades the `ddlgate` schema in the connected database.
 pub async fn ensure_schema(db: &mut Client) -> Result<(), RunnerError> {
@@ -105,9 +140,12 @@ pub async fn ensure_schema(db: &mut Client) -> Result<(), RunnerError> {
         &[&UPGRADE_LOCK],
     )
     .await?;
+    // PUBLIC may look names up in the schema, to call ddlgate.confirm; it
+    // has no privilege on anything else in it.
     tx.batch_execute(
         "CREATE SCHEMA IF NOT EXISTS ddlgate;
          REVOKE ALL ON SCHEMA ddlgate FROM PUBLIC;
+         GRANT USAGE ON SCHEMA ddlgate TO PUBLIC;
          CREATE TABLE IF NOT EXISTS ddlgate.schema_version (
              version integer PRIMARY KEY,
              applied_at timestamptz NOT NULL DEFAULT pg_catalog.now())",
@@ -164,13 +202,39 @@ pub async fn version(db: &Client) -> Result<Option<i32>, RunnerError> {
 
 /// Records a submission, queued, with one row per step. Its id.
 pub async fn insert(db: &mut Client, s: &Submission, lock_key: i64) -> Result<i64, RunnerError> {
+    Ok(insert_as(db, s, lock_key, false).await?.0)
+}
+
+/// Registers a submission to run after the client's COMMIT: pending until
+/// `ddlgate.confirm(token)` runs in the client's transaction. Its id and
+/// token (random, from the server).
+pub async fn preregister(
+    db: &mut Client,
+    s: &Submission,
+    lock_key: i64,
+) -> Result<(i64, String), RunnerError> {
+    let (id, token) = insert_as(db, s, lock_key, true).await?;
+    Ok((id, token.unwrap_or_default()))
+}
+
+async fn insert_as(
+    db: &mut Client,
+    s: &Submission,
+    lock_key: i64,
+    pending: bool,
+) -> Result<(i64, Option<String>), RunnerError> {
     let plan = serde_json::to_string(&s.plan).map_err(|e| RunnerError::State(e.to_string()))?;
     let tx = db.transaction().await?;
     let row = tx
         .query_one(
             "INSERT INTO ddlgate.migrations (statement, role, search_path, table_name, \
-             lock_key, tag, plan, steps_total, gate_event, database, postpone_cutover) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8, $9, $10, $11) RETURNING id",
+             lock_key, tag, plan, steps_total, gate_event, database, postpone_cutover, \
+             status, token) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7::text::jsonb, $8, $9, $10, $11, \
+             CASE WHEN $12 THEN 'pending_commit' ELSE 'queued' END, \
+             CASE WHEN $12 THEN pg_catalog.replace(pg_catalog.gen_random_uuid()::text \
+                  || pg_catalog.gen_random_uuid()::text, '-', '') END) \
+             RETURNING id, token",
             &[
                 &s.statement,
                 &s.role,
@@ -183,10 +247,11 @@ pub async fn insert(db: &mut Client, s: &Submission, lock_key: i64) -> Result<i6
                 &s.event,
                 &s.database,
                 &s.postpone_cutover,
+                &pending,
             ],
         )
         .await?;
-    let id: i64 = row.get(0);
+    let (id, token): (i64, Option<String>) = (row.get(0), row.get(1));
     for (i, step) in s.plan.steps.iter().enumerate() {
         let backfill = step
             .backfill
@@ -220,7 +285,7 @@ pub async fn insert(db: &mut Client, s: &Submission, lock_key: i64) -> Result<i6
         .await?;
     }
     tx.commit().await?;
-    Ok(id)
+    Ok((id, token))
 }
 
 /// A migration as the runner needs it.
@@ -599,4 +664,51 @@ pub async fn lock_key_of(db: &Client, id: i64) -> Result<Option<i64>, RunnerErro
         )
         .await?
         .map(|r| r.get(0)))
+}
+
+/// Deletes registrations whose client transaction ended without
+/// confirming them (rolled back, failed, or its session died): older than
+/// a minute, and their token's lock is free. The migrations removed.
+pub async fn forget_abandoned(db: &Client) -> Result<u64, RunnerError> {
+    let pending = db
+        .query(
+            "SELECT id, token FROM ddlgate.migrations WHERE status = 'pending_commit' \
+             AND created_at < pg_catalog.now() - $1::pg_catalog.int8 * interval '1 s'",
+            &[&ABANDONED_AFTER_SECS],
+        )
+        .await?;
+    let mut forgotten = 0;
+    for r in pending {
+        let (id, token): (i64, String) = (r.get(0), r.get(1));
+        db.batch_execute("BEGIN").await?;
+        let result = async {
+            let free: bool = db
+                .query_one(
+                    "SELECT pg_catalog.pg_try_advisory_xact_lock($1, pg_catalog.hashtext($2))",
+                    &[&CONFIRM_SPACE, &token],
+                )
+                .await?
+                .get(0);
+            let n = if free {
+                db.execute(
+                    "DELETE FROM ddlgate.migrations WHERE id = $1 AND status = 'pending_commit'",
+                    &[&id],
+                )
+                .await?
+            } else {
+                0
+            };
+            db.batch_execute("COMMIT").await?;
+            Ok::<_, RunnerError>(n)
+        }
+        .await;
+        match result {
+            Ok(n) => forgotten += n,
+            Err(e) => {
+                let _ = db.batch_execute("ROLLBACK").await;
+                return Err(e);
+            }
+        }
+    }
+    Ok(forgotten)
 }

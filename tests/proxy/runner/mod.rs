@@ -6,6 +6,7 @@
 
 mod backfills;
 mod crash;
+mod defer;
 mod plans;
 mod retype;
 mod steer;
