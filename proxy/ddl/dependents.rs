@@ -162,7 +162,11 @@ SELECT 'blocker', b, NULL, NULL, NULL, NULL, NULL FROM col, LATERAL (VALUES \
    (CASE WHEN col.relkind = 'p' OR col.relispartition OR col.attinhcount > 0 \
          OR EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h WHERE h.inhparent = col.rel) \
          THEN 'the table has partitions or inheritance parents or children' END), \
-   (CASE WHEN col.relkind <> 'r' AND col.relkind <> 'p' THEN 'it is not a table' END)) v(b) \
+   (CASE WHEN col.relkind <> 'r' AND col.relkind <> 'p' THEN 'it is not a table' END), \
+   (CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_publication_tables pt \
+              WHERE pt.schemaname = col.nspname AND pt.tablename = col.relname) \
+         THEN 'the table is published for logical replication (its subscribers have no \
+              column for the new one)' END)) v(b) \
  WHERE b IS NOT NULL";
 
 /// Adds one row of the lookup to `d`.

@@ -158,6 +158,19 @@ async fn a_type_change_under_a_view_is_blocked_naming_the_view() {
         .unwrap()
         .get(0);
     assert!(!started);
+    // A published table: its subscribers would get a column they lack.
+    let db = database(
+        "rtb",
+        &format!("{SETUP} CREATE PUBLICATION rtb_pub FOR TABLE parent;"),
+    );
+    let c = connect(&proxy.conninfo("postgres", &db)).await;
+    let e = c
+        .batch_execute("ALTER TABLE parent ALTER COLUMN v TYPE bigint")
+        .await
+        .unwrap_err();
+    let e = e.as_db_error().expect("a server error");
+    let text = format!("{} {}", e.message(), e.detail().unwrap_or_default());
+    assert!(text.contains("published for logical replication"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
