@@ -26,6 +26,7 @@ pub struct DdlSection {
     pub audit_log: Option<PathBuf>,
     pub redact_literals: Option<bool>,
     pub small_table_size: Option<String>,
+    pub in_transaction: Option<String>,
     #[serde(default)]
     pub rules: HashMap<String, String>,
     #[serde(default)]
@@ -39,6 +40,7 @@ pub struct DdlSection {
 pub struct ScopeSection {
     #[serde(default)]
     pub rules: HashMap<String, String>,
+    pub in_transaction: Option<String>,
 }
 
 /// Whether decisions are carried out or only recorded.
@@ -168,16 +170,42 @@ impl DdlSection {
             s.small_table_size = parse_size("ddl.small_table_size", v)? as u64;
         }
         s.policy.rules = decisions("ddl.rules", self.rules)?;
+        if let Some(v) = &self.in_transaction {
+            s.policy.in_transaction = in_transaction("ddl.in_transaction", v)?;
+        }
         for (db, scope) in self.database {
             let key = format!("ddl.database.{db}.rules");
+            if let Some(v) = &scope.in_transaction {
+                let k = format!("ddl.database.{db}.in_transaction");
+                s.policy
+                    .in_transaction_databases
+                    .insert(db.clone(), in_transaction(&k, v)?);
+            }
             s.policy.databases.insert(db, decisions(&key, scope.rules)?);
         }
         for (role, scope) in self.role {
             let key = format!("ddl.role.{role}.rules");
+            if let Some(v) = &scope.in_transaction {
+                let k = format!("ddl.role.{role}.in_transaction");
+                s.policy
+                    .in_transaction_roles
+                    .insert(role.clone(), in_transaction(&k, v)?);
+            }
             s.policy.roles.insert(role, decisions(&key, scope.rules)?);
         }
         Ok(s)
     }
+}
+
+/// `block` or `allow`. (`defer`, the deferral past COMMIT, is not built yet:
+/// refused rather than taken to mean something else.)
+fn in_transaction(key: &str, v: &str) -> Result<crate::ddl::policy::InTransaction, ConfigError> {
+    crate::ddl::policy::InTransaction::parse(v).ok_or_else(|| {
+        bad(
+            key,
+            format!("'{v}' is not block or allow (defer is not available yet)"),
+        )
+    })
 }
 
 fn decisions(key: &str, raw: HashMap<String, String>) -> Result<RuleDecisions, ConfigError> {
@@ -227,6 +255,38 @@ mod tests {
         assert_eq!(s.policy.roles["etl"][&Rule::Truncate], Decision::Allow);
         assert!(s.policy.override_roles.contains("migrator"));
         assert_eq!(s.policy.on_unrecognized, Some(Decision::Warn));
+    }
+
+    #[test]
+    fn in_transaction_by_database_and_role() {
+        use crate::ddl::policy::InTransaction;
+        use crate::ddl::Who;
+        let s = parse(
+            r#"
+            in_transaction = "block"
+            [database.app]
+            in_transaction = "allow"
+            [role.careful]
+            in_transaction = "block"
+            "#,
+        )
+        .unwrap();
+        let who = |user, database| Who { user, database };
+        assert_eq!(
+            s.policy.in_transaction(who("x", "other")),
+            InTransaction::Block
+        );
+        assert_eq!(
+            s.policy.in_transaction(who("x", "app")),
+            InTransaction::Allow
+        );
+        assert_eq!(
+            s.policy.in_transaction(who("careful", "app")),
+            InTransaction::Block
+        );
+        // Deferral past COMMIT is not built yet: refused, not misread.
+        let e = parse("in_transaction = \"defer\"").unwrap_err();
+        assert_eq!(e.key, "ddl.in_transaction");
     }
 
     #[test]

@@ -24,6 +24,32 @@ pub struct Policy {
     pub override_roles: HashSet<String>,
     /// Replaces the defaults of both unrecognized-* rules when set.
     pub on_unrecognized: Option<Decision>,
+    /// What a statement to be rewritten gets inside a transaction block,
+    /// where it cannot be applied in phases: globally, per database, per
+    /// role (the role's wins).
+    pub in_transaction: InTransaction,
+    pub in_transaction_databases: HashMap<String, InTransaction>,
+    pub in_transaction_roles: HashMap<String, InTransaction>,
+}
+
+/// A `rewrite` statement inside a transaction block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InTransaction {
+    /// Blocked, with the plan and the advice to send it on its own.
+    #[default]
+    Block,
+    /// Run as written under lock_timeout, with a WARNING saying why.
+    Allow,
+}
+
+impl InTransaction {
+    pub fn parse(v: &str) -> Option<Self> {
+        match v {
+            "block" => Some(InTransaction::Block),
+            "allow" => Some(InTransaction::Allow),
+            _ => None,
+        }
+    }
 }
 
 /// Who runs the statement.
@@ -62,6 +88,15 @@ impl Judgement {
 }
 
 impl Policy {
+    /// What `who`'s rewrite statements get inside a transaction block.
+    pub fn in_transaction(&self, who: Who<'_>) -> InTransaction {
+        self.in_transaction_roles
+            .get(who.user)
+            .or_else(|| self.in_transaction_databases.get(who.database))
+            .copied()
+            .unwrap_or(self.in_transaction)
+    }
+
     pub fn decide(&self, rule: Rule, who: Who<'_>) -> Decision {
         let scoped = |m: &HashMap<String, RuleDecisions>, k: &str| {
             m.get(k).and_then(|r| r.get(&rule)).copied()

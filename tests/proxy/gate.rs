@@ -545,3 +545,51 @@ fn run_hint(e: &tokio_postgres::Error, what: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A statement to be rewritten inside a transaction block: by default it
+/// is blocked and told to come on its own; with `ddl.in_transaction =
+/// "allow"` (here for one role) it runs as written, with a WARNING.
+#[tokio::test]
+async fn a_rewrite_inside_a_transaction_is_blocked_saying_why_or_runs_as_written() {
+    let db = direct("postgres").await;
+    db.batch_execute(
+        "DROP TABLE IF EXISTS g_intx; CREATE TABLE g_intx (a int);
+         INSERT INTO g_intx SELECT generate_series(1, 100)",
+    )
+    .await
+    .unwrap();
+    let c = proxy().connect("postgres").await;
+    c.batch_execute("BEGIN").await.unwrap();
+    let e = c
+        .batch_execute("CREATE INDEX g_intx_a ON g_intx (a)")
+        .await
+        .unwrap_err();
+    let detail = e
+        .as_db_error()
+        .and_then(|d| d.detail())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(detail.contains("inside a transaction block"), "{detail}");
+    c.batch_execute("ROLLBACK").await.unwrap();
+
+    let mut s = settings();
+    s.ddl.policy.in_transaction_roles.insert(
+        "postgres".into(),
+        ddlgate::ddl::policy::InTransaction::Allow,
+    );
+    let allowing = Proxy::start(s);
+    let out = psql(&allowing)
+        .args(["-c", "BEGIN; CREATE INDEX g_intx_a ON g_intx (a); COMMIT"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("runs as written"), "{stderr}");
+    let made: bool = db
+        .query_one("SELECT to_regclass('g_intx_a') IS NOT NULL", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(made);
+    db.batch_execute("DROP TABLE g_intx").await.unwrap();
+}

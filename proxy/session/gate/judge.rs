@@ -5,6 +5,7 @@ use crate::config::ddl::GateMode;
 use crate::config::ClientWait;
 use crate::ddl::analyze::Kind as StmtKind;
 use crate::ddl::lexer::first_word;
+use crate::ddl::policy::InTransaction;
 use crate::ddl::{Analyzed, Decision, Finding, Judgement, Mode, Rule, Who};
 use crate::protocol::backend::{Report, Severity};
 use crate::protocol::sqlstate;
@@ -83,7 +84,15 @@ impl Gate {
                 StmtKind::Ddl => {
                     let text = &sql[a.range.clone()];
                     let judgement = ddl.policy.judge(text, &a.findings, who);
-                    let decision = judgement.decision();
+                    let mut decision = judgement.decision();
+                    // Inside a transaction block no plan can run: by policy,
+                    // a statement to be rewritten runs as written instead.
+                    let as_written = a.in_transaction
+                        && decision == Decision::Rewrite
+                        && ddl.policy.in_transaction(who) == InTransaction::Allow;
+                    if as_written {
+                        decision = Decision::Warn;
+                    }
                     let mut e = self.event(Kind::of(decision), text, a, &judgement, server_version);
                     e.lookup_error.clone_from(&lookup_error);
                     if !observe && decision.stops() && alone && !in_tx && may_migrate {
@@ -108,12 +117,26 @@ impl Gate {
                         continue;
                     }
                     if decision.stops() {
-                        let report = block_report(&e.id, a, &judgement);
+                        let mut report = block_report(&e.id, a, &judgement);
+                        if a.in_transaction && decision == Decision::Rewrite {
+                            let detail = report.detail.take();
+                            report = report.with_detail(format!(
+                                "{}\nIt is inside a transaction block, where its phased form \
+                                 (CONCURRENTLY steps, batches) cannot run: send it on its \
+                                 own, outside the transaction, and ddlgate applies it in \
+                                 phases; or set ddl.in_transaction = \"allow\" to run it as \
+                                 written under lock_timeout.",
+                                detail.unwrap_or_default()
+                            ));
+                        }
                         j.stop = Some((i, e.id, report));
                         break;
                     }
                     j.events.push(e);
-                    if decision == Decision::Warn {
+                    if as_written {
+                        j.notices
+                            .push(as_written_report(&a.findings, self.lock_timeout()));
+                    } else if decision == Decision::Warn {
                         j.notices.push(warn_report(&a.findings, &judgement));
                     }
                     j.guard |= a.ops.iter().all(|op| !op.needs_own_transaction());
@@ -264,6 +287,28 @@ fn describe(f: &Finding) -> String {
 
 /// The ErrorResponse for a stopped statement: message naming the rule,
 /// DETAIL with what it would do, HINT with the safe alternative.
+/// The WARNING of a statement run as written inside a transaction block
+/// (`ddl.in_transaction = "allow"`).
+fn as_written_report(findings: &[Finding], lock_timeout: std::time::Duration) -> Report {
+    let rules: Vec<&str> = findings.iter().map(|f| f.rule.id()).collect();
+    Report::new(
+        Severity::Warning,
+        "01000",
+        format!(
+            "ddlgate: {} inside a transaction block runs as written (ddl.in_transaction = allow): \
+             its phased form cannot run there",
+            rules.join(", ")
+        ),
+    )
+    .with_detail(findings.iter().map(describe).collect::<Vec<_>>().join("\n"))
+    .with_hint(format!(
+        "It waits at most lock_timeout ({} ms) for its lock, then fails; the lock it takes is \
+         held until the transaction ends. Sent on its own, outside a transaction, ddlgate applies \
+         it in phases.",
+        lock_timeout.as_millis()
+    ))
+}
+
 fn block_report(id: &str, a: &Analyzed, judgement: &Judgement) -> Report {
     let findings = &a.findings;
     let stopped: Vec<(&Finding, Decision)> = findings
