@@ -352,9 +352,18 @@ async fn throttle(
         command::ThrottleChange::MaxRowsPerSec(0) => "no rows/s ceiling now".to_owned(),
         command::ThrottleChange::MaxRowsPerSec(n) => format!("at most {n} rows/s now"),
     };
+    Ok(result(db, target, what))
+}
+
+/// What a command did to one migration, as a one-row result set.
+fn result(db: String, target: &Target, what: impl Into<String>) -> Vec<Table> {
     let mut t = Table::new(&["database", "id", "result"]);
-    t.row(vec![Some(db), Some(target.id.to_string()), Some(what)]);
-    Ok(vec![t])
+    t.row(vec![
+        Some(db),
+        Some(target.id.to_string()),
+        Some(what.into()),
+    ]);
+    vec![t]
 }
 
 async fn requeue(
@@ -375,13 +384,7 @@ async fn requeue(
             format!("migration {} is not {}", target.id, states.join(" or ")),
         ));
     }
-    let mut t = Table::new(&["database", "id", "result"]);
-    t.row(vec![
-        Some(db),
-        Some(target.id.to_string()),
-        Some(what.into()),
-    ]);
-    Ok(vec![t])
+    Ok(result(db, target, what))
 }
 
 async fn revert(runner: &std::sync::Arc<Runner>, target: &Target) -> Result<Vec<Table>, Report> {
@@ -396,13 +399,7 @@ async fn revert(runner: &std::sync::Arc<Runner>, target: &Target) -> Result<Vec<
         Revert::Requested => "reverting: its revert steps run next",
         Revert::Refused(why) => return Err(error("55000", why)),
     };
-    let mut t = Table::new(&["database", "id", "result"]);
-    t.row(vec![
-        Some(db),
-        Some(target.id.to_string()),
-        Some(what.into()),
-    ]);
-    Ok(vec![t])
+    Ok(result(db, target, what))
 }
 
 async fn complete(runner: &std::sync::Arc<Runner>, target: &Target) -> Result<Vec<Table>, Report> {
@@ -424,13 +421,7 @@ async fn complete(runner: &std::sync::Arc<Runner>, target: &Target) -> Result<Ve
         Some(true) => "going on now (the cut-over, or the old column's drop)",
         Some(false) => "it cuts over when it gets there",
     };
-    let mut t = Table::new(&["database", "id", "result"]);
-    t.row(vec![
-        Some(db),
-        Some(target.id.to_string()),
-        Some(what.into()),
-    ]);
-    Ok(vec![t])
+    Ok(result(db, target, what))
 }
 
 fn blocked() -> Table {

@@ -136,7 +136,7 @@ fn revert(
         };
     }
     if t.is(a, "ALTER") {
-        let c = if t.is(a + 1, "COLUMN") { a + 2 } else { a + 1 };
+        let c = column_at(t, a);
         if t.eat(c + 1, &["SET", "NOT", "NULL"]) == Some(b) {
             let column = t.tok(c);
             return brief(
@@ -176,7 +176,7 @@ fn subcommand(
             .or_else(|| columns::add_column(t, alter, a + 1, b));
     }
     if t.is(a, "ALTER") {
-        let c = if t.is(a + 1, "COLUMN") { a + 2 } else { a + 1 };
+        let c = column_at(t, a);
         if t.eat(c + 1, &["SET", "NOT", "NULL"]) == Some(b) {
             return Some(not_null_recipe(alter, t.tok(c)));
         }
@@ -201,9 +201,18 @@ fn subcommand(
     None
 }
 
+/// The column token of `ALTER [COLUMN] col ...` starting at token `a`.
+pub(super) fn column_at(t: &Toks<'_>, a: usize) -> usize {
+    if t.is(a + 1, "COLUMN") {
+        a + 2
+    } else {
+        a + 1
+    }
+}
+
 /// `ALTER [COLUMN] col [SET DATA] TYPE ...` (tokens `a..b`).
 fn is_type_change(t: &Toks<'_>, a: usize, b: usize) -> bool {
-    let c = if t.is(a + 1, "COLUMN") { a + 2 } else { a + 1 };
+    let c = column_at(t, a);
     t.is(a, "ALTER")
         && c < b
         && (t.is(c + 1, "TYPE") || t.eat(c + 1, &["SET", "DATA", "TYPE"]).is_some())

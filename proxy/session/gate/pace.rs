@@ -12,7 +12,7 @@ use crate::pacing::Admission;
 use crate::session::pipe::Verdict;
 use crate::session::state::SessionState;
 
-/// Waiting for the pacer: the admission to come, since when.
+/// Waiting for the pacer: the admission to come.
 pub(super) struct PaceWait {
     pub admit: Pin<Box<dyn Future<Output = Admission> + Send>>,
 }

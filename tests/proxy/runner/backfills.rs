@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use super::{
-    database, direct, psql_db, psql_script, psql_via, recorded_id, runner_proxy, schema,
-    wait_for_status,
+    backfill_batches, database, direct, direct_and_via, psql_script, psql_via, recorded_id,
+    runner_proxy, schema, wait_for_status,
 };
 use crate::harness::{connect, Proxy};
 
@@ -74,9 +74,7 @@ async fn add_column_with_a_volatile_default_is_backfilled_under_an_application()
         ),
         ("h", "ALTER TABLE h ADD COLUMN c int DEFAULT seven()"),
     ] {
-        let direct_db = database("bfd", SETUP);
-        psql_db(&direct_db, sql);
-        let via = database("bfv", SETUP);
+        let (direct_db, via) = direct_and_via("bf", SETUP, sql);
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
         let app = tokio::spawn({
             let via = via.clone();
@@ -92,16 +90,7 @@ async fn add_column_with_a_volatile_default_is_backfilled_under_an_application()
         assert_eq!(schema(&via).await, schema(&direct_db).await, "{sql}");
         assert_eq!(off_values(&direct_db, table, "c", "7").await, 0);
         assert_eq!(off_values(&via, table, "c", "7").await, 0, "{sql}");
-        let steps: i64 = direct(&via)
-            .await
-            .query_one(
-                "SELECT (position->>'batches')::bigint FROM ddlgate.steps WHERE kind = 'backfill'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        assert!(steps > 1, "{sql}: one batch only");
+        assert!(backfill_batches(&via).await > 1, "{sql}: one batch only");
     }
 }
 
@@ -223,9 +212,7 @@ async fn add_column_serial_draws_every_row_from_its_sequence() {
 
 async fn numbered_by_a_sequence(table: &'static str, sql: &str) {
     let proxy = runner_proxy();
-    let direct_db = database("bsd", SETUP);
-    psql_db(&direct_db, sql);
-    let via = database("bsv", SETUP);
+    let (direct_db, via) = direct_and_via("bs", SETUP, sql);
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let app = tokio::spawn({
         let via = via.clone();

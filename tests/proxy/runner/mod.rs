@@ -59,6 +59,27 @@ pub(super) fn database(prefix: &str, setup: &str) -> String {
     name
 }
 
+/// Two fresh databases holding `setup`: one where `sql` ran directly (the
+/// schema to reach), and one for ddlgate to apply it in.
+pub(super) fn direct_and_via(prefix: &str, setup: &str, sql: &str) -> (String, String) {
+    let direct_db = database(&format!("{prefix}d"), setup);
+    psql_db(&direct_db, sql);
+    (direct_db, database(&format!("{prefix}v"), setup))
+}
+
+/// How many batches the backfill step in `db` ran.
+pub(super) async fn backfill_batches(db: &str) -> i64 {
+    direct(db)
+        .await
+        .query_one(
+            "SELECT (position->>'batches')::bigint FROM ddlgate.steps WHERE kind = 'backfill'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 /// Runs SQL as the superuser in `db`, bypassing ddlgate.
 pub(super) fn psql_db(db: &str, sql: &str) {
     psql_in(cluster(), db, sql);

@@ -8,7 +8,8 @@
 use std::time::Duration;
 
 use super::{
-    database, direct, psql_db, psql_script, psql_via, runner_proxy, schema, wait_for_status,
+    backfill_batches, database, direct, direct_and_via, psql_script, psql_via, runner_proxy,
+    schema, wait_for_status,
 };
 use crate::harness::{connect, Proxy};
 
@@ -74,9 +75,7 @@ async fn type_changes_run_as_expand_contract_under_an_application() {
         "ALTER TABLE parent ALTER COLUMN v TYPE bigint",
         "ALTER TABLE parent ALTER COLUMN id TYPE bigint",
     ] {
-        let direct_db = database("rtd", SETUP);
-        psql_db(&direct_db, sql);
-        let via = database("rtv", SETUP);
+        let (direct_db, via) = direct_and_via("rt", SETUP, sql);
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
         let app = tokio::spawn({
             let via = via.clone();
@@ -93,16 +92,8 @@ async fn type_changes_run_as_expand_contract_under_an_application() {
         assert_eq!(app.await.unwrap(), 0, "{sql}: application errors");
         assert_eq!(schema(&via).await, schema(&direct_db).await, "{sql}");
         assert_eq!(wrong_rows(&via).await, (0, 0, 0), "{sql}");
+        assert!(backfill_batches(&via).await > 1, "{sql}: one batch only");
         let d = direct(&via).await;
-        let batches: i64 = d
-            .query_one(
-                "SELECT (position->>'batches')::bigint FROM ddlgate.steps WHERE kind = 'backfill'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        assert!(batches > 1, "{sql}: one batch only");
         // What the change did to the application's latency, as ddlgate saw it.
         let (_, out, _) = psql_via(
             proxy,
@@ -135,20 +126,21 @@ async fn type_changes_run_as_expand_contract_under_an_application() {
     }
 }
 
+/// The error (message and detail) ddlgate answers `sql` with in `db`.
+async fn refusal(db: &str, sql: &str) -> String {
+    let c = connect(&runner_proxy().conninfo("postgres", db)).await;
+    let e = c.batch_execute(sql).await.unwrap_err();
+    let e = e.as_db_error().expect("a server error");
+    format!("{} {}", e.message(), e.detail().unwrap_or_default())
+}
+
 #[tokio::test]
 async fn a_type_change_under_a_view_is_blocked_naming_the_view() {
-    let proxy = runner_proxy();
     let db = database(
         "rtb",
         &format!("{SETUP} CREATE VIEW big_v AS SELECT v FROM parent WHERE v > 10;"),
     );
-    let c = connect(&proxy.conninfo("postgres", &db)).await;
-    let e = c
-        .batch_execute("ALTER TABLE parent ALTER COLUMN v TYPE bigint")
-        .await
-        .unwrap_err();
-    let e = e.as_db_error().expect("a server error");
-    let text = format!("{} {}", e.message(), e.detail().unwrap_or_default());
+    let text = refusal(&db, "ALTER TABLE parent ALTER COLUMN v TYPE bigint").await;
     assert!(text.contains("view public.big_v"), "{text}");
     // Nothing was started.
     let started: bool = direct(&db)
@@ -163,13 +155,7 @@ async fn a_type_change_under_a_view_is_blocked_naming_the_view() {
         "rtb",
         &format!("{SETUP} CREATE PUBLICATION rtb_pub FOR TABLE parent;"),
     );
-    let c = connect(&proxy.conninfo("postgres", &db)).await;
-    let e = c
-        .batch_execute("ALTER TABLE parent ALTER COLUMN v TYPE bigint")
-        .await
-        .unwrap_err();
-    let e = e.as_db_error().expect("a server error");
-    let text = format!("{} {}", e.message(), e.detail().unwrap_or_default());
+    let text = refusal(&db, "ALTER TABLE parent ALTER COLUMN v TYPE bigint").await;
     assert!(text.contains("published for logical replication"), "{text}");
 }
 
@@ -177,9 +163,7 @@ async fn a_type_change_under_a_view_is_blocked_naming_the_view() {
 async fn a_postponed_cutover_waits_for_complete_with_the_new_column_in_sync() {
     let proxy = runner_proxy();
     let sql = "ALTER TABLE parent ALTER COLUMN v TYPE bigint";
-    let direct_db = database("rtpd", SETUP);
-    psql_db(&direct_db, sql);
-    let via = database("rtpv", SETUP);
+    let (direct_db, via) = direct_and_via("rtp", SETUP, sql);
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let app = tokio::spawn({
         let via = via.clone();
@@ -332,9 +316,7 @@ async fn revert_after_the_cutover_brings_back_the_schema_and_every_row() {
 async fn complete_drops_the_kept_old_column_now() {
     let proxy = keeping_proxy();
     let sql = "ALTER TABLE parent ALTER COLUMN v TYPE bigint";
-    let direct_db = database("rtcd", SETUP);
-    psql_db(&direct_db, sql);
-    let via = database("rtcv", SETUP);
+    let (direct_db, via) = direct_and_via("rtc", SETUP, sql);
     let (ok, _, err) = psql_script(proxy, "postgres", &via, &format!("{sql};\n"));
     assert!(ok, "{err}");
     let id = err

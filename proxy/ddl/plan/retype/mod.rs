@@ -18,7 +18,7 @@
 
 mod swap;
 
-use super::alter::{not_null_recipe, not_valid_then_validate, Alter};
+use super::alter::{column_at, not_null_recipe, not_valid_then_validate, Alter};
 use super::build::step;
 use super::columns::backfill_step;
 use super::names::object_name;
@@ -39,7 +39,7 @@ pub(super) fn alter_type(
     b: usize,
     catalog: &Catalog,
 ) -> Option<Vec<Step>> {
-    let c = if t.is(a + 1, "COLUMN") { a + 2 } else { a + 1 };
+    let c = column_at(t, a);
     let column = t.tok(c);
     let ty_start = t
         .eat(c + 1, &["TYPE"])
@@ -73,7 +73,7 @@ pub(super) fn revert(
     b: usize,
     catalog: &Catalog,
 ) -> Vec<Step> {
-    let c = if t.is(a + 1, "COLUMN") { a + 2 } else { a + 1 };
+    let c = column_at(t, a);
     let column = t.tok(c);
     let using = (a..b).any(|i| t.is(i, "USING"));
     match catalog.dependents(alter.table, column) {

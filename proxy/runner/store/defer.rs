@@ -1,0 +1,78 @@
+//! Migrations deferred past a client's COMMIT: registered pending with a
+//! one-time token, confirmed by `ddlgate.confirm(token)` inside the client's
+//! transaction (schema version 4), and removed when that transaction ended
+//! without confirming them.
+
+use tokio_postgres::Client;
+
+use super::super::model::Submission;
+use super::super::RunnerError;
+use super::insert_as;
+
+/// The two-key advisory lock space `ddlgate.confirm` locks a token in
+/// ("ddlg"; the two-key form does not collide with the one-key locks). The
+/// same number is written into `ddlgate.confirm` by schema version 4.
+const CONFIRM_SPACE: i32 = 0x6464_6c67;
+
+/// How old an unconfirmed registration must be before it may be found
+/// abandoned: the gate confirms within its own round trip.
+const ABANDONED_AFTER_SECS: i64 = 60;
+
+/// Registers a submission to run after the client's COMMIT: pending until
+/// `ddlgate.confirm(token)` runs in the client's transaction. Its id and
+/// token (random, from the server).
+pub async fn preregister(
+    db: &mut Client,
+    s: &Submission,
+    lock_key: i64,
+) -> Result<(i64, String), RunnerError> {
+    let (id, token) = insert_as(db, s, lock_key, true).await?;
+    Ok((id, token.unwrap_or_default()))
+}
+
+/// Deletes registrations whose client transaction ended without
+/// confirming them (rolled back, failed, or its session died): older than
+/// a minute, and their token's lock is free. The migrations removed.
+pub async fn forget_abandoned(db: &Client) -> Result<u64, RunnerError> {
+    let pending = db
+        .query(
+            "SELECT id, token FROM ddlgate.migrations WHERE status = 'pending_commit' \
+             AND created_at < pg_catalog.now() - $1::pg_catalog.int8 * interval '1 s'",
+            &[&ABANDONED_AFTER_SECS],
+        )
+        .await?;
+    let mut forgotten = 0;
+    for r in pending {
+        let (id, token): (i64, String) = (r.get(0), r.get(1));
+        db.batch_execute("BEGIN").await?;
+        let result = async {
+            let free: bool = db
+                .query_one(
+                    "SELECT pg_catalog.pg_try_advisory_xact_lock($1, pg_catalog.hashtext($2))",
+                    &[&CONFIRM_SPACE, &token],
+                )
+                .await?
+                .get(0);
+            let n = if free {
+                db.execute(
+                    "DELETE FROM ddlgate.migrations WHERE id = $1 AND status = 'pending_commit'",
+                    &[&id],
+                )
+                .await?
+            } else {
+                0
+            };
+            db.batch_execute("COMMIT").await?;
+            Ok::<_, RunnerError>(n)
+        }
+        .await;
+        match result {
+            Ok(n) => forgotten += n,
+            Err(e) => {
+                let _ = db.batch_execute("ROLLBACK").await;
+                return Err(e);
+            }
+        }
+    }
+    Ok(forgotten)
+}
