@@ -477,7 +477,7 @@ async fn start_revert(db: &Client, m: &Migration) -> Result<Option<Ended>, Runne
         return Ok(None);
     }
     tracing::info!(
-        event = "migration.reverting",
+        event = "migration.revert_started",
         "REVERT: the change is undone"
     );
     Ok(Some(Ended::Reverting))
