@@ -197,15 +197,10 @@ impl DdlSection {
     }
 }
 
-/// `block` or `allow`. (`defer`, the deferral past COMMIT, is not built yet:
-/// refused rather than taken to mean something else.)
+/// `defer`, `block` or `allow`.
 fn in_transaction(key: &str, v: &str) -> Result<crate::ddl::policy::InTransaction, ConfigError> {
-    crate::ddl::policy::InTransaction::parse(v).ok_or_else(|| {
-        bad(
-            key,
-            format!("'{v}' is not block or allow (defer is not available yet)"),
-        )
-    })
+    crate::ddl::policy::InTransaction::parse(v)
+        .ok_or_else(|| bad(key, format!("'{v}' is not defer, block or allow")))
 }
 
 fn decisions(key: &str, raw: HashMap<String, String>) -> Result<RuleDecisions, ConfigError> {
@@ -284,8 +279,11 @@ mod tests {
             s.policy.in_transaction(who("careful", "app")),
             InTransaction::Block
         );
-        // Deferral past COMMIT is not built yet: refused, not misread.
-        let e = parse("in_transaction = \"defer\"").unwrap_err();
+        assert_eq!(
+            parse("").unwrap().policy.in_transaction(who("x", "app")),
+            InTransaction::Defer
+        );
+        let e = parse("in_transaction = \"later\"").unwrap_err();
         assert_eq!(e.key, "ddl.in_transaction");
     }
 

@@ -35,8 +35,11 @@ pub struct Policy {
 /// A `rewrite` statement inside a transaction block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum InTransaction {
-    /// Blocked, with the plan and the advice to send it on its own.
+    /// Its catalog-only first steps run in the client's transaction, the
+    /// rest as a migration that exists once the client commits.
     #[default]
+    Defer,
+    /// Blocked, with the plan and the advice to send it on its own.
     Block,
     /// Run as written under lock_timeout, with a WARNING saying why.
     Allow,
@@ -45,6 +48,7 @@ pub enum InTransaction {
 impl InTransaction {
     pub fn parse(v: &str) -> Option<Self> {
         match v {
+            "defer" => Some(InTransaction::Defer),
             "block" => Some(InTransaction::Block),
             "allow" => Some(InTransaction::Allow),
             _ => None,

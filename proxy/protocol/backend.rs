@@ -151,6 +151,29 @@ pub fn error_field(body: &[u8], code: u8) -> Option<&[u8]> {
     None
 }
 
+/// An ErrorResponse or NoticeResponse body without the fields whose codes
+/// are in `drop` (e.g. a position in a statement the client never sent).
+pub fn without_fields(body: &[u8], drop: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len());
+    let mut rest = body;
+    while let Some((&c, after)) = rest.split_first() {
+        if c == 0 {
+            break;
+        }
+        let Some((value, after)) = take_cstr(after) else {
+            break;
+        };
+        if !drop.contains(&c) {
+            out.push(c);
+            out.extend_from_slice(value);
+            out.push(0);
+        }
+        rest = after;
+    }
+    out.push(0);
+    out
+}
+
 /// The columns of a DataRow body (`None` for NULL).
 pub fn data_row(body: &[u8]) -> Option<Vec<Option<&[u8]>>> {
     let n = u16::from_be_bytes(body.get(..2)?.try_into().ok()?) as usize;
@@ -249,6 +272,15 @@ pub fn put_auth(out: &mut BytesMut, code: i32, data: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_are_dropped_from_an_error() {
+        let body = b"SERROR\0C42601\0Mbad\0P7\0\0";
+        assert_eq!(
+            without_fields(body, b"P"),
+            b"SERROR\0C42601\0Mbad\0\0".to_vec()
+        );
+    }
 
     #[test]
     fn report_encodes_error_fields() {

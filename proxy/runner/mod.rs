@@ -15,6 +15,7 @@
 mod backfill;
 mod batches;
 mod connect;
+mod defer;
 pub mod effect;
 mod exec;
 pub mod model;
@@ -31,6 +32,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio_util::sync::CancellationToken;
 
 pub use connect::Connector;
+pub use defer::Registered;
 pub use model::{Failure, Progress, RunnerError, Status, Submission};
 
 use crate::config::RunnerSettings;
@@ -157,6 +159,16 @@ impl Runner {
     /// Checks that the runner may act as the submitter, then writes the
     /// migration. Its id and lock key.
     async fn record(&self, s: &Submission) -> Result<(i64, i64), Failure> {
+        let (mut db, key) = self.admit(s).await?;
+        let id = store::insert(&mut db, s, key)
+            .await
+            .map_err(|e| e.failure())?;
+        Ok((id, key))
+    }
+
+    /// A connection to the submission's database on which the runner may
+    /// act as the submitter and keep its state, and the relation's lock key.
+    async fn admit(&self, s: &Submission) -> Result<(tokio_postgres::Client, i64), Failure> {
         let mut db = self
             .connector
             .connect(&s.database, "submit")
@@ -194,11 +206,8 @@ impl Runner {
             f
         })?;
         let key = lock_key(&mut db, s).await;
-        let id = store::insert(&mut db, s, key)
-            .await
-            .map_err(|e| e.failure())?;
         self.inner().databases.insert(s.database.clone());
-        Ok((id, key))
+        Ok((db, key))
     }
 
     /// A worker for `(database, key)` runs (or is told there is more).

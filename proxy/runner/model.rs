@@ -173,6 +173,9 @@ pub enum Progress {
     Succeeded,
     Failed(Failure),
     Cancelled,
+    /// A deferred migration whose client's transaction did not confirm it
+    /// (rolled back to a savepoint): it was never made, and is removed.
+    Discarded,
 }
 
 /// An error as the client gets it.

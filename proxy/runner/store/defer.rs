@@ -19,14 +19,15 @@ const CONFIRM_SPACE: i32 = 0x6464_6c67;
 const ABANDONED_AFTER_SECS: i64 = 60;
 
 /// Registers a submission to run after the client's COMMIT: pending until
-/// `ddlgate.confirm(token)` runs in the client's transaction. Its id and
-/// token (random, from the server).
+/// `ddlgate.confirm(token)` runs in the client's transaction, which also
+/// runs its first `done` steps. Its id and token (random, from the server).
 pub async fn preregister(
     db: &mut Client,
     s: &Submission,
     lock_key: i64,
+    done: usize,
 ) -> Result<(i64, String), RunnerError> {
-    let (id, token) = insert_as(db, s, lock_key, true).await?;
+    let (id, token) = insert_as(db, s, lock_key, Some(done)).await?;
     Ok((id, token.unwrap_or_default()))
 }
 
@@ -43,36 +44,67 @@ pub async fn forget_abandoned(db: &Client) -> Result<u64, RunnerError> {
         .await?;
     let mut forgotten = 0;
     for r in pending {
-        let (id, token): (i64, String) = (r.get(0), r.get(1));
-        db.batch_execute("BEGIN").await?;
-        let result = async {
-            let free: bool = db
-                .query_one(
-                    "SELECT pg_catalog.pg_try_advisory_xact_lock($1, pg_catalog.hashtext($2))",
-                    &[&CONFIRM_SPACE, &token],
-                )
-                .await?
-                .get(0);
-            let n = if free {
-                db.execute(
-                    "DELETE FROM ddlgate.migrations WHERE id = $1 AND status = 'pending_commit'",
-                    &[&id],
-                )
-                .await?
-            } else {
-                0
-            };
-            db.batch_execute("COMMIT").await?;
-            Ok::<_, RunnerError>(n)
-        }
-        .await;
-        match result {
-            Ok(n) => forgotten += n,
-            Err(e) => {
-                let _ = db.batch_execute("ROLLBACK").await;
-                return Err(e);
-            }
-        }
+        forgotten += forget_unconfirmed(db, r.get(0), r.get(1)).await?;
     }
     Ok(forgotten)
+}
+
+/// Deletes `ids` that are still unconfirmed and whose transaction is over
+/// (the gate saw it roll back). The migrations removed.
+pub async fn forget(db: &Client, ids: &[i64]) -> Result<u64, RunnerError> {
+    let pending = db
+        .query(
+            "SELECT id, token FROM ddlgate.migrations \
+             WHERE status = 'pending_commit' AND id = ANY ($1)",
+            &[&ids],
+        )
+        .await?;
+    let mut forgotten = 0;
+    for r in pending {
+        forgotten += forget_unconfirmed(db, r.get(0), r.get(1)).await?;
+    }
+    Ok(forgotten)
+}
+
+/// Where a deferred migration stands once its client's transaction ended:
+/// its status (`pending_commit`: never confirmed) and lock key.
+pub async fn deferred(db: &Client, id: i64) -> Result<Option<(String, i64)>, RunnerError> {
+    Ok(db
+        .query_opt(
+            "SELECT status, lock_key FROM ddlgate.migrations WHERE id = $1",
+            &[&id],
+        )
+        .await?
+        .map(|r| (r.get(0), r.get(1))))
+}
+
+/// Deletes one unconfirmed registration if no transaction holds its
+/// token's lock (one that does may still confirm it).
+async fn forget_unconfirmed(db: &Client, id: i64, token: String) -> Result<u64, RunnerError> {
+    db.batch_execute("BEGIN").await?;
+    let result = async {
+        let free: bool = db
+            .query_one(
+                "SELECT pg_catalog.pg_try_advisory_xact_lock($1, pg_catalog.hashtext($2))",
+                &[&CONFIRM_SPACE, &token],
+            )
+            .await?
+            .get(0);
+        let n = if free {
+            db.execute(
+                "DELETE FROM ddlgate.migrations WHERE id = $1 AND status = 'pending_commit'",
+                &[&id],
+            )
+            .await?
+        } else {
+            0
+        };
+        db.batch_execute("COMMIT").await?;
+        Ok::<_, RunnerError>(n)
+    }
+    .await;
+    if result.is_err() {
+        let _ = db.batch_execute("ROLLBACK").await;
+    }
+    result
 }

@@ -25,15 +25,19 @@ pub use schema::*;
 
 /// Records a submission, queued, with one row per step. Its id.
 pub async fn insert(db: &mut Client, s: &Submission, lock_key: i64) -> Result<i64, RunnerError> {
-    Ok(insert_as(db, s, lock_key, false).await?.0)
+    Ok(insert_as(db, s, lock_key, None).await?.0)
 }
 
 pub(super) async fn insert_as(
     db: &mut Client,
     s: &Submission,
     lock_key: i64,
-    pending: bool,
+    pending: Option<usize>,
 ) -> Result<(i64, Option<String>), RunnerError> {
+    // Pending: its first `done` steps run in the client's transaction, so
+    // they are done exactly when it is confirmed.
+    let done = pending.unwrap_or(0);
+    let pending = pending.is_some();
     let plan = serde_json::to_string(&s.plan).map_err(|e| RunnerError::State(e.to_string()))?;
     let tx = db.transaction().await?;
     let row = tx
@@ -78,9 +82,11 @@ pub(super) async fn insert_as(
         } else {
             step.what.clone()
         };
+        let status = if i < done { "done" } else { "pending" };
         tx.execute(
             "INSERT INTO ddlgate.steps (migration, n, kind, sql, what, object, in_transaction, \
-             backfill, undo) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::jsonb, $9)",
+             backfill, undo, status) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8::text::jsonb, $9, $10)",
             &[
                 &id,
                 &(i as i32 + 1),
@@ -91,6 +97,7 @@ pub(super) async fn insert_as(
                 &step.in_transaction,
                 &backfill,
                 &step.undo,
+                &status,
             ],
         )
         .await?;

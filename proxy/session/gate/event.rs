@@ -1,5 +1,5 @@
 //! DDL decision events: one structured log event each (`ddl.blocked`,
-//! `ddl.warned`, `ddl.allowed`, `ddl.retried`, `ddl.migrated`), the same
+//! `ddl.warned`, `ddl.allowed`, `ddl.retried`, `ddl.migrated`, `ddl.deferred`), the same
 //! record appended to the audit file, the console's ring of recent
 //! decisions, and counters per rule and decision.
 
@@ -39,6 +39,10 @@ pub enum Kind {
     /// A rewrite handed to the runner as a migration.
     #[serde(rename = "ddl.migrated")]
     Migrated,
+    /// A rewrite inside a transaction block: its first steps run there,
+    /// the rest after the client's COMMIT.
+    #[serde(rename = "ddl.deferred")]
+    Deferred,
 }
 
 impl Kind {
@@ -57,6 +61,7 @@ impl Kind {
             Kind::Allowed => "ddl.allowed",
             Kind::Retried => "ddl.retried",
             Kind::Migrated => "ddl.migrated",
+            Kind::Deferred => "ddl.deferred",
         }
     }
 }
@@ -188,7 +193,7 @@ pub fn emit(e: &Event, audit: Option<&Audit>) {
         };
     }
     match e.event {
-        Kind::Allowed | Kind::Migrated => log!(info),
+        Kind::Allowed | Kind::Migrated | Kind::Deferred => log!(info),
         Kind::Warned | Kind::Blocked | Kind::Retried => log!(warn),
     }
     if let Some(a) = audit {

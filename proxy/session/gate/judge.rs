@@ -33,6 +33,9 @@ pub struct Judged {
     pub events: Vec<Event>,
     /// The statement is a migration the runner applies.
     pub migrate: Option<Box<super::migrate::Pending>>,
+    /// This statement (by index), inside the client's transaction block, is
+    /// deferred: its first steps run there, the rest after COMMIT.
+    pub defer: Option<(usize, Box<super::migrate::Pending>)>,
 }
 
 impl Gate {
@@ -69,8 +72,19 @@ impl Gate {
             notices: Vec::new(),
             events: Vec::new(),
             migrate: None,
+            defer: None,
         };
         let alone = stmts.len() == 1;
+        // A deferral splits the string into parts sent one after another,
+        // in the client's open transaction block: a string that ends or
+        // opens one, or switches to COPY, is not split.
+        let splittable = state.tx == crate::protocol::backend::TxStatus::InTransaction
+            && mode == Mode::QueryString
+            && !stmts.iter().any(|a| {
+                matches!(a.kind, StmtKind::Begin | StmtKind::End)
+                    || (a.kind == StmtKind::Other
+                        && first_word(&sql[a.range.clone()]).eq_ignore_ascii_case(b"COPY"))
+            });
         for (i, a) in stmts.iter().enumerate() {
             match a.kind {
                 StmtKind::Begin | StmtKind::End => j.tx_control = true,
@@ -87,14 +101,35 @@ impl Gate {
                     let mut decision = judgement.decision();
                     // Inside a transaction block no plan can run: by policy,
                     // a statement to be rewritten runs as written instead.
+                    let in_transaction = ddl.policy.in_transaction(who);
                     let as_written = a.in_transaction
                         && decision == Decision::Rewrite
-                        && ddl.policy.in_transaction(who) == InTransaction::Allow;
+                        && in_transaction == InTransaction::Allow;
                     if as_written {
                         decision = Decision::Warn;
                     }
                     let mut e = self.event(Kind::of(decision), text, a, &judgement, server_version);
                     e.lookup_error.clone_from(&lookup_error);
+                    let defer = a.in_transaction
+                        && in_transaction == InTransaction::Defer
+                        && splittable
+                        && decision == Decision::Rewrite;
+                    if !observe && defer && may_migrate {
+                        match self.migration(text, a, &judgement, &e.id, state) {
+                            Ok(Some(p)) => {
+                                e.event = Kind::Deferred;
+                                event::emit(&e, self.runtime.audit.as_deref());
+                                j.defer = Some((i, p));
+                                break;
+                            }
+                            Ok(None) => {}
+                            Err(report) => {
+                                event::emit(&e, self.runtime.audit.as_deref());
+                                j.stop = Some((i, e.id, report));
+                                break;
+                            }
+                        }
+                    }
                     if !observe && decision.stops() && alone && !in_tx && may_migrate {
                         match self.migration(text, a, &judgement, &e.id, state) {
                             Ok(Some(p)) => {
@@ -120,9 +155,17 @@ impl Gate {
                         let mut report = block_report(&e.id, a, &judgement);
                         if a.in_transaction && decision == Decision::Rewrite {
                             let detail = report.detail.take();
+                            let why = if in_transaction == InTransaction::Defer {
+                                "ddlgate defers such a statement past COMMIT only when it is \
+                                 sent by the simple protocol inside an explicit transaction \
+                                 block (BEGIN), in a string without BEGIN/COMMIT or COPY, and \
+                                 its plan can run as the session's role"
+                            } else {
+                                "its phased form (CONCURRENTLY steps, batches) cannot run \
+                                 there (ddl.in_transaction = \"block\")"
+                            };
                             report = report.with_detail(format!(
-                                "{}\nIt is inside a transaction block, where its phased form \
-                                 (CONCURRENTLY steps, batches) cannot run: send it on its \
+                                "{}\nIt is inside a transaction block: {why}. Send it on its \
                                  own, outside the transaction, and ddlgate applies it in \
                                  phases; or set ddl.in_transaction = \"allow\" to run it as \
                                  written under lock_timeout.",
@@ -150,7 +193,8 @@ impl Gate {
     }
 
     /// The migration that applies statement `a` (alone in its message,
-    /// outside a transaction block), when the runner can: every finding
+    /// outside a transaction block; or deferred past COMMIT), when the
+    /// runner can: every finding
     /// that stops it is a `rewrite`, its plan needs no backfill, and the
     /// session's role is known. An unknown `ddlgate.mode` is the client's
     /// error, as an unknown value of a real setting would be.

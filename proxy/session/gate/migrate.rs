@@ -241,7 +241,7 @@ impl Waiting {
                 )));
                 Some(Ok(()))
             }
-            Progress::Succeeded => Some(Ok(())),
+            Progress::Succeeded | Progress::Discarded => Some(Ok(())),
             Progress::Failed(f) => {
                 let at = self.step.as_ref().map(|(n, total, what)| {
                     format!("{} failed at step {n} of {total} ({what}).", self.name())
@@ -261,7 +261,7 @@ impl Waiting {
     }
 }
 
-fn report(f: Failure, detail: Option<String>) -> Report {
+pub(super) fn report(f: Failure, detail: Option<String>) -> Report {
     let mut r = Report::new(Severity::Error, f.sqlstate, f.message);
     let detail = match (f.detail, detail) {
         (Some(a), Some(b)) => Some(format!("{a}\n{b}")),

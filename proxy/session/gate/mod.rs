@@ -16,6 +16,7 @@
 //!   the client set one) and a restore; run outside a transaction, it is
 //!   retried with backoff on SQLSTATE 55P03 while later client messages wait.
 
+mod defer;
 mod event;
 mod extended;
 mod judge;
@@ -100,6 +101,22 @@ struct Unit {
     /// The migration it stands for: its statement was replaced, and the
     /// runner applies it once the unit's ReadyForQuery says it ran.
     migration: Option<Box<migrate::Pending>>,
+    /// The deferral it confirms in the client's transaction.
+    confirming: Option<Box<defer::Confirming>>,
+    /// Where it stands in the client's query string.
+    part: Part,
+}
+
+/// A unit's place in the client's query string, sent in parts when it
+/// holds a deferral (`defer`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Part {
+    /// The whole string.
+    Whole,
+    /// More follows: its ReadyForQuery is the client's only if it failed.
+    Middle,
+    /// The last part: its ReadyForQuery ends the client's Query.
+    Last,
 }
 
 impl Unit {
@@ -122,12 +139,14 @@ impl Unit {
             notices,
             creates: Vec::new(),
             migration: None,
+            confirming: None,
+            part: Part::Whole,
         }
     }
 
     /// Its responses are held until its ReadyForQuery.
     fn holding(&self) -> bool {
-        self.copy.is_some() || self.migration.is_some()
+        self.copy.is_some() || self.migration.is_some() || self.confirming.is_some()
     }
 }
 
@@ -183,6 +202,10 @@ enum Wait {
     Migration(Box<migrate::Waiting>),
     /// A backfill-traffic session's turn (`pace`).
     Pace(pace::PaceWait),
+    /// The runner registering a deferral (`defer`).
+    Register(Box<defer::Registering>),
+    /// The migrations the client's COMMIT committed (sync mode).
+    Commit(Box<defer::CommitWait>),
 }
 
 /// What a wait produces, for the relay to carry out.
@@ -240,6 +263,10 @@ pub struct Gate {
     /// Warnings about schema changes in the middle of an extended batch
     /// that is not a unit, for its ReadyForQuery.
     batch_notices: Vec<u8>,
+    /// The client's Query being sent in parts.
+    script: Option<defer::Script>,
+    /// Deferrals confirmed in the open transaction.
+    deferred: Vec<defer::Deferred>,
 }
 
 impl Gate {
@@ -275,6 +302,8 @@ impl Gate {
             looked_up: Vec::new(),
             session_facts: None,
             batch_notices: Vec::new(),
+            script: None,
+            deferred: Vec::new(),
         }
     }
 
@@ -312,7 +341,7 @@ impl Gate {
     pub fn wants_server(&self, tag: u8, len: usize) -> bool {
         matches!(tag, b'Z' | b'S' | b'E')
             // Whether the transaction that created scratch objects commits.
-            || (tag == b'C' && !self.pending_commit.is_empty())
+            || (tag == b'C' && !(self.pending_commit.is_empty() && self.deferred.is_empty()))
             || match self.groups.front() {
                 Some(Group::Proxy { .. } | Group::Lookup(_)) => true,
                 Some(Group::Unit(u)) => u.holding() && len <= HOLD_LIMIT,
@@ -421,6 +450,10 @@ impl Gate {
                 self.poll_migration(cx, state, client_at_boundary)
             }
             Request::Held(Hold::Wait(Wait::Pace(_))) => self.poll_pace(cx, state),
+            Request::Held(Hold::Wait(Wait::Register(_))) => self.poll_register(cx, state),
+            Request::Held(Hold::Wait(Wait::Commit(_))) => {
+                self.poll_commit(cx, state, client_at_boundary)
+            }
             _ => None,
         }
     }

@@ -90,9 +90,27 @@ impl Gate {
         if boundary {
             self.pending_restore(false, state, &mut out);
         }
-        let sql = take_cstr(body).map_or(&[][..], |(s, _)| s);
+        let full = take_cstr(body).map_or(&[][..], |(s, _)| s);
+        // A string sent in parts (`defer`) goes on from where it got.
+        let base = match &self.script {
+            Some(s) if s.ended => {
+                self.script = None;
+                return Verdict::Replace(out);
+            }
+            Some(s) => s.offset.min(full.len()),
+            None => 0,
+        };
+        if let Some(next) = self.script.as_mut().and_then(|s| s.next.take()) {
+            return self.register_next(next, state, out);
+        }
+        let sql = &full[base..];
         if !self.enabled() || !may_contain_ddl(sql) {
+            self.script = None;
             self.push(Group::Client(Instant::now()), state);
+            if base > 0 {
+                frontend::query(sql, &mut out);
+                return Verdict::Replace(out);
+            }
             return keep_after(out);
         }
         if boundary {
@@ -101,7 +119,11 @@ impl Gate {
             }
         }
         let in_tx = state.tx != TxStatus::Idle;
-        let j = self.judge(sql, Mode::QueryString, in_tx, boundary, state);
+        let mut j = self.judge(sql, Mode::QueryString, in_tx, boundary, state);
+        if let Some(d) = j.defer.take() {
+            return self.defer(sql, base, j, d, state, out);
+        }
+        self.script = None;
         if let Some(pending) = j.migrate {
             // The runner applies it; the server runs a stand-in.
             self.analyzer.take_unconfirmed();
@@ -129,7 +151,11 @@ impl Gate {
         let guard = j.guard && boundary;
         let retry = guard && !j.tx_control && self.retry_allowed(state);
         let mut frame = Vec::with_capacity(body.len() + 5);
-        put_frame(&mut frame, b'Q', body);
+        if base > 0 {
+            frontend::query(sql, &mut frame);
+        } else {
+            put_frame(&mut frame, b'Q', body);
+        }
         let notices = j
             .notices
             .into_iter()

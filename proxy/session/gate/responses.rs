@@ -7,19 +7,29 @@ use std::future::Future;
 use std::task::Context;
 
 use crate::protocol::backend::{
-    error_field, error_is_fatal, ready_for_query_status, Report, Severity, TxStatus,
+    error_field, error_is_fatal, ready_for_query_status, without_fields, Report, Severity, TxStatus,
 };
 use crate::protocol::sqlstate;
 
 use super::super::pipe::Verdict;
 use super::super::state::SessionState;
-use super::{event, sql, Action, Gate, Group, Hold, Request, Retry, Unit, Wait, HOLD_LIMIT};
+use super::{event, sql, Action, Gate, Group, Hold, Part, Request, Retry, Unit, Wait, HOLD_LIMIT};
 use crate::protocol::frame::{put_frame, take_cstr};
 use crate::retry::backoff;
 
 impl Gate {
     /// A whole server message.
     pub fn on_server(&mut self, tag: u8, body: &[u8], state: &mut SessionState) -> Verdict {
+        let ended = tag == b'Z' && state.tx == TxStatus::Idle && !self.deferred.is_empty();
+        let committed = self.commit_seen;
+        let v = self.on_server_message(tag, body, state);
+        if ended {
+            return self.transaction_ended(committed, v, body, state);
+        }
+        v
+    }
+
+    fn on_server_message(&mut self, tag: u8, body: &[u8], state: &mut SessionState) -> Verdict {
         if tag == b'Z' && state.tx == TxStatus::Idle {
             self.analyzer.end_transaction();
             let created = std::mem::take(&mut self.pending_commit);
@@ -27,7 +37,7 @@ impl Gate {
                 self.analyzer.confirm(created);
             }
         }
-        if tag == b'C' && !self.pending_commit.is_empty() {
+        if tag == b'C' && !(self.pending_commit.is_empty() && self.deferred.is_empty()) {
             // COMMIT of a failed transaction answers ROLLBACK; ROLLBACK TO a
             // savepoint too (which objects it undid is not said): trust none.
             match take_cstr(body).map(|(t, _)| t) {
@@ -57,6 +67,7 @@ impl Gate {
             if let Some(report) = self.substitute(body) {
                 return match self.groups.front_mut() {
                     Some(Group::Unit(u)) if u.holding() => {
+                        u.failed = true;
                         u.held.extend_from_slice(&report);
                         Verdict::Replace(Vec::new())
                     }
@@ -129,6 +140,18 @@ impl Gate {
                 }
                 if tag == b'Z' {
                     return self.unit_done(body, state);
+                }
+                if u.confirming.is_some() {
+                    // ddlgate's own statements: the client gets the
+                    // statement's tag instead, and errors and notices
+                    // without positions in text it never sent.
+                    if matches!(tag, b'E' | b'N') {
+                        let body = without_fields(body, b"Ppq");
+                        put_frame(&mut u.held, tag, &body);
+                    } else if tag == b'S' {
+                        put_frame(&mut u.held, tag, body);
+                    }
+                    return Verdict::Replace(Vec::new());
                 }
                 if u.holding() && matches!(tag, b'G' | b'H' | b'W') {
                     // COPY inside the unit: the client must see this now and
@@ -233,8 +256,22 @@ impl Gate {
             self.hold(Hold::Wait(retry), state);
             return Verdict::Replace(notice);
         }
-        if unit.holding() {
+        if unit.holding() || unit.part != Part::Whole {
             self.release(state);
+        }
+        let status = ready_for_query_status(z_body);
+        self.confirmed(&mut unit, status == Some(TxStatus::InTransaction));
+        if unit.part != Part::Whole {
+            let failed = unit.failed || status == Some(TxStatus::Failed);
+            if let Some(s) = &mut self.script {
+                s.ended |= failed;
+            }
+            if unit.part == Part::Middle && !failed {
+                // The client's Query goes on: one ReadyForQuery at its end.
+                let mut out = std::mem::take(&mut unit.held);
+                out.extend_from_slice(&unit.notices);
+                return Verdict::Replace(out);
+            }
         }
         if !unit.failed {
             let created = std::mem::take(&mut unit.creates);

@@ -45,7 +45,7 @@ async fn a_deferred_migration_exists_exactly_when_the_clients_transaction_commit
         wait: ClientWait::Sync,
         postpone_cutover: false,
     };
-    let (id, token) = store::preregister(&mut runner, &submission, 0)
+    let (id, token) = store::preregister(&mut runner, &submission, 0, 0)
         .await
         .unwrap();
     assert!(token.len() >= 32, "{token}");
@@ -91,7 +91,7 @@ async fn a_deferred_migration_exists_exactly_when_the_clients_transaction_commit
 
     // A registration whose transaction is still open is alive, however
     // old; once that transaction ends without COMMIT it is removed.
-    let (id2, token2) = store::preregister(&mut runner, &submission, 0)
+    let (id2, token2) = store::preregister(&mut runner, &submission, 0, 0)
         .await
         .unwrap();
     runner
@@ -111,4 +111,68 @@ async fn a_deferred_migration_exists_exactly_when_the_clients_transaction_commit
     client.batch_execute("ROLLBACK").await.unwrap();
     store::forget_abandoned(&runner).await.unwrap();
     assert_eq!(status(&db, id2).await, None);
+}
+
+/// The migrations recorded in `db`: (id, status), in id order.
+async fn migrations(db: &str) -> Vec<(i64, String)> {
+    let c = direct(db).await;
+    if c.query_one("SELECT to_regclass('ddlgate.migrations') IS NULL", &[])
+        .await
+        .unwrap()
+        .get(0)
+    {
+        return Vec::new();
+    }
+    c.query("SELECT id, status FROM ddlgate.migrations ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// CREATE INDEX inside BEGIN … COMMIT, as a migration tool sends it: the
+/// client gets CREATE INDEX and a NOTICE naming the deferred migration,
+/// COMMIT returns once the index is built CONCURRENTLY, and the schema is
+/// the direct one's. ROLLBACK leaves nothing.
+#[tokio::test]
+async fn create_index_inside_a_transaction_is_built_concurrently_after_commit() {
+    let setup = "CREATE TABLE t (a int, b text); INSERT INTO t SELECT g, g::text FROM generate_series(1, 1000) g";
+    let sql = "CREATE INDEX t_a ON t (a)";
+    let (want, db) = super::direct_and_via("dci", setup, sql);
+    let proxy = super::runner_proxy();
+    let (ok, _, stderr) = super::psql_script(
+        proxy,
+        "postgres",
+        &db,
+        &format!("BEGIN;\nINSERT INTO t VALUES (0, 'zero');\n{sql};\nROLLBACK;\n"),
+    );
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("deferred as migration"), "{stderr}");
+    let made = migrations(&db).await;
+    assert!(made.iter().all(|(_, s)| s == "pending_commit"), "{made:?}");
+    // Removed at once (its transaction is over).
+    for _ in 0..50 {
+        if migrations(&db).await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(migrations(&db).await, vec![]);
+    assert!(!super::schema(&db).await.contains("t_a"));
+
+    let (ok, out, stderr) = super::psql_script(
+        proxy,
+        "postgres",
+        &db,
+        &format!("BEGIN;\n{sql};\nCOMMIT;\n"),
+    );
+    assert!(ok, "{stderr}");
+    assert!(out.contains("CREATE INDEX"), "{out}");
+    assert!(stderr.contains("deferred as migration"), "{stderr}");
+    assert!(stderr.contains("done"), "{stderr}");
+    assert_eq!(super::schema(&db).await, super::schema(&want).await);
+    let made = migrations(&db).await;
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert_eq!(made[0].1, "succeeded");
 }
