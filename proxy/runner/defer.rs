@@ -10,6 +10,12 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tokio::sync::oneshot;
 
 use super::model::{Failure, Progress, Submission};
+
+/// How often, and how far apart, `forget` looks for registrations whose
+/// transaction has not let go of its token yet (then `forget_abandoned`
+/// removes them).
+const FORGET_TRIES: usize = 20;
+const FORGET_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
 use super::{store, Runner};
 
 /// A deferred migration, registered and waiting for its confirmation.
@@ -90,7 +96,8 @@ impl Runner {
                     drop(db);
                 }
                 Ok((db, Some((status, _)))) if status == "pending_commit" => {
-                    let _ = store::forget(&db, &[id]).await;
+                    r.forget(&database, vec![id]);
+                    drop(db);
                     tracing::info!(event = "migration.discarded", migration = id, database = %database, "deferred migration was not confirmed by its transaction");
                     let _ = tx.send(Progress::Discarded);
                 }
@@ -124,10 +131,24 @@ impl Runner {
         let r = self.clone();
         let database = database.to_owned();
         let name = format!("forget deferred migrations on {database}");
-        self.jobs.spawn("submit", name, move |_stop| async move {
+        self.jobs.spawn("submit", name, move |stop| async move {
             let result = async {
                 let db = r.connector.connect(&database, "submit").await?;
-                store::forget(&db, &ids).await
+                let mut removed = 0;
+                // A session that just ended may hold its token's lock a
+                // moment longer, while its backend rolls back.
+                for _ in 0..FORGET_TRIES {
+                    let (n, left) = store::forget(&db, &ids).await?;
+                    removed += n;
+                    if left == 0 {
+                        break;
+                    }
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tokio::time::sleep(FORGET_PAUSE) => {}
+                    }
+                }
+                Ok::<_, super::RunnerError>(removed)
             }
             .await;
             match result {

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::rule::{Lock, Rule};
 
 pub use build::plan;
+pub use retype::{mentions, retarget};
 
 /// What a step does, for the runner: how to check whether it already
 /// happened, which timeouts apply, and how to undo it.

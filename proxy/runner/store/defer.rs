@@ -50,8 +50,9 @@ pub async fn forget_abandoned(db: &Client) -> Result<u64, RunnerError> {
 }
 
 /// Deletes `ids` that are still unconfirmed and whose transaction is over
-/// (the gate saw it roll back). The migrations removed.
-pub async fn forget(db: &Client, ids: &[i64]) -> Result<u64, RunnerError> {
+/// (the gate saw it roll back). The migrations removed, and how many are
+/// still pending because a transaction holds their token.
+pub async fn forget(db: &Client, ids: &[i64]) -> Result<(u64, usize), RunnerError> {
     let pending = db
         .query(
             "SELECT id, token FROM ddlgate.migrations \
@@ -59,11 +60,14 @@ pub async fn forget(db: &Client, ids: &[i64]) -> Result<u64, RunnerError> {
             &[&ids],
         )
         .await?;
-    let mut forgotten = 0;
+    let (mut forgotten, mut left) = (0, 0);
     for r in pending {
-        forgotten += forget_unconfirmed(db, r.get(0), r.get(1)).await?;
+        match forget_unconfirmed(db, r.get(0), r.get(1)).await? {
+            0 => left += 1,
+            n => forgotten += n,
+        }
     }
-    Ok(forgotten)
+    Ok((forgotten, left))
 }
 
 /// Where a deferred migration stands once its client's transaction ended:

@@ -47,16 +47,8 @@ use super::{encode, sql, Action, Gate, Group, Hold, Part, Request, Stopped, Unit
 pub(super) struct Script {
     /// Bytes of the query string sent so far.
     pub offset: usize,
-    /// The deferral at `offset`, decided with the part before it.
-    pub next: Option<Next>,
     /// Nothing more is sent: the held Query is dropped when scanned again.
     pub ended: bool,
-}
-
-pub(super) struct Next {
-    pending: Box<Pending>,
-    /// Where the string goes on after it, if it does.
-    after: Option<usize>,
 }
 
 /// Waiting for the runner to register a deferral.
@@ -71,12 +63,90 @@ pub(super) struct Confirming {
     id: i64,
     tag: &'static str,
     wait: ClientWait,
+    shadows: Vec<Shadow>,
 }
 
 /// A deferral confirmed in the open transaction.
 pub(super) struct Deferred {
     id: i64,
     wait: ClientWait,
+    shadows: Vec<Shadow>,
+}
+
+/// A column a deferred type change replaces by a shadow column of the new
+/// type, until its cut-over after COMMIT. Later statements of the same
+/// transaction that name it must reach the final column: a deferred one's
+/// in-transaction steps are aimed at the shadow (its later steps run after
+/// the cut-over, on the final column, because one table's migrations run
+/// in order); any other is refused, saying why.
+#[derive(Clone, Debug)]
+pub(super) struct Shadow {
+    /// The table, folded.
+    table: String,
+    /// The column as stored.
+    column: String,
+    /// The shadow column, as SQL.
+    shadow: String,
+    /// The deferred migration.
+    id: i64,
+}
+
+/// The columns `plan` (a type change by expand and contract) shadows.
+pub(super) fn shadows_of(a: &crate::ddl::Analyzed, plan: &crate::ddl::plan::Plan) -> Vec<Shadow> {
+    use crate::ddl::op::{fold_name, unquote, Op};
+    use crate::ddl::plan::StepKind;
+    if !plan.steps.iter().any(|s| s.kind == StepKind::Cutover) {
+        return Vec::new();
+    }
+    let Some(shadow) = plan.steps.first().and_then(|s| s.object.clone()) else {
+        return Vec::new();
+    };
+    a.ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::AlterType { table, column, .. } => Some(Shadow {
+                table: fold_name(table),
+                column: unquote(column),
+                shadow: shadow.clone(),
+                id: 0,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+impl Shadow {
+    /// Aims the in-transaction steps of a later deferral at the shadow.
+    pub(super) fn retarget(&self, plan: &mut crate::ddl::plan::Plan) {
+        let now = plan.split_in_transaction().0.len();
+        let column = crate::ddl::op::quote_ident(&self.column);
+        for step in &mut plan.steps[..now] {
+            step.sql = crate::ddl::plan::retarget(&step.sql, &column, &self.shadow);
+        }
+    }
+
+    /// The error for a later statement that cannot be aimed at the shadow.
+    pub(super) fn conflict(&self) -> Report {
+        Report::new(
+            Severity::Error,
+            sqlstate::DDL_BLOCKED,
+            format!(
+                "ddlgate: column \"{}\" is being changed by deferred migration {} in this transaction; this statement cannot reach its final form before COMMIT",
+                self.column, self.id
+            ),
+        )
+        .with_detail(
+            "The type change runs after COMMIT: until its cut-over the column keeps its old type, \
+             and the new one is a shadow column. A statement that is itself deferred is aimed at \
+             the shadow; this one would act on the old column."
+                .to_owned(),
+        )
+        .with_hint(
+            "Run this statement in a later transaction (a separate migration), after the type change has finished; \
+             or set ddl.in_transaction = \"allow\" for the migration's role to run both as written."
+                .to_owned(),
+        )
+    }
 }
 
 /// The ReadyForQuery of the client's COMMIT, held while the migrations it
@@ -103,27 +173,36 @@ fn confirm_sql(marker: &str) -> String {
 }
 
 impl Gate {
-    /// A deferral decided for statement `i` of `sql` (the string from
-    /// `base` on): the statements before it go first, as a part.
+    /// The string's first statement (at `base`) is deferred.
     pub(super) fn defer(
+        &mut self,
+        base: usize,
+        j: &super::judge::Judged,
+        pending: Box<Pending>,
+        state: &mut SessionState,
+        out: Vec<u8>,
+    ) -> Verdict {
+        self.analyzer.take_unconfirmed();
+        self.script = Some(Script {
+            offset: base,
+            ended: false,
+        });
+        let after = j.stmts.get(1).map(|a| base + a.range.start);
+        self.register(pending, after, state, out)
+    }
+
+    /// Statement `i` of `sql` (the string from `base` on) may be deferred:
+    /// the statements before it go now, as a part, and the rest is scanned
+    /// again (and looked up) once they ran.
+    pub(super) fn split(
         &mut self,
         sql: &[u8],
         base: usize,
         j: super::judge::Judged,
-        (i, pending): (usize, Box<Pending>),
+        i: usize,
         state: &mut SessionState,
         mut out: Vec<u8>,
     ) -> Verdict {
-        self.analyzer.take_unconfirmed();
-        let after = j.stmts.get(i + 1).map(|a| base + a.range.start);
-        if i == 0 {
-            self.script = Some(Script {
-                offset: base,
-                next: None,
-                ended: false,
-            });
-            return self.register(pending, after, state, out);
-        }
         let mut frame = Vec::new();
         frontend::query(&sql[..j.stmts[i - 1].range.end], &mut frame);
         let notices = j
@@ -132,25 +211,15 @@ impl Gate {
             .flat_map(|r| encode(r, state))
             .collect();
         let mut unit = Box::new(Unit::new(j.events, false, j.guard, None, notices));
+        unit.creates = self.analyzer.take_unconfirmed();
         unit.part = Part::Middle;
         self.send_unit(unit, frame, state, &mut out);
         self.hold(Hold::Unit, state);
         self.script = Some(Script {
             offset: base + j.stmts[i].range.start,
-            next: Some(Next { pending, after }),
             ended: false,
         });
         Verdict::Hold(out)
-    }
-
-    /// The deferral decided with the part before it, now that the part ran.
-    pub(super) fn register_next(
-        &mut self,
-        next: Next,
-        state: &mut SessionState,
-        out: Vec<u8>,
-    ) -> Verdict {
-        self.register(next.pending, next.after, state, out)
     }
 
     /// Asks the runner to register the deferral; the client's messages
@@ -295,6 +364,15 @@ impl Gate {
             id: reg.id,
             tag: s.plan.tag,
             wait: s.wait,
+            shadows: r
+                .pending
+                .shadows
+                .iter()
+                .map(|sh| Shadow {
+                    id: reg.id,
+                    ..sh.clone()
+                })
+                .collect(),
         }));
         self.push(Group::Unit(unit), state);
         Some(Action::ToServer(out))
@@ -316,7 +394,23 @@ impl Gate {
         self.deferred.push(Deferred {
             id: c.id,
             wait: c.wait,
+            shadows: c.shadows,
         });
+    }
+
+    /// The shadow of a column statement `a` names, if an earlier deferral
+    /// of this transaction made one on its table.
+    pub(super) fn shadowing(&self, a: &crate::ddl::Analyzed, text: &[u8]) -> Option<Shadow> {
+        let table = crate::ddl::op::fold_name(a.table()?);
+        let text = std::str::from_utf8(text).ok()?;
+        self.deferred
+            .iter()
+            .flat_map(|d| &d.shadows)
+            .find(|sh| {
+                sh.table == table
+                    && crate::ddl::plan::mentions(text, &crate::ddl::op::quote_ident(&sh.column))
+            })
+            .cloned()
     }
 
     /// The client's transaction ended (ReadyForQuery, idle) with
@@ -418,6 +512,17 @@ impl Gate {
         self.request = Request::Boundary;
         self.sync_outstanding(state);
         Some(Action::ToClient(out))
+    }
+}
+
+impl Drop for Gate {
+    /// The session ended inside a transaction with deferrals: the server
+    /// rolls it back, so they go.
+    fn drop(&mut self) {
+        if let (Some(runner), false) = (&self.runner, self.deferred.is_empty()) {
+            let ids = self.deferred.iter().map(|d| d.id).collect();
+            runner.forget(&self.who.database, ids);
+        }
     }
 }
 

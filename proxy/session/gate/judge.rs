@@ -33,9 +33,12 @@ pub struct Judged {
     pub events: Vec<Event>,
     /// The statement is a migration the runner applies.
     pub migrate: Option<Box<super::migrate::Pending>>,
-    /// This statement (by index), inside the client's transaction block, is
+    /// The first statement, inside the client's transaction block, is
     /// deferred: its first steps run there, the rest after COMMIT.
-    pub defer: Option<(usize, Box<super::migrate::Pending>)>,
+    pub defer: Option<Box<super::migrate::Pending>>,
+    /// A later statement (by index) may be deferred: the ones before it go
+    /// first, and it is decided when the rest is scanned again.
+    pub split: Option<usize>,
 }
 
 impl Gate {
@@ -73,6 +76,7 @@ impl Gate {
             events: Vec::new(),
             migrate: None,
             defer: None,
+            split: None,
         };
         let alone = stmts.len() == 1;
         // A deferral splits the string into parts sent one after another,
@@ -97,6 +101,9 @@ impl Gate {
                 }
                 StmtKind::Ddl => {
                     let text = &sql[a.range.clone()];
+                    // A column an earlier deferral in this transaction
+                    // shadows until its cut-over.
+                    let shadow = self.shadowing(a, text);
                     let judgement = ddl.policy.judge(text, &a.findings, who);
                     let mut decision = judgement.decision();
                     // Inside a transaction block no plan can run: by policy,
@@ -114,12 +121,20 @@ impl Gate {
                         && in_transaction == InTransaction::Defer
                         && splittable
                         && decision == Decision::Rewrite;
+                    if !observe && defer && may_migrate && i > 0 {
+                        j.split = Some(i);
+                        break;
+                    }
                     if !observe && defer && may_migrate {
                         match self.migration(text, a, &judgement, &e.id, state) {
-                            Ok(Some(p)) => {
+                            Ok(Some(mut p)) => {
+                                if let Some(sh) = &shadow {
+                                    sh.retarget(&mut p.submission.plan);
+                                }
+                                p.shadows = super::defer::shadows_of(a, &p.submission.plan);
                                 e.event = Kind::Deferred;
                                 event::emit(&e, self.runtime.audit.as_deref());
-                                j.defer = Some((i, p));
+                                j.defer = Some(p);
                                 break;
                             }
                             Ok(None) => {}
@@ -129,6 +144,11 @@ impl Gate {
                                 break;
                             }
                         }
+                    }
+                    if let (Some(sh), false) = (&shadow, observe) {
+                        event::emit(&e, self.runtime.audit.as_deref());
+                        j.stop = Some((i, e.id, sh.conflict()));
+                        break;
                     }
                     if !observe && decision.stops() && alone && !in_tx && may_migrate {
                         match self.migration(text, a, &judgement, &e.id, state) {
@@ -267,6 +287,7 @@ impl Gate {
                 postpone_cutover,
             },
             executed: None,
+            shadows: Vec::new(),
         })))
     }
 

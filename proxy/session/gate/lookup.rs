@@ -216,12 +216,15 @@ pub fn wanted(sql: &[u8], major: u32) -> Vec<Want> {
         major,
         &Catalog::default(),
     );
-    let single = stmts.len() == 1;
-    for s in stmts {
+    for (i, s) in stmts.into_iter().enumerate() {
         let plannable =
             !s.findings.is_empty() && s.findings.iter().all(|f| crate::ddl::plan::covers(f.rule));
-        if single && plannable {
-            // It may become a migration, run as the session's role.
+        // The first statement may become a migration (alone, or deferred
+        // past COMMIT), run as the session's role; the facts of later ones
+        // would be read before the statements ahead of them ran (a string
+        // is sent in parts, each looked up when it comes).
+        let first = i == 0;
+        if first && plannable {
             add(Want::Session);
         }
         let size_matters = s.findings.iter().any(|f| f.rule.size_bound());
@@ -238,7 +241,7 @@ pub fn wanted(sql: &[u8], major: u32) -> Vec<Want> {
                     }
                 }
             }
-            if let (true, Op::AlterType { table, column, .. }) = (single && plannable, op) {
+            if let (true, Op::AlterType { table, column, .. }) = (first && plannable, op) {
                 add(Want::Dependents(table.clone(), column.clone()));
             }
             match op {
@@ -549,10 +552,14 @@ mod tests {
               ALTER TABLE p ATTACH PARTITION p2 FOR VALUES IN (1)",
             15,
         );
+        // The first statement may become a migration: the session's facts
+        // and what depends on the column too.
         assert_eq!(
             w,
             vec![
+                Want::Session,
                 Want::Relation("t".into()),
+                Want::Dependents("t".into(), "\"V\"".into()),
                 Want::Column("t".into(), "\"V\"".into()),
                 Want::Size("t".into()),
                 Want::Column("t".into(), "a".into()),

@@ -34,6 +34,8 @@ pub(super) struct Pending {
     /// Where in the unit's held responses the statement's own answer
     /// goes, once the marker's error has been seen (it was executed).
     pub executed: Option<usize>,
+    /// Deferred: the columns it shadows until its cut-over.
+    pub shadows: Vec<super::defer::Shadow>,
 }
 
 /// A session waiting for its migration.

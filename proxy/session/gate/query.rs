@@ -100,9 +100,6 @@ impl Gate {
             Some(s) => s.offset.min(full.len()),
             None => 0,
         };
-        if let Some(next) = self.script.as_mut().and_then(|s| s.next.take()) {
-            return self.register_next(next, state, out);
-        }
         let sql = &full[base..];
         if !self.enabled() || !may_contain_ddl(sql) {
             self.script = None;
@@ -120,8 +117,11 @@ impl Gate {
         }
         let in_tx = state.tx != TxStatus::Idle;
         let mut j = self.judge(sql, Mode::QueryString, in_tx, boundary, state);
-        if let Some(d) = j.defer.take() {
-            return self.defer(sql, base, j, d, state, out);
+        if let Some(p) = j.defer.take() {
+            return self.defer(base, &j, p, state, out);
+        }
+        if let Some(i) = j.split {
+            return self.split(sql, base, j, i, state, out);
         }
         self.script = None;
         if let Some(pending) = j.migrate {

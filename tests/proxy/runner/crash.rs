@@ -170,6 +170,13 @@ async fn backfill_position(db: &str) -> (i64, i64) {
 /// every row ends as the direct ALTER leaves it (`off` counts the rows
 /// that do not).
 async fn kill_9_mid_backfill(setup: &str, sql: &'static str, off: &str) {
+    kill_9_mid_backfill_sent(setup, sql, off, false).await
+}
+
+/// As above; `in_transaction`: sent inside BEGIN … COMMIT, as a migration
+/// tool sends it (killed between the COMMIT and the end of the deferred
+/// migration).
+async fn kill_9_mid_backfill_sent(setup: &str, sql: &'static str, off: &str, in_transaction: bool) {
     let direct_db = database("kbd", setup);
     psql_db(&direct_db, sql);
     let db = database("kbv", setup);
@@ -182,7 +189,13 @@ async fn kill_9_mid_backfill(setup: &str, sql: &'static str, off: &str) {
     ))
     .await;
     tokio::spawn(async move {
-        let _ = c.batch_execute(sql).await;
+        if in_transaction {
+            c.batch_execute("BEGIN").await.unwrap();
+            c.batch_execute(sql).await.unwrap();
+            let _ = c.batch_execute("COMMIT").await;
+        } else {
+            let _ = c.batch_execute(sql).await;
+        }
     });
     let mut at_kill = (0, 0);
     for _ in 0..300 {
@@ -234,6 +247,19 @@ async fn kill_9_mid_backfill_of_a_type_change_resumes_from_its_last_batch() {
          INSERT INTO k SELECT g, g, g::text FROM generate_series(1, 20000) g;",
         "ALTER TABLE k ALTER COLUMN v TYPE numeric(12, 2) USING v * 1.5",
         "SELECT count(*) FROM k WHERE v IS DISTINCT FROM id * 1.5",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_after_commit_mid_deferred_type_change_resumes_from_its_last_batch() {
+    kill_9_mid_backfill_sent(
+        "CREATE TABLE k (id int PRIMARY KEY, v int NOT NULL, w text);
+         CREATE INDEX k_v ON k (v);
+         INSERT INTO k SELECT g, g, g::text FROM generate_series(1, 20000) g;",
+        "ALTER TABLE k ALTER COLUMN v TYPE bigint",
+        "SELECT count(*) FROM k WHERE v IS DISTINCT FROM id",
+        true,
     )
     .await;
 }

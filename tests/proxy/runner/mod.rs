@@ -7,6 +7,8 @@
 mod backfills;
 mod crash;
 mod defer;
+mod django;
+mod in_transaction;
 mod plans;
 mod retype;
 mod steer;

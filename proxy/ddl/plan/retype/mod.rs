@@ -286,18 +286,37 @@ fn build_as(index: &IndexDep, name: &str, column: &str, to: &str, what: &str) ->
 /// reference to the column (`column` as the server quotes it) renamed to
 /// `to`. A token that is a function's name, a type after `::`, a
 /// collation, or part of a qualified name is not a column reference.
+/// `sql` with each reference to `column` (as written or quoted) replaced
+/// by `to`: a later statement's steps aimed at a column a type change in
+/// the same transaction shadows.
+pub fn retarget(sql: &str, column: &str, to: &str) -> String {
+    let t = Toks::new(sql);
+    rename_column(&t, 0, t.len(), column, to)
+}
+
+/// Whether `sql` refers to `column` (as written or quoted) the way
+/// `retarget` would replace.
+pub fn mentions(sql: &str, column: &str) -> bool {
+    let t = Toks::new(sql);
+    (0..t.len()).any(|i| is_reference(&t, i, &unquote(column)))
+}
+
+fn is_reference(t: &Toks<'_>, i: usize, stored: &str) -> bool {
+    // `::` is two tokens.
+    let cast = t.tok(i.wrapping_sub(1)) == ":" && t.tok(i.wrapping_sub(2)) == ":";
+    unquote(t.tok(i)) == stored
+        && !cast
+        && t.tok(i.wrapping_sub(1)) != "."
+        && !t.is(i.wrapping_sub(1), "COLLATE")
+        && !matches!(t.tok(i + 1), "(" | ".")
+}
+
 fn rename_column(t: &Toks<'_>, from: usize, until: usize, column: &str, to: &str) -> String {
     let mut out = String::new();
     let mut copied = t.t.get(from).map_or(t.sql.len(), |r| r.start);
+    let stored = unquote(column);
     for i in from..until {
-        // `::` is two tokens.
-        let cast = t.tok(i.wrapping_sub(1)) == ":" && t.tok(i.wrapping_sub(2)) == ":";
-        let reference = t.tok(i) == column
-            && !cast
-            && t.tok(i.wrapping_sub(1)) != "."
-            && !t.is(i.wrapping_sub(1), "COLLATE")
-            && !matches!(t.tok(i + 1), "(" | ".");
-        if reference {
+        if is_reference(t, i, &stored) {
             let r = &t.t[i];
             out.push_str(&t.sql[copied..r.start]);
             out.push_str(to);
@@ -423,6 +442,12 @@ mod tests {
             rename_column(&t, 3, t.len(), "v", "v_ddlgate"),
             "ON public.t USING btree (((v_ddlgate + 1)), lower(v_ddlgate), v_ddlgate COLLATE \"C\") \
              WHERE (v_ddlgate::text <> 'v'::v) AND s.v IS NULL"
+        );
+        let later = "ALTER TABLE t ADD CONSTRAINT v_positive CHECK (V > 0 AND t.v < 9)";
+        assert!(mentions(later, "v") && !mentions(later, "w"));
+        assert_eq!(
+            retarget(later, "v", "v_ddlgate"),
+            "ALTER TABLE t ADD CONSTRAINT v_positive CHECK (v_ddlgate > 0 AND t.v < 9)"
         );
         let t = Toks::new("CHECK ((\"Weird\" > 0))");
         assert_eq!(
