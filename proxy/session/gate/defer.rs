@@ -64,6 +64,7 @@ pub(super) struct Confirming {
     tag: &'static str,
     wait: ClientWait,
     shadows: Vec<Shadow>,
+    unique_on: Option<String>,
 }
 
 /// A deferral confirmed in the open transaction.
@@ -71,6 +72,25 @@ pub(super) struct Deferred {
     id: i64,
     wait: ClientWait,
     shadows: Vec<Shadow>,
+    unique_on: Option<String>,
+}
+
+/// The table (folded) statement `a` makes a unique index on.
+pub(super) fn unique_on(a: &crate::ddl::Analyzed) -> Option<String> {
+    use crate::ddl::op::{fold_name, ConstraintKind, Op};
+    a.ops.iter().find_map(|op| match op {
+        Op::AddConstraint {
+            table,
+            kind: ConstraintKind::Unique { .. } | ConstraintKind::PrimaryKey { .. },
+            ..
+        }
+        | Op::CreateIndex {
+            table,
+            unique: true,
+            ..
+        } => Some(fold_name(table)),
+        _ => None,
+    })
 }
 
 /// A column a deferred type change replaces by a shadow column of the new
@@ -240,7 +260,11 @@ impl Gate {
                 None => s.ended = true,
             }
         }
-        let done = pending.submission.plan.split_in_transaction().0.len();
+        let done = if pending.after_commit {
+            0
+        } else {
+            pending.submission.plan.split_in_transaction().0.len()
+        };
         let rx = runner.preregister(pending.submission.clone(), done);
         let wait = Wait::Register(Box::new(Registering {
             rx,
@@ -296,7 +320,10 @@ impl Gate {
             }
         };
         let s = &r.pending.submission;
-        let (now, later) = s.plan.split_in_transaction();
+        let (now, later) = match s.plan.split_in_transaction() {
+            _ if r.pending.after_commit => (&[][..], &s.plan.steps[..]),
+            split => split,
+        };
         let marker = format!("ddlgate:unconfirmed:{}", reg.id);
         self.stopped.push(Stopped {
             marker: marker.clone(),
@@ -338,15 +365,17 @@ impl Gate {
                 "COMMIT returns at once; it runs in the background (ddlgate.mode = async)"
             }
         };
+        let ran = match now.len() {
+            0 => "it runs after COMMIT".to_owned(),
+            n => format!(
+                "{n} of its {} steps ran in this transaction, the rest run after COMMIT",
+                n + later.len()
+            ),
+        };
         let notice = Report::new(
             Severity::Notice,
             "00000",
-            format!(
-                "ddlgate: deferred as migration {}: {} of its {} steps ran in this transaction; the rest run after COMMIT",
-                reg.id,
-                now.len(),
-                now.len() + later.len()
-            ),
+            format!("ddlgate: deferred as migration {}: {ran}", reg.id),
         )
         .with_hint(format!(
             "{hint}. ROLLBACK discards it. SHOW MIGRATION {} in the admin console (psql, database ddlgate) shows it.",
@@ -373,6 +402,7 @@ impl Gate {
                     ..sh.clone()
                 })
                 .collect(),
+            unique_on: r.pending.unique_on.clone(),
         }));
         self.push(Group::Unit(unit), state);
         Some(Action::ToServer(out))
@@ -395,7 +425,36 @@ impl Gate {
             id: c.id,
             wait: c.wait,
             shadows: c.shadows,
+            unique_on: c.unique_on,
         });
+    }
+
+    /// A foreign key deferred in a transaction that deferred the unique
+    /// index it references: it cannot be added (even NOT VALID) before
+    /// that index exists, so all of it runs after COMMIT, queued behind the
+    /// index on the referenced table's queue (one table's migrations run
+    /// in order).
+    pub(super) fn after_deferred_unique(&self, a: &crate::ddl::Analyzed, p: &mut Pending) {
+        use crate::ddl::op::{fold_name, ConstraintKind, Op};
+        let referenced = a.ops.iter().find_map(|op| match op {
+            Op::AddConstraint {
+                kind: ConstraintKind::ForeignKey { references },
+                ..
+            } => Some(references.clone()),
+            _ => None,
+        });
+        let Some(referenced) = referenced else {
+            return;
+        };
+        let folded = fold_name(&referenced);
+        if self
+            .deferred
+            .iter()
+            .any(|d| d.unique_on.as_deref() == Some(folded.as_str()))
+        {
+            p.after_commit = true;
+            p.submission.plan.table = Some(referenced);
+        }
     }
 
     /// The shadow of a column statement `a` names, if an earlier deferral

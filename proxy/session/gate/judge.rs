@@ -132,6 +132,8 @@ impl Gate {
                                     sh.retarget(&mut p.submission.plan);
                                 }
                                 p.shadows = super::defer::shadows_of(a, &p.submission.plan);
+                                p.unique_on = super::defer::unique_on(a);
+                                self.after_deferred_unique(a, &mut p);
                                 e.event = Kind::Deferred;
                                 event::emit(&e, self.runtime.audit.as_deref());
                                 j.defer = Some(p);
@@ -288,6 +290,8 @@ impl Gate {
             },
             executed: None,
             shadows: Vec::new(),
+            unique_on: None,
+            after_commit: false,
         })))
     }
 

@@ -36,6 +36,11 @@ pub(super) struct Pending {
     pub executed: Option<usize>,
     /// Deferred: the columns it shadows until its cut-over.
     pub shadows: Vec<super::defer::Shadow>,
+    /// Deferred: the table it makes a unique index on (a later foreign
+    /// key of the transaction that needs it waits for it).
+    pub unique_on: Option<String>,
+    /// Deferred whole: none of its steps run in the client's transaction.
+    pub after_commit: bool,
 }
 
 /// A session waiting for its migration.

@@ -34,14 +34,12 @@ fn python() -> PathBuf {
 fn migrate(port: u16, db: &str, target: Option<&str>) -> (bool, String) {
     let mut c = Command::new(python());
     c.current_dir(project())
-        .args(["manage.py", "migrate", "shop", "--no-input"])
+        .args(["manage.py", "migrate", "--no-input", "shop"])
+        .args(target)
         .env("PGHOST", "127.0.0.1")
         .env("PGPORT", port.to_string())
         .env("PGDATABASE", db)
         .env("PGUSER", "postgres");
-    if let Some(t) = target {
-        c.arg(t);
-    }
     let out = c.output().expect("running manage.py");
     (
         out.status.success(),
@@ -93,11 +91,15 @@ async fn django_migrate_through_ddlgate_ends_in_the_direct_schema() {
     let (ok, out) = migrate(proxy.port(), &db, None);
     stop.store(true, Ordering::Relaxed);
     assert!(ok, "through ddlgate: {out}");
-    assert!(out.contains("Applying shop.0003_book_title_pages... OK"), "{out}");
+    assert!(
+        out.contains("Applying shop.0003_book_title_pages... OK"),
+        "{out}"
+    );
     assert!(app.await.unwrap() > 0);
 
     assert_eq!(schema(&db).await, schema(&want).await);
-    let rows = "SELECT string_agg(id || ':' || title || ':' || pages, ',' ORDER BY id) FROM shop_book";
+    let rows =
+        "SELECT string_agg(id || ':' || title || ':' || pages, ',' ORDER BY id) FROM shop_book";
     let read = |d: String| async move {
         direct(&d)
             .await
@@ -109,7 +111,10 @@ async fn django_migrate_through_ddlgate_ends_in_the_direct_schema() {
     assert_eq!(read(db.clone()).await, read(want.clone()).await);
     let c = direct(&db).await;
     let applied: i64 = c
-        .query_one("SELECT count(*) FROM django_migrations WHERE app = 'shop'", &[])
+        .query_one(
+            "SELECT count(*) FROM django_migrations WHERE app = 'shop'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);

@@ -332,3 +332,32 @@ async fn a_deferred_failure_is_a_warning_on_commit_and_async_commit_returns_at_o
     }
     panic!("the async deferred index was never built");
 }
+
+/// A unique constraint and, later in the same transaction, a foreign key
+/// that needs its index: the key waits for the index, after COMMIT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_key_on_a_unique_key_deferred_in_the_same_transaction_works() {
+    same_as_direct(
+        "fk",
+        "CREATE TABLE parent (id int PRIMARY KEY, code text NOT NULL);
+         INSERT INTO parent SELECT g, 'c' || g FROM generate_series(1, 3000) g;
+         CREATE TABLE child (id int PRIMARY KEY, code text);
+         INSERT INTO child SELECT g, 'c' || (g % 3000 + 1) FROM generate_series(1, 3000) g;
+         CREATE TABLE app_log (note text);",
+        &[
+            "BEGIN",
+            "ALTER TABLE parent ADD CONSTRAINT parent_code_key UNIQUE (code)",
+            "ALTER TABLE child ADD CONSTRAINT child_code_fk FOREIGN KEY (code) REFERENCES parent (code)",
+            "COMMIT",
+        ],
+        (
+            "SELECT string_agg(id || ':' || code, ',' ORDER BY id) FROM child",
+            "INSERT INTO app_log (note) VALUES ('app')",
+        ),
+        &[
+            "ALTER TABLE parent ADD CONSTRAINT parent_code_key UNIQUE (code)",
+            "ALTER TABLE child ADD CONSTRAINT child_code_fk FOREIGN KEY (code) REFERENCES parent (code)",
+        ],
+    )
+    .await;
+}
