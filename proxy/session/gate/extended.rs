@@ -44,6 +44,11 @@ impl Gate {
             self.copy_into_batch(b'P', body);
             return keep_after(out);
         }
+        if let Some(registered) = self.registered.take() {
+            // Its deferral is registered: confirmed and begun in the
+            // client's transaction, in front of its batch.
+            return self.deferred_parse(registered, out);
+        }
         if boundary {
             if let Some(v) = self.lookup_first(sql, &mut out, state) {
                 // Scanned again from the same place, at a boundary again
@@ -52,9 +57,16 @@ impl Gate {
             }
         }
         let in_tx = state.tx != TxStatus::Idle;
-        let j = self.judge(sql, Mode::QueryString, in_tx, boundary, state);
+        // Deferred only as the unnamed statement at the start of a batch.
+        let may_migrate = boundary && (name.is_empty() || !in_tx);
+        let mut j = self.judge(sql, Mode::QueryString, in_tx, may_migrate, state);
         self.statements.remove(name);
         self.migrations.remove(name);
+        if let Some(pending) = j.defer.take() {
+            self.analyzer.take_unconfirmed();
+            self.request = Request::Boundary;
+            return self.register(pending, None, true, state, out);
+        }
         if let Some(pending) = j.migrate {
             // The runner applies it each time it is executed at the start
             // of a batch; the server prepares a stand-in.
@@ -111,6 +123,32 @@ impl Gate {
         }
         self.copy_into_batch(b'P', body);
         keep_after(out)
+    }
+
+    /// The held Parse of a deferred statement, once registered: ddlgate's
+    /// statements and the stand-in replace it, and the client's batch is
+    /// the unit; or the refusal replaces it.
+    fn deferred_parse(
+        &mut self,
+        registered: super::defer::Registration,
+        mut out: Vec<u8>,
+    ) -> Verdict {
+        match registered {
+            Ok((bytes, unit)) => {
+                out.extend_from_slice(&bytes);
+                self.request = Request::Batch(Some(unit));
+            }
+            Err(report) => {
+                let marker = format!("ddlgate:refused:{}", self.pushed);
+                self.stopped.push(Stopped {
+                    marker: marker.clone(),
+                    group: self.pushed,
+                    report,
+                });
+                frontend::parse(b"", sql::failing_statement(&marker).as_bytes(), &mut out);
+            }
+        }
+        Verdict::Replace(out)
     }
 
     pub(super) fn on_bind(&mut self, body: &[u8], state: &mut SessionState) -> Verdict {

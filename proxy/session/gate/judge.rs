@@ -131,8 +131,8 @@ impl Gate {
                                 if let Some(sh) = &shadow {
                                     sh.retarget(&mut p.submission.plan);
                                 }
-                                p.shadows = super::defer::shadows_of(a, &p.submission.plan);
-                                p.unique_on = super::defer::unique_on(a);
+                                p.shadows = super::consistency::shadows_of(a, &p.submission.plan);
+                                p.unique_on = super::consistency::unique_on(a);
                                 self.after_deferred_unique(a, &mut p);
                                 e.event = Kind::Deferred;
                                 event::emit(&e, self.runtime.audit.as_deref());
@@ -178,10 +178,11 @@ impl Gate {
                         if a.in_transaction && decision == Decision::Rewrite {
                             let detail = report.detail.take();
                             let why = if in_transaction == InTransaction::Defer {
-                                "ddlgate defers such a statement past COMMIT only when it is \
-                                 sent by the simple protocol inside an explicit transaction \
-                                 block (BEGIN), in a string without BEGIN/COMMIT or COPY, and \
-                                 its plan can run as the session's role"
+                                "ddlgate defers such a statement past COMMIT only inside an \
+                                 explicit transaction block (BEGIN), sent by the simple protocol \
+                                 in a string without BEGIN/COMMIT or COPY, or as the unnamed \
+                                 statement at the start of an extended batch, and when its plan \
+                                 can run as the session's role"
                             } else {
                                 "its phased form (CONCURRENTLY steps, batches) cannot run \
                                  there (ddl.in_transaction = \"block\")"

@@ -35,7 +35,7 @@ pub(super) struct Pending {
     /// goes, once the marker's error has been seen (it was executed).
     pub executed: Option<usize>,
     /// Deferred: the columns it shadows until its cut-over.
-    pub shadows: Vec<super::defer::Shadow>,
+    pub shadows: Vec<super::consistency::Shadow>,
     /// Deferred: the table it makes a unique index on (a later foreign
     /// key of the transaction that needs it waits for it).
     pub unique_on: Option<String>,

@@ -16,6 +16,8 @@
 //!   the client set one) and a restore; run outside a transaction, it is
 //!   retried with backoff on SQLSTATE 55P03 while later client messages wait.
 
+mod commit;
+mod consistency;
 mod defer;
 mod event;
 mod extended;
@@ -205,7 +207,7 @@ enum Wait {
     /// The runner registering a deferral (`defer`).
     Register(Box<defer::Registering>),
     /// The migrations the client's COMMIT committed (sync mode).
-    Commit(Box<defer::CommitWait>),
+    Commit(Box<commit::CommitWait>),
 }
 
 /// What a wait produces, for the relay to carry out.
@@ -267,6 +269,8 @@ pub struct Gate {
     script: Option<defer::Script>,
     /// Deferrals confirmed in the open transaction.
     deferred: Vec<defer::Deferred>,
+    /// A deferral registered for the held Parse.
+    registered: Option<defer::Registration>,
 }
 
 impl Gate {
@@ -304,6 +308,7 @@ impl Gate {
             batch_notices: Vec::new(),
             script: None,
             deferred: Vec::new(),
+            registered: None,
         }
     }
 

@@ -141,15 +141,34 @@ impl Gate {
                 if tag == b'Z' {
                     return self.unit_done(body, state);
                 }
-                if u.confirming.is_some() {
+                if let Some(c) = &mut u.confirming {
+                    if c.ours == Some(0) {
+                        // The client's own stand-in, after ddlgate's
+                        // statements: its answer, with the statement's tag.
+                        if tag == b'C' {
+                            let mut b = bytes::BytesMut::new();
+                            crate::protocol::reply::command_complete(c.tag, &mut b);
+                            u.held.extend_from_slice(&b);
+                        } else {
+                            put_frame(&mut u.held, tag, body);
+                        }
+                        return Verdict::Replace(Vec::new());
+                    }
                     // ddlgate's own statements: the client gets the
                     // statement's tag instead, and errors and notices
                     // without positions in text it never sent.
-                    if matches!(tag, b'E' | b'N') {
-                        let body = without_fields(body, b"Ppq");
-                        put_frame(&mut u.held, tag, &body);
-                    } else if tag == b'S' {
-                        put_frame(&mut u.held, tag, body);
+                    match tag {
+                        b'E' | b'N' => {
+                            let body = without_fields(body, b"Ppq");
+                            put_frame(&mut u.held, tag, &body);
+                        }
+                        b'S' => put_frame(&mut u.held, tag, body),
+                        b'C' => {
+                            if let Some(n) = &mut c.ours {
+                                *n -= 1;
+                            }
+                        }
+                        _ => {}
                     }
                     return Verdict::Replace(Vec::new());
                 }

@@ -361,3 +361,51 @@ async fn a_foreign_key_on_a_unique_key_deferred_in_the_same_transaction_works() 
     )
     .await;
 }
+
+/// The extended protocol, as psycopg 3 and JDBC send a statement without
+/// parameters (the unnamed statement, Parse/Bind/Describe/Execute/Sync):
+/// deferred the same way. A named prepared statement is refused, saying why.
+#[tokio::test]
+async fn an_unnamed_extended_statement_is_deferred_too() {
+    let setup = "CREATE TABLE e (id int PRIMARY KEY, v int);
+                 INSERT INTO e SELECT g, g FROM generate_series(1, 3000) g;";
+    let sql = [
+        "ALTER TABLE e ALTER COLUMN v TYPE bigint",
+        "CREATE INDEX e_v ON e (v)",
+    ];
+    let (want, db) = super::direct_and_via("ext", setup, &sql.join(";"));
+    let c = connect(&format!(
+        "host=127.0.0.1 port={} user=postgres dbname={db}",
+        runner_proxy().port()
+    ))
+    .await;
+    c.batch_execute("BEGIN").await.unwrap();
+    for s in sql {
+        let rows = c
+            .query_typed(s, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{s}: {:?}", e.as_db_error()));
+        assert!(rows.is_empty());
+    }
+    c.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(schema(&db).await, schema(&want).await);
+    let done: i64 = direct(&db)
+        .await
+        .query_one(
+            "SELECT count(*) FROM ddlgate.migrations WHERE status = 'succeeded'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(done, 2);
+
+    c.batch_execute("BEGIN").await.unwrap();
+    let e = c
+        .execute("CREATE INDEX e_id ON e (id)", &[])
+        .await
+        .unwrap_err();
+    let detail = e.as_db_error().and_then(|d| d.detail()).unwrap_or_default();
+    assert!(detail.contains("unnamed statement"), "{detail}");
+    c.batch_execute("ROLLBACK").await.unwrap();
+}
