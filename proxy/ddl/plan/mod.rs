@@ -10,6 +10,7 @@
 
 mod alter;
 mod build;
+pub mod client;
 mod columns;
 mod constraints;
 mod index;

@@ -76,6 +76,9 @@ pub(super) struct Confirming {
     /// In an extended batch: how many of ddlgate's statements go before
     /// the client's stand-in (whose answer is the client's).
     pub(super) ours: Option<usize>,
+    /// A client backfill's: the rows it counted (its tag is `UPDATE n`).
+    pub(super) rows: Option<u64>,
+    fill: Option<crate::ddl::plan::client::FillNulls>,
 }
 
 /// Stands in for the client's deferred statement in its extended batch:
@@ -302,6 +305,10 @@ impl Gate {
             }
         }
         one(sql::restore_sql(timeout).as_bytes(), &[]);
+        if let Some(f) = &pending.fill {
+            // Last: its row is the last one the unit sees.
+            one(f.count_sql().as_bytes(), &[]);
+        }
         let hint = match s.wait {
             ClientWait::Sync => "COMMIT waits for it (ddlgate.mode = sync), with progress notices",
             ClientWait::Async => {
@@ -342,6 +349,8 @@ impl Gate {
                 .collect(),
             unique_on: pending.unique_on.clone(),
             ours: None,
+            rows: None,
+            fill: pending.fill.clone(),
         }));
         (out, unit, ours)
     }
@@ -358,9 +367,16 @@ impl Gate {
         }
         if c.ours.is_none() {
             // The client's stand-in's tag was swapped as it came.
+            let tag = match (&c.fill, c.rows) {
+                (Some(_), Some(n)) => format!("UPDATE {n}"),
+                _ => c.tag.to_owned(),
+            };
             let mut b = BytesMut::new();
-            reply::command_complete(c.tag, &mut b);
+            reply::command_complete(&tag, &mut b);
             unit.held.extend_from_slice(&b);
+        }
+        if let Some(f) = c.fill {
+            self.fills.push(f);
         }
         self.deferred.push(Deferred {
             id: c.id,

@@ -134,6 +134,7 @@ impl Gate {
                                 p.shadows = super::consistency::shadows_of(a, &p.submission.plan);
                                 p.unique_on = super::consistency::unique_on(a);
                                 self.after_deferred_unique(a, &mut p);
+                                self.after_fill(a, &mut p);
                                 e.event = Kind::Deferred;
                                 event::emit(&e, self.runtime.audit.as_deref());
                                 j.defer = Some(p);
@@ -199,6 +200,7 @@ impl Gate {
                         break;
                     }
                     j.events.push(e);
+                    self.note_default(text, state);
                     if as_written {
                         j.notices
                             .push(as_written_report(&a.findings, self.lock_timeout()));
@@ -229,9 +231,6 @@ impl Gate {
         event_id: &str,
         state: &SessionState,
     ) -> Result<Option<Box<super::migrate::Pending>>, Report> {
-        let Some(runner) = self.runner.as_ref() else {
-            return Ok(None);
-        };
         let rewrite_only = judgement
             .judged
             .iter()
@@ -239,17 +238,31 @@ impl Gate {
         let Some(plan) = a.plan.as_ref().filter(|p| p.runnable()) else {
             return Ok(None);
         };
-        // The runner's connection speaks UTF-8: only text that means the
-        // same there is handed over.
+        if !rewrite_only {
+            return Ok(None);
+        }
+        self.pending(text, plan, event_id, state)
+    }
+
+    /// What the runner is handed to apply `plan` for statement `text` as
+    /// the session's role: none without a runner, the role, or text that
+    /// means the same on the runner's (UTF-8) connection.
+    pub(super) fn pending(
+        &mut self,
+        text: &[u8],
+        plan: &crate::ddl::plan::Plan,
+        event_id: &str,
+        state: &SessionState,
+    ) -> Result<Option<Box<super::migrate::Pending>>, Report> {
+        let Some(runner) = self.runner.as_ref() else {
+            return Ok(None);
+        };
         let Some(statement) = std::str::from_utf8(text)
             .ok()
             .filter(|t| state.client_utf8 || t.is_ascii())
         else {
             return Ok(None);
         };
-        if !rewrite_only {
-            return Ok(None);
-        }
         let Some(facts) = self.session_facts.take() else {
             return Ok(None);
         };
@@ -293,6 +306,7 @@ impl Gate {
             shadows: Vec::new(),
             unique_on: None,
             after_commit: false,
+            fill: None,
         })))
     }
 

@@ -209,6 +209,15 @@ pub fn wanted(sql: &[u8], major: u32) -> Vec<Want> {
             out.push(w);
         }
     };
+    // A client's backfill ddlgate may defer runs as the session's role.
+    let first_fill = crate::ddl::lexer::statements(sql)
+        .next()
+        .and_then(|r| std::str::from_utf8(&sql[r]).ok())
+        .filter(|s| crate::ddl::lexer::first_word(s.as_bytes()).eq_ignore_ascii_case(b"UPDATE"))
+        .and_then(crate::ddl::plan::client::fill_nulls);
+    if first_fill.is_some() {
+        add(Want::Session);
+    }
     let stmts = Analyzer::findings_only().analyze(
         sql,
         Mode::QueryString,

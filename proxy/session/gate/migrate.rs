@@ -41,6 +41,8 @@ pub(super) struct Pending {
     pub unique_on: Option<String>,
     /// Deferred whole: none of its steps run in the client's transaction.
     pub after_commit: bool,
+    /// The client's own backfill, deferred (`fill`).
+    pub fill: Option<crate::ddl::plan::client::FillNulls>,
 }
 
 /// A session waiting for its migration.

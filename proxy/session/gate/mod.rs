@@ -21,6 +21,7 @@ mod consistency;
 mod defer;
 mod event;
 mod extended;
+mod fill;
 mod judge;
 mod lookup;
 mod migrate;
@@ -107,6 +108,9 @@ struct Unit {
     confirming: Option<Box<defer::Confirming>>,
     /// Where it stands in the client's query string.
     part: Part,
+    /// ddlgate's own statement for the client's transaction: its answers
+    /// are dropped (errors kept), its ReadyForQuery too.
+    quiet: bool,
 }
 
 /// A unit's place in the client's query string, sent in parts when it
@@ -143,12 +147,13 @@ impl Unit {
             migration: None,
             confirming: None,
             part: Part::Whole,
+            quiet: false,
         }
     }
 
     /// Its responses are held until its ReadyForQuery.
     fn holding(&self) -> bool {
-        self.copy.is_some() || self.migration.is_some() || self.confirming.is_some()
+        self.copy.is_some() || self.migration.is_some() || self.confirming.is_some() || self.quiet
     }
 }
 
@@ -271,6 +276,10 @@ pub struct Gate {
     deferred: Vec<defer::Deferred>,
     /// A deferral registered for the held Parse.
     registered: Option<defer::Registration>,
+    /// SET DEFAULTs run in the open transaction: (table, column, value).
+    tx_defaults: Vec<(String, String, String)>,
+    /// The client's backfills deferred in the open transaction (`fill`).
+    fills: Vec<crate::ddl::plan::client::FillNulls>,
 }
 
 impl Gate {
@@ -309,6 +318,8 @@ impl Gate {
             script: None,
             deferred: Vec::new(),
             registered: None,
+            tx_defaults: Vec::new(),
+            fills: Vec::new(),
         }
     }
 

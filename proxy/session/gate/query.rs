@@ -101,8 +101,29 @@ impl Gate {
             None => 0,
         };
         let sql = &full[base..];
+        if boundary && self.enabled() {
+            if let Some((fill, end)) = self.fill_of(sql, state) {
+                // It runs as the session's role: read it first.
+                if let Some(v) = self.lookup_first(sql, &mut out, state) {
+                    return v;
+                }
+                if let Some(p) = self.defer_fill(fill, &sql[..end], state) {
+                    self.script = Some(super::defer::Script {
+                        offset: base,
+                        ended: false,
+                    });
+                    let after = crate::ddl::lexer::statements(sql)
+                        .nth(1)
+                        .map(|r| base + r.start);
+                    return self.register(p, after, false, state, out);
+                }
+            }
+        }
         if !self.enabled() || !may_contain_ddl(sql) {
             self.script = None;
+            if boundary {
+                self.materialize(sql, false, state, &mut out);
+            }
             self.push(Group::Client(Instant::now()), state);
             if base > 0 {
                 frontend::query(sql, &mut out);
@@ -117,6 +138,13 @@ impl Gate {
         }
         let in_tx = state.tx != TxStatus::Idle;
         let mut j = self.judge(sql, Mode::QueryString, in_tx, boundary, state);
+        if boundary {
+            let alone = j.stmts.len() == 1;
+            let exempt = alone
+                && (j.defer.is_some()
+                    || Self::fill_exempt(&j.stmts[0], &sql[j.stmts[0].range.clone()]));
+            self.materialize(sql, exempt, state, &mut out);
+        }
         if let Some(p) = j.defer.take() {
             return self.defer(base, &j, p, state, out);
         }

@@ -32,6 +32,8 @@ impl Gate {
     fn on_server_message(&mut self, tag: u8, body: &[u8], state: &mut SessionState) -> Verdict {
         if tag == b'Z' && state.tx == TxStatus::Idle {
             self.analyzer.end_transaction();
+            self.tx_defaults.clear();
+            self.fills.clear();
             let created = std::mem::take(&mut self.pending_commit);
             if std::mem::take(&mut self.commit_seen) {
                 self.analyzer.confirm(created);
@@ -141,6 +143,12 @@ impl Gate {
                 if tag == b'Z' {
                     return self.unit_done(body, state);
                 }
+                if u.quiet {
+                    if matches!(tag, b'E' | b'N' | b'S') {
+                        put_frame(&mut u.held, tag, body);
+                    }
+                    return Verdict::Replace(Vec::new());
+                }
                 if let Some(c) = &mut u.confirming {
                     if c.ours == Some(0) {
                         // The client's own stand-in, after ddlgate's
@@ -163,6 +171,13 @@ impl Gate {
                             put_frame(&mut u.held, tag, &body);
                         }
                         b'S' => put_frame(&mut u.held, tag, body),
+                        // The last row is the count of a deferred
+                        // client backfill's rows, when it has one.
+                        b'D' => {
+                            c.rows = crate::protocol::backend::data_row(body)
+                                .and_then(|cols| cols.first().copied().flatten())
+                                .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+                        }
                         b'C' => {
                             if let Some(n) = &mut c.ours {
                                 *n -= 1;
@@ -222,6 +237,10 @@ impl Gate {
         let Some(Group::Unit(mut unit)) = self.pop(state) else {
             unreachable!("unit_done is called with a unit at the head");
         };
+        if unit.quiet {
+            // Only its errors, in front of the client's next answer.
+            return Verdict::Replace(std::mem::take(&mut unit.held));
+        }
         let idle = ready_for_query_status(z_body) == Some(TxStatus::Idle);
         if let Some(m) = unit.migration.take() {
             if m.executed.is_some() && idle && !unit.failed {

@@ -134,6 +134,7 @@ async fn django_migrate_through_ddlgate_ends_in_the_direct_schema() {
         deferred,
         [
             r#"CREATE INDEX "shop_book_author_id_82b8ab51" ON "shop_book" ("author_id")"#,
+            r#"UPDATE "shop_book" SET "title" = '' WHERE "title" IS NULL"#,
             r#"ALTER TABLE "shop_book" ALTER COLUMN "title" SET NOT NULL"#,
             r#"ALTER TABLE "shop_book" ALTER COLUMN "pages" TYPE bigint USING "pages"::bigint"#,
             r#"CREATE INDEX "shop_book_pages_idx" ON "shop_book" ("pages")"#,

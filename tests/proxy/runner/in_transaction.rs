@@ -163,6 +163,7 @@ async fn djangos_migration_statements_commit_with_the_direct_schema() {
         ),
         &[
             r#"CREATE INDEX "app_book_author_id_idx" ON "app_book" ("author_id")"#,
+            r#"UPDATE "app_book" SET "title" = '' WHERE "title" IS NULL"#,
             r#"ALTER TABLE "app_book" ALTER COLUMN "title" SET NOT NULL"#,
         ],
     )
@@ -408,4 +409,73 @@ async fn an_unnamed_extended_statement_is_deferred_too() {
     let detail = e.as_db_error().and_then(|d| d.detail()).unwrap_or_default();
     assert!(detail.contains("unnamed statement"), "{detail}");
     c.batch_execute("ROLLBACK").await.unwrap();
+}
+
+/// The client's UPDATE of the NULL rows after SET DEFAULT (Django's NOT
+/// NULL sequence) answers `UPDATE n` and runs in batches after COMMIT; a
+/// later statement of the transaction that reads the table gets the
+/// UPDATE as written first, so it sees what it would have seen.
+#[tokio::test]
+async fn a_client_backfill_is_deferred_unless_the_transaction_reads_its_rows() {
+    let db = database(
+        "cf",
+        "CREATE TABLE m (id int PRIMARY KEY, c int); \
+         INSERT INTO m SELECT g, CASE WHEN g % 2 = 0 THEN g END FROM generate_series(1, 2000) g",
+    );
+    let proxy = runner_proxy();
+    let script = "BEGIN;\n\
+        ALTER TABLE m ALTER COLUMN c SET DEFAULT 7;\n\
+        UPDATE m SET c = 7 WHERE c IS NULL;\n\
+        ALTER TABLE m ALTER COLUMN c SET NOT NULL;\n\
+        ALTER TABLE m ALTER COLUMN c DROP DEFAULT;\n\
+        COMMIT;\n";
+    let (ok, out, stderr) = psql_script(proxy, "postgres", &db, script);
+    assert!(ok, "{stderr}");
+    assert!(out.contains("UPDATE 1000"), "{out}");
+    let c = direct(&db).await;
+    let row = c
+        .query_one(
+            "SELECT count(*) FILTER (WHERE c = 7), (SELECT attnotnull FROM pg_attribute \
+             WHERE attrelid = 'm'::regclass AND attname = 'c') FROM m",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, bool>(1)), (1000, true));
+    let made: Vec<String> = c
+        .query(
+            "SELECT statement FROM ddlgate.migrations WHERE status = 'succeeded' ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        made,
+        [
+            "UPDATE m SET c = 7 WHERE c IS NULL",
+            "ALTER TABLE m ALTER COLUMN c SET NOT NULL"
+        ]
+    );
+
+    // Read in the same transaction: the UPDATE runs there first.
+    psql_db(
+        &db,
+        "ALTER TABLE m ALTER COLUMN c DROP NOT NULL; UPDATE m SET c = NULL WHERE id % 2 = 1",
+    );
+    let script = "BEGIN;\n\
+        ALTER TABLE m ALTER COLUMN c SET DEFAULT 8;\n\
+        UPDATE m SET c = 8 WHERE c IS NULL;\n\
+        SELECT count(*) AS still_null FROM m WHERE c IS NULL;\n\
+        COMMIT;\n";
+    let (ok, out, stderr) = psql_script(proxy, "postgres", &db, script);
+    assert!(ok, "{stderr}");
+    assert!(out.contains("UPDATE 1000"), "{out}");
+    let still: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.contains("still_null"))
+        .collect();
+    assert_eq!(still.get(2).map(|l| l.trim()), Some("0"), "{out}");
 }
