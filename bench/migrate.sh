@@ -11,8 +11,10 @@
 # counts from the scheduled start, so a stall shows in full). For each change
 # (CREATE INDEX, ALTER COLUMN ... SET NOT NULL, ADD COLUMN ... NOT NULL
 # DEFAULT clock_timestamp(), ALTER COLUMN abalance TYPE bigint, and the
-# primary key aid to bigint while acc_refs references it) and each path
-# (direct, then ddlgate), it
+# primary key aid to bigint while acc_refs references it; and a migration
+# tool's transaction, each statement its own Query inside BEGIN ... COMMIT:
+# Django's four-step NOT NULL on filler plus a CREATE INDEX, which ddlgate
+# defers past COMMIT) and each path (direct, then ddlgate), it
 # reports: the change's total time; the application's p99
 # before the change; its p99 and maximum over the change (transactions that
 # ended from its start to 1 s after its end); its errors (failed
@@ -67,7 +69,14 @@ SELECT abalance FROM pgbench_accounts WHERE aid = :aid;
 END;
 SQL
 
-psql_at() { "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" -U postgres -d postgres -c "$2"; }
+psql_at() {
+  if [[ "$2" == BEGIN\;* ]]; then
+    # A migration tool's transaction: one Query per line.
+    "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" -U postgres -d postgres -f - <<<"$2"
+  else
+    "$BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" -U postgres -d postgres -c "$2"
+  fi
+}
 now_us() { date +%s%6N; }
 
 # measure LABEL PORT CHANGE UNDO [SPAN]: one run; prints one result line.
@@ -133,6 +142,14 @@ RETYPE="ALTER TABLE pgbench_accounts ALTER COLUMN abalance TYPE bigint"
 UNRETYPE="ALTER TABLE pgbench_accounts ALTER COLUMN abalance TYPE int"
 REKEY="ALTER TABLE pgbench_accounts ALTER COLUMN aid TYPE bigint"
 UNREKEY="ALTER TABLE pgbench_accounts ALTER COLUMN aid TYPE int"
+TOOLTX="BEGIN;
+ALTER TABLE pgbench_accounts ALTER COLUMN filler SET DEFAULT '';
+UPDATE pgbench_accounts SET filler = '' WHERE filler IS NULL;
+ALTER TABLE pgbench_accounts ALTER COLUMN filler SET NOT NULL;
+ALTER TABLE pgbench_accounts ALTER COLUMN filler DROP DEFAULT;
+CREATE INDEX acc_bid_bal ON pgbench_accounts (bid, abalance);
+COMMIT;"
+UNTOOLTX="ALTER TABLE pgbench_accounts ALTER COLUMN filler DROP NOT NULL; DROP INDEX IF EXISTS acc_bid_bal"
 # A table that references the primary key, for the key's type change.
 psql_at "$PGPORT" "CREATE TABLE acc_refs (id int PRIMARY KEY, aid int NOT NULL REFERENCES pgbench_accounts);
   INSERT INTO acc_refs SELECT g, g * 19 FROM generate_series(1, 100000) g" >/dev/null
@@ -147,6 +164,8 @@ for round in $(seq "$REPEAT"); do
   measure "TYPE bigint ddlgate" "$DGPORT" "$RETYPE" "$UNRETYPE" "$BACKFILL_SPAN"
   measure "PK bigint direct" "$PGPORT" "$REKEY" "$UNREKEY" "$BACKFILL_SPAN"
   measure "PK bigint ddlgate" "$DGPORT" "$REKEY" "$UNREKEY" "$BACKFILL_SPAN"
+  measure "tool tx direct" "$PGPORT" "$TOOLTX" "$UNTOOLTX" "$BACKFILL_SPAN"
+  measure "tool tx ddlgate" "$DGPORT" "$TOOLTX" "$UNTOOLTX" "$BACKFILL_SPAN"
 done | tee "$WORK/rounds.txt"
 echo "medians over $REPEAT rounds:"
 printf '%s %7s %7s\n' "$HEAD" p99x own_p99x

@@ -93,15 +93,6 @@ impl FillNulls {
     pub fn update_sql(&self) -> &str {
         &self.text
     }
-
-    /// What the client's UPDATE would have counted, read without locking
-    /// a row: its CommandComplete says `UPDATE n`.
-    pub fn count_sql(&self) -> String {
-        format!(
-            "SELECT pg_catalog.count(*) FROM {} WHERE {} IS NULL",
-            self.table, self.column
-        )
-    }
 }
 
 /// A constant from token `from` to the end: one literal (a string, a
@@ -152,10 +143,6 @@ mod tests {
         let b = plan.steps[0].backfill.as_ref().unwrap();
         assert_eq!(b.set, r#""title" = ''"#);
         assert_eq!(b.filter.as_deref(), Some(r#""title" IS NULL"#));
-        assert_eq!(
-            f.count_sql(),
-            r#"SELECT pg_catalog.count(*) FROM "shop_book" WHERE "title" IS NULL"#
-        );
         assert_eq!(
             fill_nulls("UPDATE t SET n = -1.5::numeric WHERE n IS NULL").map(|f| f.value),
             Some("-1.5::numeric".into())

@@ -76,8 +76,6 @@ pub(super) struct Confirming {
     /// In an extended batch: how many of ddlgate's statements go before
     /// the client's stand-in (whose answer is the client's).
     pub(super) ours: Option<usize>,
-    /// A client backfill's: the rows it counted (its tag is `UPDATE n`).
-    pub(super) rows: Option<u64>,
     fill: Option<crate::ddl::plan::client::FillNulls>,
 }
 
@@ -305,10 +303,6 @@ impl Gate {
             }
         }
         one(sql::restore_sql(timeout).as_bytes(), &[]);
-        if let Some(f) = &pending.fill {
-            // Last: its row is the last one the unit sees.
-            one(f.count_sql().as_bytes(), &[]);
-        }
         let hint = match s.wait {
             ClientWait::Sync => "COMMIT waits for it (ddlgate.mode = sync), with progress notices",
             ClientWait::Async => {
@@ -316,6 +310,11 @@ impl Gate {
             }
         };
         let ran = match now.len() {
+            _ if pending.fill.is_some() => {
+                "no row changed in this transaction (UPDATE 0); the same rows get the same \
+                 value in batches after COMMIT"
+                    .to_owned()
+            }
             0 => "it runs after COMMIT".to_owned(),
             n => format!(
                 "{n} of its {} steps ran in this transaction, the rest run after COMMIT",
@@ -349,7 +348,6 @@ impl Gate {
                 .collect(),
             unique_on: pending.unique_on.clone(),
             ours: None,
-            rows: None,
             fill: pending.fill.clone(),
         }));
         (out, unit, ours)
@@ -367,9 +365,12 @@ impl Gate {
         }
         if c.ours.is_none() {
             // The client's stand-in's tag was swapped as it came.
-            let tag = match (&c.fill, c.rows) {
-                (Some(_), Some(n)) => format!("UPDATE {n}"),
-                _ => c.tag.to_owned(),
+            // A client's backfill changed no row here: `UPDATE 0` is
+            // what ran in this transaction (counting them would scan the
+            // table under the lock SET DEFAULT took).
+            let tag = match &c.fill {
+                Some(_) => "UPDATE 0".to_owned(),
+                None => c.tag.to_owned(),
             };
             let mut b = BytesMut::new();
             reply::command_complete(&tag, &mut b);

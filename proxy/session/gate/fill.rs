@@ -3,8 +3,9 @@
 //! DEFAULT`). Run as sent, the UPDATE rewrites every NULL row while the
 //! transaction holds the ACCESS EXCLUSIVE lock SET DEFAULT took, until
 //! COMMIT. Recognised (`ddl::plan::client`) after that SET DEFAULT in the
-//! same transaction, it is deferred instead: the client gets `UPDATE n`
-//! (counted without locking a row) and the same rows get the same value in
+//! same transaction, it is deferred instead: the client gets `UPDATE 0`
+//! (what ran in its transaction; counting the rows would scan the table
+//! under that lock) and a NOTICE, and the same rows get the same value in
 //! throttled batches after COMMIT, before the transaction's later
 //! migrations of that table (one table's migrations run in order; a SET
 //! NOT NULL of the column waits for it whole).

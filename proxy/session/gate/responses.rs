@@ -171,13 +171,6 @@ impl Gate {
                             put_frame(&mut u.held, tag, &body);
                         }
                         b'S' => put_frame(&mut u.held, tag, body),
-                        // The last row is the count of a deferred
-                        // client backfill's rows, when it has one.
-                        b'D' => {
-                            c.rows = crate::protocol::backend::data_row(body)
-                                .and_then(|cols| cols.first().copied().flatten())
-                                .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
-                        }
                         b'C' => {
                             if let Some(n) = &mut c.ours {
                                 *n -= 1;
