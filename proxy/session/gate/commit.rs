@@ -24,7 +24,8 @@ use super::{encode, Action, Gate, Hold, Request, Wait};
 /// committed run.
 pub(super) struct CommitWait {
     follows: Vec<Follow>,
-    z_body: Vec<u8>,
+    /// The ReadyForQuery to send at the end (none for a part of a string).
+    z_body: Option<Vec<u8>>,
     started: Instant,
     cancelled: super::CancelSignal,
 }
@@ -73,20 +74,24 @@ impl Gate {
         if follows.is_empty() || !self.groups.is_empty() || !self.at_boundary() {
             return v;
         }
-        let before = match v {
-            Verdict::Keep => Vec::new(),
-            Verdict::Before(b) => b,
-            Verdict::Replace(mut out) => {
-                // It ends with this ReadyForQuery.
-                out.truncate(out.len().saturating_sub(5 + z_body.len()));
-                out
+        // The ReadyForQuery goes to the client after the wait, unless it
+        // ended a part of the client's string (then the next part waits).
+        let mut z = Vec::new();
+        put_frame(&mut z, b'Z', z_body);
+        let (before, emit_z) = match v {
+            Verdict::Keep => (Vec::new(), true),
+            Verdict::Before(b) => (b, true),
+            Verdict::Replace(mut out) if out.ends_with(&z) => {
+                out.truncate(out.len() - z.len());
+                (out, true)
             }
+            Verdict::Replace(out) => (out, false),
             other => return other,
         };
         let cancelled = self.cancel_signal();
         let wait = CommitWait {
             follows,
-            z_body: z_body.to_vec(),
+            z_body: emit_z.then(|| z_body.to_vec()),
             started: Instant::now(),
             cancelled,
         };
@@ -132,7 +137,9 @@ impl Gate {
         if !cancelled && w.follows.iter().any(|f| !f.done) {
             return (!out.is_empty()).then_some(Action::ToClient(out));
         }
-        put_frame(&mut out, b'Z', &w.z_body);
+        if let Some(z) = &w.z_body {
+            put_frame(&mut out, b'Z', z);
+        }
         self.request = Request::Boundary;
         self.sync_outstanding(state);
         Some(Action::ToClient(out))

@@ -115,6 +115,42 @@ impl Shadow {
 }
 
 impl Gate {
+    /// A type change deferred after an earlier deferral of this transaction
+    /// on the same column (an index, a constraint, SET NOT NULL): what
+    /// depends on the column was read before that one has run, so the
+    /// cut-over would not carry it over. Refused, saying why.
+    pub(super) fn stale_for_retype(&self, a: &crate::ddl::Analyzed) -> Option<Report> {
+        use crate::ddl::op::{fold_name, Op};
+        a.ops.iter().find_map(|op| {
+            let Op::AlterType { table, column, .. } = op else {
+                return None;
+            };
+            let table = fold_name(table);
+            let (d, _) = self.deferred.iter().find_map(|d| {
+                let (t, statement) = d.stale_for.as_ref()?;
+                (*t == table && crate::ddl::plan::mentions(statement, column)).then_some((d, ()))
+            })?;
+            Some(
+                Report::new(
+                    Severity::Error,
+                    sqlstate::DDL_BLOCKED,
+                    format!(
+                        "ddlgate: column {column} has a change deferred earlier in this transaction (migration {}); its type change cannot carry that change over",
+                        d.id
+                    ),
+                )
+                .with_detail(
+                    "The earlier change runs after COMMIT, and the type change was planned from the column as it is now, without it."
+                        .to_owned(),
+                )
+                .with_hint(
+                    "Change the type first in the transaction, or in a separate migration; or set ddl.in_transaction = \"allow\" for the migration's role to run both as written."
+                        .to_owned(),
+                ),
+            )
+        })
+    }
+
     /// A foreign key deferred in a transaction that deferred the unique
     /// index it references: it cannot be added (even NOT VALID) before
     /// that index exists, so all of it runs after COMMIT, queued behind the

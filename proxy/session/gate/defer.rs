@@ -77,6 +77,7 @@ pub(super) struct Confirming {
     /// the client's stand-in (whose answer is the client's).
     pub(super) ours: Option<usize>,
     fill: Option<crate::ddl::plan::client::FillNulls>,
+    stale_for: Option<(String, String)>,
 }
 
 /// Stands in for the client's deferred statement in its extended batch:
@@ -90,6 +91,9 @@ pub(super) struct Deferred {
     pub(super) wait: ClientWait,
     pub(super) shadows: Vec<Shadow>,
     pub(super) unique_on: Option<String>,
+    /// Its table (folded) and statement, for a later type change to check
+    /// (a client's NULL fill: none, it carries over).
+    pub(super) stale_for: Option<(String, String)>,
 }
 
 /// `ddlgate.confirm` returns the migration's id, or NULL for a token it
@@ -349,6 +353,10 @@ impl Gate {
             unique_on: pending.unique_on.clone(),
             ours: None,
             fill: pending.fill.clone(),
+            stale_for: match (&pending.fill, &s.plan.table) {
+                (None, Some(t)) => Some((crate::ddl::op::fold_name(t), s.statement.clone())),
+                _ => None,
+            },
         }));
         (out, unit, ours)
     }
@@ -384,6 +392,7 @@ impl Gate {
             wait: c.wait,
             shadows: c.shadows,
             unique_on: c.unique_on,
+            stale_for: c.stale_for,
         });
     }
 }

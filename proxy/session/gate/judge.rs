@@ -80,16 +80,51 @@ impl Gate {
         };
         let alone = stmts.len() == 1;
         // A deferral splits the string into parts sent one after another,
-        // in the client's open transaction block: a string that ends or
-        // opens one, or switches to COPY, is not split.
-        let splittable = state.tx == crate::protocol::backend::TxStatus::InTransaction
-            && mode == Mode::QueryString
+        // each inside the client's open transaction block: a string that
+        // switches to COPY is not split, and one that opens or ends a block
+        // is split at its BEGIN/COMMIT first (each its own part), so every
+        // part starts where the server says which block it is in.
+        let open_block = state.tx == crate::protocol::backend::TxStatus::InTransaction;
+        let splittable = mode == Mode::QueryString
             && !stmts.iter().any(|a| {
-                matches!(a.kind, StmtKind::Begin | StmtKind::End)
-                    || (a.kind == StmtKind::Other
-                        && first_word(&sql[a.range.clone()]).eq_ignore_ascii_case(b"COPY"))
+                a.kind == StmtKind::Other
+                    && first_word(&sql[a.range.clone()]).eq_ignore_ascii_case(b"COPY")
             });
+        // A BEGIN/COMMIT with a statement ddlgate may defer after it: the
+        // string goes in parts from there (the statements before it, judged
+        // here; then the BEGIN/COMMIT alone; then the rest, judged when it
+        // is scanned again), so nothing is judged twice.
+        let control = stmts
+            .iter()
+            .position(|a| matches!(a.kind, StmtKind::Begin | StmtKind::End));
+        let mut split_at = None;
+        if let (Some(b), true, true, false) = (
+            control,
+            splittable && may_migrate && self.runner.is_some(),
+            ddl.policy.in_transaction(who) == InTransaction::Defer,
+            observe,
+        ) {
+            let plannable = |a: &Analyzed| {
+                a.kind == StmtKind::Ddl
+                    && !a.findings.is_empty()
+                    && a.findings.iter().all(|f| crate::ddl::plan::covers(f.rule))
+            };
+            if stmts[b + 1..].iter().any(plannable) {
+                if b == 0 {
+                    j.split = Some(1);
+                    j.stmts = stmts;
+                    self.session_facts = None;
+                    return j;
+                }
+                split_at = Some(b);
+            }
+        }
+
         for (i, a) in stmts.iter().enumerate() {
+            if split_at == Some(i) {
+                j.split = Some(i);
+                break;
+            }
             match a.kind {
                 StmtKind::Begin | StmtKind::End => j.tx_control = true,
                 StmtKind::Other => {
@@ -117,15 +152,25 @@ impl Gate {
                     }
                     let mut e = self.event(Kind::of(decision), text, a, &judgement, server_version);
                     e.lookup_error.clone_from(&lookup_error);
-                    let defer = a.in_transaction
+                    let deferrable = a.in_transaction
                         && in_transaction == InTransaction::Defer
                         && splittable
-                        && decision == Decision::Rewrite;
-                    if !observe && defer && may_migrate && i > 0 {
+                        && decision == Decision::Rewrite
+                        && !observe
+                        && may_migrate;
+                    // In the block the server said it is in: no BEGIN or
+                    // COMMIT ahead of it in the string.
+                    let defer = deferrable && open_block && control.is_none_or(|b| b > i);
+                    if defer && i > 0 {
                         j.split = Some(i);
                         break;
                     }
-                    if !observe && defer && may_migrate {
+                    if let (true, Some(report)) = (defer, self.stale_for_retype(a)) {
+                        event::emit(&e, self.runtime.audit.as_deref());
+                        j.stop = Some((i, e.id, report));
+                        break;
+                    }
+                    if defer {
                         match self.migration(text, a, &judgement, &e.id, state) {
                             Ok(Some(mut p)) => {
                                 if let Some(sh) = &shadow {
@@ -181,7 +226,7 @@ impl Gate {
                             let why = if in_transaction == InTransaction::Defer {
                                 "ddlgate defers such a statement past COMMIT only inside an \
                                  explicit transaction block (BEGIN), sent by the simple protocol \
-                                 in a string without BEGIN/COMMIT or COPY, or as the unnamed \
+                                 in a string without COPY, or as the unnamed \
                                  statement at the start of an extended batch, and when its plan \
                                  can run as the session's role"
                             } else {

@@ -20,10 +20,13 @@ use crate::retry::backoff;
 impl Gate {
     /// A whole server message.
     pub fn on_server(&mut self, tag: u8, body: &[u8], state: &mut SessionState) -> Verdict {
-        let ended = tag == b'Z' && state.tx == TxStatus::Idle && !self.deferred.is_empty();
+        // Ended: idle again, or (a string's COMMIT; BEGIN) committed.
         let committed = self.commit_seen;
+        let ended =
+            tag == b'Z' && !self.deferred.is_empty() && (state.tx == TxStatus::Idle || committed);
         let v = self.on_server_message(tag, body, state);
         if ended {
+            self.commit_seen = false;
             return self.transaction_ended(committed, v, body, state);
         }
         v

@@ -508,3 +508,45 @@ async fn a_client_backfill_is_deferred_unless_the_transaction_reads_its_rows() {
         .collect();
     assert_eq!(still.get(2).map(|l| l.trim()), Some("0"), "{out}");
 }
+
+/// A migration file sent whole as one Query, with its own BEGIN and COMMIT
+/// (golang-migrate style): split at them, its changes deferred inside, and
+/// the rest of the string goes on once COMMIT's migrations have finished.
+#[tokio::test]
+async fn a_whole_migration_file_in_one_query_is_split_at_its_begin_and_commit() {
+    let setup = "CREATE TABLE s (id int PRIMARY KEY, v int);
+                 INSERT INTO s SELECT g, g FROM generate_series(1, 3000) g;";
+    let file = "SELECT 1; BEGIN; ALTER TABLE s ALTER COLUMN v TYPE bigint; \
+                CREATE INDEX s_v ON s (v); COMMIT; SELECT count(*) AS n FROM s";
+    let (want, db) = super::direct_and_via("mf", setup, file);
+    let (ok, out, stderr) = super::psql_via(runner_proxy(), "postgres", &db, file);
+    assert!(ok, "{stderr}");
+    assert!(out.contains("3000"), "{out}");
+    assert_eq!(
+        stderr.matches("deferred as migration").count(),
+        2,
+        "{stderr}"
+    );
+    assert!(stderr.contains("done"), "{stderr}");
+    assert_eq!(schema(&db).await, schema(&want).await);
+    let states: Vec<String> = direct(&db)
+        .await
+        .query("SELECT status FROM ddlgate.migrations ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(states, ["succeeded", "succeeded"]);
+    // The other way round the type change was planned without the index
+    // (it runs after COMMIT): refused, saying why.
+    let (ok, _, stderr) = super::psql_via(
+        runner_proxy(),
+        "postgres",
+        &db,
+        "BEGIN; CREATE INDEX s_v2 ON s (v); ALTER TABLE s ALTER COLUMN v TYPE int; COMMIT",
+    );
+    assert!(!ok);
+    assert!(stderr.contains("cannot carry that change over"), "{stderr}");
+    assert_eq!(schema(&db).await, schema(&want).await);
+}
