@@ -42,7 +42,9 @@ use crate::session::state::SessionState;
 
 use super::consistency::Shadow;
 use super::migrate::Pending;
-use super::{encode, sql, Action, Gate, Group, Hold, Part, Request, Stopped, Unit, Wait};
+use super::{encode, sql, Action, Gate, Group, Hold, Part, Quiet, Request, Stopped, Unit, Wait};
+use crate::protocol::backend::{ready_for_query_status, TxStatus};
+use crate::protocol::frame::put_frame;
 
 /// A client Query sent in parts because it holds a deferral.
 pub(super) struct Script {
@@ -104,6 +106,72 @@ fn confirm_sql(marker: &str) -> String {
 }
 
 impl Gate {
+    /// A string PostgreSQL would run as one implicit transaction, with a
+    /// statement ddlgate may defer: a BEGIN of ddlgate's goes first, the
+    /// string is then sent in parts inside that block, and its end closes
+    /// it (`close_own_block`), so it stays one transaction.
+    pub(super) fn open_block(
+        &mut self,
+        base: usize,
+        state: &mut SessionState,
+        mut out: Vec<u8>,
+    ) -> Verdict {
+        frontend::query(b"BEGIN", &mut out);
+        let mut unit = Box::new(Unit::new(Vec::new(), false, false, None, Vec::new()));
+        unit.quiet = Quiet::Open;
+        self.push(Group::Unit(unit), state);
+        self.hold(Hold::Unit, state);
+        self.own_block = true;
+        self.script = Some(Script {
+            offset: base,
+            ended: false,
+        });
+        Verdict::Hold(out)
+    }
+
+    /// The ReadyForQuery ending the client's string inside a block ddlgate
+    /// opened: kept back, and the block closed (COMMIT if the string
+    /// succeeded, else ROLLBACK), whose ReadyForQuery the client gets.
+    pub(super) fn close_own_block(
+        &mut self,
+        v: Verdict,
+        z_body: &[u8],
+        state: &mut SessionState,
+    ) -> Verdict {
+        if !self.groups.iter().all(Group::is_ours) {
+            return v;
+        }
+        let mut z = Vec::new();
+        put_frame(&mut z, b'Z', z_body);
+        let before = match v {
+            Verdict::Keep => Vec::new(),
+            Verdict::Before(b) => b,
+            Verdict::Replace(mut out) if out.ends_with(&z) => {
+                out.truncate(out.len() - z.len());
+                out
+            }
+            other => return other,
+        };
+        self.own_block = false;
+        let commit = ready_for_query_status(z_body) == Some(TxStatus::InTransaction);
+        self.hold(Hold::Wait(Wait::Close(commit)), state);
+        Verdict::Replace(before)
+    }
+
+    /// Sends the COMMIT or ROLLBACK of a block ddlgate opened.
+    pub(super) fn poll_close(&mut self, state: &mut SessionState) -> Option<Action> {
+        let Request::Held(Hold::Wait(Wait::Close(commit))) = self.request else {
+            return None;
+        };
+        let mut out = Vec::new();
+        frontend::query(if commit { b"COMMIT" } else { b"ROLLBACK" }, &mut out);
+        let mut unit = Box::new(Unit::new(Vec::new(), false, false, None, Vec::new()));
+        unit.quiet = Quiet::Close;
+        self.request = Request::Held(Hold::Unit);
+        self.push(Group::Unit(unit), state);
+        Some(Action::ToServer(out))
+    }
+
     /// The string's first statement (at `base`) is deferred.
     pub(super) fn defer(
         &mut self,

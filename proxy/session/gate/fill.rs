@@ -22,7 +22,7 @@ use crate::protocol::backend::TxStatus;
 use crate::protocol::frontend;
 use crate::session::state::SessionState;
 
-use super::{Gate, Group, Part, Unit};
+use super::{Gate, Group, Unit};
 
 impl Gate {
     /// Records a SET DEFAULT let through inside a transaction block.
@@ -96,8 +96,7 @@ impl Gate {
             tracing::info!(event = "ddl.fill_run", table = %f.table, "a later statement reads the table: the client's UPDATE runs as written first");
             frontend::query(f.update_sql().as_bytes(), out);
             let mut unit = Box::new(Unit::new(Vec::new(), false, false, None, Vec::new()));
-            unit.quiet = true;
-            unit.part = Part::Middle;
+            unit.quiet = super::Quiet::Before;
             self.push(Group::Unit(unit), state);
         }
     }

@@ -39,6 +39,9 @@ pub struct Judged {
     /// A later statement (by index) may be deferred: the ones before it go
     /// first, and it is decided when the rest is scanned again.
     pub split: Option<usize>,
+    /// The string is one implicit transaction with a statement that may be
+    /// deferred: ddlgate opens a block around it first.
+    pub open: bool,
 }
 
 impl Gate {
@@ -77,6 +80,7 @@ impl Gate {
             migrate: None,
             defer: None,
             split: None,
+            open: false,
         };
         let alone = stmts.len() == 1;
         // A deferral splits the string into parts sent one after another,
@@ -93,23 +97,25 @@ impl Gate {
         // A BEGIN/COMMIT with a statement ddlgate may defer after it: the
         // string goes in parts from there (the statements before it, judged
         // here; then the BEGIN/COMMIT alone; then the rest, judged when it
-        // is scanned again), so nothing is judged twice.
+        // is scanned again), so nothing is judged twice. Without one, a
+        // string of several statements outside a block is one implicit
+        // transaction: ddlgate opens a block around it first.
         let control = stmts
             .iter()
             .position(|a| matches!(a.kind, StmtKind::Begin | StmtKind::End));
+        let plannable = |a: &Analyzed| {
+            a.kind == StmtKind::Ddl
+                && !a.findings.is_empty()
+                && a.findings.iter().all(|f| crate::ddl::plan::covers(f.rule))
+        };
+        let may_defer = splittable
+            && may_migrate
+            && !observe
+            && self.runner.is_some()
+            && ddl.policy.in_transaction(who) == InTransaction::Defer;
         let mut split_at = None;
-        if let (Some(b), true, true, false) = (
-            control,
-            splittable && may_migrate && self.runner.is_some(),
-            ddl.policy.in_transaction(who) == InTransaction::Defer,
-            observe,
-        ) {
-            let plannable = |a: &Analyzed| {
-                a.kind == StmtKind::Ddl
-                    && !a.findings.is_empty()
-                    && a.findings.iter().all(|f| crate::ddl::plan::covers(f.rule))
-            };
-            if stmts[b + 1..].iter().any(plannable) {
+        match control {
+            Some(b) if may_defer && stmts[b + 1..].iter().any(plannable) => {
                 if b == 0 {
                     j.split = Some(1);
                     j.stmts = stmts;
@@ -118,6 +124,17 @@ impl Gate {
                 }
                 split_at = Some(b);
             }
+            None if may_defer
+                && state.tx == crate::protocol::backend::TxStatus::Idle
+                && stmts.len() > 1
+                && stmts.iter().any(plannable) =>
+            {
+                j.open = true;
+                j.stmts = stmts;
+                self.session_facts = None;
+                return j;
+            }
+            _ => {}
         }
 
         for (i, a) in stmts.iter().enumerate() {

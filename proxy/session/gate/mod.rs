@@ -108,9 +108,26 @@ struct Unit {
     confirming: Option<Box<defer::Confirming>>,
     /// Where it stands in the client's query string.
     part: Part,
-    /// ddlgate's own statement for the client's transaction: its answers
-    /// are dropped (errors kept), its ReadyForQuery too.
-    quiet: bool,
+    /// ddlgate's own statement in the client's transaction, and what of
+    /// its answer the client gets.
+    quiet: Quiet,
+}
+
+/// A unit of ddlgate's own statements run for the client (not ddlgate's
+/// guard or lookup, which leave the session as it was).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Quiet {
+    /// The client's own.
+    Not,
+    /// Before a client's message: errors kept, the rest (and its
+    /// ReadyForQuery) dropped (`fill`).
+    Before,
+    /// The BEGIN that opens a block around a string PostgreSQL would run
+    /// as one implicit transaction; the string is scanned again once it ran.
+    Open,
+    /// The COMMIT or ROLLBACK that closes it: its ReadyForQuery (and
+    /// errors) end the client's Query.
+    Close,
 }
 
 /// A unit's place in the client's query string, sent in parts when it
@@ -147,13 +164,16 @@ impl Unit {
             migration: None,
             confirming: None,
             part: Part::Whole,
-            quiet: false,
+            quiet: Quiet::Not,
         }
     }
 
     /// Its responses are held until its ReadyForQuery.
     fn holding(&self) -> bool {
-        self.copy.is_some() || self.migration.is_some() || self.confirming.is_some() || self.quiet
+        self.copy.is_some()
+            || self.migration.is_some()
+            || self.confirming.is_some()
+            || self.quiet != Quiet::Not
     }
 }
 
@@ -209,6 +229,9 @@ enum Wait {
     Migration(Box<migrate::Waiting>),
     /// A backfill-traffic session's turn (`pace`).
     Pace(pace::PaceWait),
+    /// The end of a string ddlgate runs in a block it opened: COMMIT if
+    /// it succeeded, else ROLLBACK (`defer`).
+    Close(bool),
     /// The runner registering a deferral (`defer`).
     Register(Box<defer::Registering>),
     /// The migrations the client's COMMIT committed (sync mode).
@@ -276,6 +299,8 @@ pub struct Gate {
     deferred: Vec<defer::Deferred>,
     /// A deferral registered for the held Parse.
     registered: Option<defer::Registration>,
+    /// The client's string runs in a block ddlgate opened (and closes).
+    own_block: bool,
     /// SET DEFAULTs run in the open transaction: (table, column, value).
     tx_defaults: Vec<(String, String, String)>,
     /// The client's backfills deferred in the open transaction (`fill`).
@@ -320,6 +345,7 @@ impl Gate {
             registered: None,
             tx_defaults: Vec::new(),
             fills: Vec::new(),
+            own_block: false,
         }
     }
 
@@ -467,6 +493,7 @@ impl Gate {
             }
             Request::Held(Hold::Wait(Wait::Pace(_))) => self.poll_pace(cx, state),
             Request::Held(Hold::Wait(Wait::Register(_))) => self.poll_register(cx, state),
+            Request::Held(Hold::Wait(Wait::Close(_))) => self.poll_close(state),
             Request::Held(Hold::Wait(Wait::Commit(_))) => {
                 self.poll_commit(cx, state, client_at_boundary)
             }
@@ -483,7 +510,15 @@ impl Gate {
             return v;
         }
         match tag {
-            b'Q' => self.on_query(body, state),
+            b'Q' => {
+                let v = self.on_query(body, state);
+                if self.own_block && self.at_boundary() {
+                    // The string's last part is out: what the client sends
+                    // next waits until ddlgate has closed its block.
+                    self.hold(Hold::Unit, state);
+                }
+                v
+            }
             b'P' => self.on_parse(body, state),
             b'B' => self.on_bind(body, state),
             b'S' => self.on_sync(body, state),

@@ -151,6 +151,9 @@ impl Gate {
         if let Some(i) = j.split {
             return self.split(sql, base, j, i, state, out);
         }
+        if j.open {
+            return self.open_block(base, state, out);
+        }
         self.script = None;
         if let Some(pending) = j.migrate {
             // The runner applies it; the server runs a stand-in.

@@ -13,7 +13,9 @@ use crate::protocol::sqlstate;
 
 use super::super::pipe::Verdict;
 use super::super::state::SessionState;
-use super::{event, sql, Action, Gate, Group, Hold, Part, Request, Retry, Unit, Wait, HOLD_LIMIT};
+use super::{
+    event, sql, Action, Gate, Group, Hold, Part, Quiet, Request, Retry, Unit, Wait, HOLD_LIMIT,
+};
 use crate::protocol::frame::{put_frame, take_cstr};
 use crate::retry::backoff;
 
@@ -25,6 +27,11 @@ impl Gate {
         let ended =
             tag == b'Z' && !self.deferred.is_empty() && (state.tx == TxStatus::Idle || committed);
         let v = self.on_server_message(tag, body, state);
+        let v = if tag == b'Z' && self.own_block {
+            self.close_own_block(v, body, state)
+        } else {
+            v
+        };
         if ended {
             self.commit_seen = false;
             return self.transaction_ended(committed, v, body, state);
@@ -146,7 +153,7 @@ impl Gate {
                 if tag == b'Z' {
                     return self.unit_done(body, state);
                 }
-                if u.quiet {
+                if u.quiet != Quiet::Not {
                     if matches!(tag, b'E' | b'N' | b'S') {
                         put_frame(&mut u.held, tag, body);
                     }
@@ -233,9 +240,20 @@ impl Gate {
         let Some(Group::Unit(mut unit)) = self.pop(state) else {
             unreachable!("unit_done is called with a unit at the head");
         };
-        if unit.quiet {
+        match unit.quiet {
+            Quiet::Not => {}
             // Only its errors, in front of the client's next answer.
-            return Verdict::Replace(std::mem::take(&mut unit.held));
+            Quiet::Before => return Verdict::Replace(std::mem::take(&mut unit.held)),
+            Quiet::Open => {
+                self.release(state);
+                return Verdict::Replace(std::mem::take(&mut unit.held));
+            }
+            Quiet::Close => {
+                self.release(state);
+                let mut out = std::mem::take(&mut unit.held);
+                put_frame(&mut out, b'Z', z_body);
+                return Verdict::Replace(out);
+            }
         }
         let idle = ready_for_query_status(z_body) == Some(TxStatus::Idle);
         if let Some(m) = unit.migration.take() {

@@ -550,3 +550,56 @@ async fn a_whole_migration_file_in_one_query_is_split_at_its_begin_and_commit() 
     assert!(stderr.contains("cannot carry that change over"), "{stderr}");
     assert_eq!(schema(&db).await, schema(&want).await);
 }
+
+/// Several statements in one Query outside a block are one implicit
+/// transaction in PostgreSQL: ddlgate opens a block around them, defers
+/// inside it, and closes it, so the string still commits or fails whole.
+#[tokio::test]
+async fn an_implicit_transaction_string_is_deferred_as_one_block() {
+    let setup = "CREATE TABLE it (id int PRIMARY KEY, v int);
+                 INSERT INTO it SELECT g, g FROM generate_series(1, 3000) g;";
+    let sql = "ALTER TABLE it ALTER COLUMN v TYPE bigint; CREATE INDEX it_v ON it (v); SELECT 42 AS answer";
+    let (want, db) = super::direct_and_via("im", setup, sql);
+    let c = connect(&format!(
+        "host=127.0.0.1 port={} user=postgres dbname={db}",
+        runner_proxy().port()
+    ))
+    .await;
+    let answer = c.simple_query(sql).await.unwrap();
+    let rows: Vec<_> = answer
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rows, ["42"]);
+    assert_eq!(schema(&db).await, schema(&want).await);
+    // Failing whole: nothing stays, and the session is idle again, also
+    // for a query the client pipelined right behind it.
+    let (failed, next) = tokio::join!(
+        c.batch_execute("CREATE INDEX it_id ON it (id); SELECT 1 / 0"),
+        c.batch_execute("SELECT 1")
+    );
+    let e = failed.unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("22012"), "{e:?}");
+    next.unwrap();
+    assert_eq!(schema(&db).await, schema(&want).await);
+    // The rolled-back string's registration is removed (soon after).
+    let mut states = Vec::new();
+    for _ in 0..50 {
+        states = direct(&db)
+            .await
+            .query("SELECT status FROM ddlgate.migrations ORDER BY id", &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get::<_, String>(0))
+            .collect();
+        if states.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(states, ["succeeded", "succeeded"]);
+}
