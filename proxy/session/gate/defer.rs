@@ -437,6 +437,15 @@ impl Gate {
         };
         if unit.failed || !in_transaction {
             unit.notices.clear();
+            // Unconfirmed (or undone with the transaction): removed when
+            // the transaction ends, like any registration it did not commit.
+            self.deferred.push(Deferred {
+                id: c.id,
+                wait: ClientWait::Async,
+                shadows: Vec::new(),
+                unique_on: None,
+                stale_for: None,
+            });
             return;
         }
         if c.ours.is_none() {

@@ -603,3 +603,117 @@ async fn an_implicit_transaction_string_is_deferred_as_one_block() {
     }
     assert_eq!(states, ["succeeded", "succeeded"]);
 }
+
+/// A deferral undone by ROLLBACK TO SAVEPOINT is not run after COMMIT (and
+/// is removed); a client that cancels while COMMIT waits for its migration
+/// gets COMMIT's success at once, and the migration goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_savepoint_rollback_discards_and_a_cancel_stops_only_the_wait() {
+    let db = database(
+        "sv",
+        "CREATE TABLE sp (id int PRIMARY KEY, v int); INSERT INTO sp SELECT g, g FROM generate_series(1, 2000) g",
+    );
+    let c = connect(&format!(
+        "host=127.0.0.1 port={} user=postgres dbname={db}",
+        runner_proxy().port()
+    ))
+    .await;
+    c.batch_execute("BEGIN").await.unwrap();
+    c.batch_execute("SAVEPOINT a").await.unwrap();
+    c.batch_execute("CREATE INDEX sp_v ON sp (v)")
+        .await
+        .unwrap();
+    c.batch_execute("ROLLBACK TO SAVEPOINT a").await.unwrap();
+    c.batch_execute("COMMIT").await.unwrap();
+    let mut left = usize::MAX;
+    for _ in 0..50 {
+        left = direct(&db)
+            .await
+            .query("SELECT id FROM ddlgate.migrations", &[])
+            .await
+            .unwrap()
+            .len();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0);
+    assert!(!schema(&db).await.contains("sp_v"));
+
+    // CREATE INDEX CONCURRENTLY waits for this transaction to end.
+    let blocker = direct(&db).await;
+    blocker
+        .batch_execute("BEGIN; INSERT INTO sp VALUES (0, 0)")
+        .await
+        .unwrap();
+    c.batch_execute("BEGIN").await.unwrap();
+    c.batch_execute("CREATE INDEX sp_v ON sp (v)")
+        .await
+        .unwrap();
+    let token = c.cancel_token();
+    let committing = tokio::spawn(async move {
+        let r = c.batch_execute("COMMIT").await;
+        (r, c)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !committing.is_finished(),
+        "COMMIT did not wait for its migration"
+    );
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let (r, c) = committing.await.unwrap();
+    r.expect("a cancelled wait still answers COMMIT's success");
+    c.batch_execute("SELECT 1").await.unwrap();
+    blocker.batch_execute("COMMIT").await.unwrap();
+    let id: i64 = direct(&db)
+        .await
+        .query_one("SELECT id FROM ddlgate.migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    super::wait_for_status(runner_proxy(), &db, &id.to_string(), "succeeded").await;
+    assert!(schema(&db).await.contains("sp_v"));
+}
+
+/// A step that fails inside the client's transaction (here the shadow
+/// column's name is taken) fails the client's statement with the server's
+/// error, by either protocol; the transaction is aborted as it would be.
+#[tokio::test]
+async fn a_failing_in_transaction_step_is_the_statements_error() {
+    let db = database(
+        "fs",
+        "CREATE TABLE fs (id int PRIMARY KEY, v int, v_ddlgate int); \
+         INSERT INTO fs SELECT g, g, g FROM generate_series(1, 2000) g",
+    );
+    let c = connect(&format!(
+        "host=127.0.0.1 port={} user=postgres dbname={db}",
+        runner_proxy().port()
+    ))
+    .await;
+    let sql = "ALTER TABLE fs ALTER COLUMN v TYPE bigint";
+    c.batch_execute("BEGIN").await.unwrap();
+    let e = c.batch_execute(sql).await.unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("42701"), "{e:?}");
+    let e = c.batch_execute("SELECT 1").await.unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("25P02"));
+    c.batch_execute("ROLLBACK").await.unwrap();
+    c.batch_execute("BEGIN").await.unwrap();
+    let e = c.query_typed(sql, &[]).await.unwrap_err();
+    assert_eq!(e.code().map(|c| c.code()), Some("42701"), "{e:?}");
+    c.batch_execute("ROLLBACK").await.unwrap();
+    c.batch_execute("SELECT 1").await.unwrap();
+    for _ in 0..50 {
+        let left = direct(&db)
+            .await
+            .query("SELECT id FROM ddlgate.migrations", &[])
+            .await
+            .unwrap()
+            .len();
+        if left == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("registrations left behind");
+}
