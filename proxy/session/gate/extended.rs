@@ -30,6 +30,15 @@ impl Gate {
         if boundary {
             self.pending_restore(true, state, &mut out);
         }
+        // The client's BEGIN at the start of its batch, right before this
+        // Parse (pgjdbc sends it in one batch with the transaction's first
+        // statement).
+        let after_begin = std::mem::take(&mut self.batch_opened) && !boundary;
+        if boundary {
+            let first = crate::ddl::lexer::first_word(sql);
+            self.batch_opened =
+                first.eq_ignore_ascii_case(b"BEGIN") || first.eq_ignore_ascii_case(b"START");
+        }
         if !self.enabled() || !may_contain_ddl(sql) {
             self.statements.remove(name);
             if crate::ddl::lexer::first_word(sql).eq_ignore_ascii_case(b"COPY") {
@@ -48,6 +57,11 @@ impl Gate {
             // Its deferral is registered: confirmed and begun in the
             // client's transaction, in front of its batch.
             return self.deferred_parse(registered, out);
+        }
+        if after_begin && name.is_empty() {
+            if let Some(v) = self.after_batch_begin(sql, state) {
+                return v;
+            }
         }
         if boundary {
             if let Some(v) = self.lookup_first(sql, &mut out, state) {
@@ -123,6 +137,37 @@ impl Gate {
         }
         self.copy_into_batch(b'P', body);
         keep_after(out)
+    }
+
+    /// A statement ddlgate may defer, right behind the client's BEGIN in
+    /// the same batch: a Sync of ddlgate's ends the BEGIN's part of the
+    /// batch (its answers are the client's, its ReadyForQuery is not), so
+    /// the statement starts a batch of its own, inside the block, where it
+    /// can be looked up and deferred. (Only a BEGIN goes first: it cannot
+    /// fail, so the Sync changes nothing about what the batch skips.)
+    fn after_batch_begin(&mut self, sql: &[u8], state: &mut SessionState) -> Option<Verdict> {
+        let who = crate::ddl::Who {
+            user: &self.who.user,
+            database: &self.who.database,
+        };
+        let defer = self.runner.is_some()
+            && self.batch_unit().is_none()
+            && self.runtime.settings.ddl.policy.in_transaction(who)
+                == crate::ddl::policy::InTransaction::Defer
+            && super::lookup::plannable_first(
+                sql,
+                state.server_major().unwrap_or(super::ASSUMED_MAJOR),
+            );
+        if !defer {
+            return None;
+        }
+        let mut out = Vec::new();
+        frontend::sync(&mut out);
+        let mut unit = Box::new(Unit::new(Vec::new(), true, false, None, Vec::new()));
+        unit.part = super::Part::Middle;
+        self.push(Group::Unit(unit), state);
+        self.hold(Hold::Unit, state);
+        Some(Verdict::Hold(out))
     }
 
     /// The held Parse of a deferred statement, once registered: ddlgate's
@@ -215,6 +260,7 @@ impl Gate {
     }
 
     pub(super) fn on_sync(&mut self, body: &[u8], state: &mut SessionState) -> Verdict {
+        self.batch_opened = false;
         let Request::Batch(Some(mut unit)) =
             std::mem::replace(&mut self.request, Request::Boundary)
         else {

@@ -196,6 +196,17 @@ impl Want {
 }
 
 /// The facts that could change the decision on `sql`.
+/// Whether the first statement of `sql` is one ddlgate has a plan for
+/// (it may become a migration).
+pub fn plannable_first(sql: &[u8], major: u32) -> bool {
+    Analyzer::findings_only()
+        .analyze(sql, Mode::QueryString, true, major, &Catalog::default())
+        .first()
+        .is_some_and(|s| {
+            !s.findings.is_empty() && s.findings.iter().all(|f| crate::ddl::plan::covers(f.rule))
+        })
+}
+
 pub fn wanted(sql: &[u8], major: u32) -> Vec<Want> {
     let mut out: Vec<Want> = Vec::new();
     let mut add = |w: Want| {

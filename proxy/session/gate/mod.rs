@@ -301,6 +301,8 @@ pub struct Gate {
     registered: Option<defer::Registration>,
     /// The client's string runs in a block ddlgate opened (and closes).
     own_block: bool,
+    /// The extended batch being sent started with the client's BEGIN.
+    batch_opened: bool,
     /// SET DEFAULTs run in the open transaction: (table, column, value).
     tx_defaults: Vec<(String, String, String)>,
     /// The client's backfills deferred in the open transaction (`fill`).
@@ -346,6 +348,7 @@ impl Gate {
             tx_defaults: Vec::new(),
             fills: Vec::new(),
             own_block: false,
+            batch_opened: false,
         }
     }
 

@@ -717,3 +717,73 @@ async fn a_failing_in_transaction_step_is_the_statements_error() {
     }
     panic!("registrations left behind");
 }
+
+/// pgjdbc's shape: the transaction's BEGIN and its first statement in one
+/// extended batch (Parse/Bind/Execute of BEGIN, then Parse/Bind/Describe/
+/// Execute of the statement, one Sync). The client gets exactly the answers
+/// of its messages, one ReadyForQuery, and the statement is deferred.
+#[tokio::test]
+async fn a_begin_in_the_same_batch_as_the_statement_is_deferred_too() {
+    use crate::raw;
+    use ddlgate::protocol::frontend;
+    let setup = "CREATE TABLE jb (id int PRIMARY KEY, v int);
+                 INSERT INTO jb SELECT g, g FROM generate_series(1, 2000) g;";
+    let sql = "CREATE INDEX jb_v ON jb (v)";
+    let (want, db) = super::direct_and_via("jb", setup, sql);
+    let addr = format!("127.0.0.1:{}", runner_proxy().port())
+        .parse()
+        .unwrap();
+    let mut s = raw::ready(addr, &[("user", "postgres"), ("database", &db)]).await;
+    let mut out = Vec::new();
+    for text in ["BEGIN", sql] {
+        frontend::parse(b"", text.as_bytes(), &mut out);
+        frontend::bind(b"", b"", &mut out);
+        if text == sql {
+            out.extend_from_slice(&raw::message(b'D', b"P\0"));
+        }
+        frontend::execute(b"", &mut out);
+    }
+    frontend::sync(&mut out);
+    raw::send(&mut s, &out).await;
+    let mut tags = Vec::new();
+    loop {
+        let (tag, body) = raw::read_message(&mut s).await.expect("an answer");
+        match tag {
+            b'N' => continue,
+            b'C' => tags.push(format!(
+                "C:{}",
+                String::from_utf8_lossy(body.strip_suffix(b"\0").unwrap_or(&body))
+            )),
+            b'Z' => {
+                tags.push(format!("Z:{}", body[0] as char));
+                break;
+            }
+            b'E' => panic!("{}", raw::field(&body, b'M')),
+            t => tags.push((t as char).to_string()),
+        }
+    }
+    assert_eq!(
+        tags,
+        ["1", "2", "C:BEGIN", "1", "2", "n", "C:CREATE INDEX", "Z:T"]
+    );
+    let mut commit = Vec::new();
+    frontend::query(b"COMMIT", &mut commit);
+    raw::send(&mut s, &commit).await;
+    while let Some((tag, body)) = raw::read_message(&mut s).await {
+        if tag == b'Z' {
+            assert_eq!(body, b"I");
+            break;
+        }
+        assert_ne!(tag, b'E', "{}", raw::field(&body, b'M'));
+    }
+    assert_eq!(schema(&db).await, schema(&want).await);
+    let made: Vec<(String, String)> = direct(&db)
+        .await
+        .query("SELECT statement, status FROM ddlgate.migrations", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert_eq!(made, [(sql.to_owned(), "succeeded".to_owned())]);
+}
