@@ -355,6 +355,9 @@ impl Gate {
                 .with_detail(
                     "Its registration was gone (removed by an operator, or its token was spent)."
                         .to_owned(),
+                )
+                .with_hint(
+                    "The transaction is aborted: ROLLBACK and run the migration again.".to_owned(),
                 ),
                 state,
             ),
