@@ -122,6 +122,11 @@ pub enum StartupError {
     UnsupportedProtocol { major: u16, minor: u16 },
     #[error("invalid startup packet layout: expected terminator as last byte")]
     Malformed,
+    /// PostgreSQL takes the last of a repeated key, a proxy reading the
+    /// first would authorise one role while the server authenticates
+    /// another: refused, never emulated.
+    #[error("invalid startup packet: parameter \"{0}\" is given more than once")]
+    DuplicateParameter(String),
 }
 
 /// Reads the length word of an opening packet, checking its bounds.
@@ -151,16 +156,45 @@ pub fn decode(packet: Bytes) -> Result<StartupPacket, StartupError> {
             if major != 3 {
                 return Err(StartupError::UnsupportedProtocol { major, minor });
             }
-            // Parameters are NUL-terminated pairs closed by one more NUL.
-            if packet.last() != Some(&0) {
-                return Err(StartupError::Malformed);
-            }
+            check_params(&packet[8..])?;
             Ok(StartupPacket::Startup(StartupMessage {
                 major,
                 minor,
                 raw: packet,
             }))
         }
+    }
+}
+
+/// Checks a StartupMessage's parameters as PostgreSQL's
+/// `ProcessStartupPacket` reads them: NUL-terminated name/value pairs, the
+/// list closed by an empty name that is the packet's last byte. Every name
+/// must be unique, so that whatever ddlgate reads is what the server uses.
+fn check_params(body: &[u8]) -> Result<(), StartupError> {
+    let mut rest = body;
+    let mut seen: Vec<&[u8]> = Vec::new();
+    loop {
+        let Some((name, after)) = take_cstr(rest) else {
+            return Err(StartupError::Malformed);
+        };
+        if name.is_empty() {
+            // The terminator must be the last byte.
+            return if after.is_empty() {
+                Ok(())
+            } else {
+                Err(StartupError::Malformed)
+            };
+        }
+        let Some((_, after)) = take_cstr(after) else {
+            return Err(StartupError::Malformed);
+        };
+        if seen.contains(&name) {
+            return Err(StartupError::DuplicateParameter(
+                String::from_utf8_lossy(name).into_owned(),
+            ));
+        }
+        seen.push(name);
+        rest = after;
     }
 }
 
@@ -211,6 +245,20 @@ mod tests {
     }
 
     #[test]
+    fn refuses_repeated_parameters() {
+        for body in [
+            &b"user\0postgres\0user\0attacker\0database\0ddlgate\0\0"[..],
+            b"user\0a\0database\0x\0database\0y\0\0",
+            b"user\0a\0options\0\0application_name\0p\0options\0-c x=1\0\0",
+        ] {
+            assert!(matches!(
+                decode(packet(196608, body)),
+                Err(StartupError::DuplicateParameter(_))
+            ));
+        }
+    }
+
+    #[test]
     fn rejects_other_protocols_and_bad_lengths() {
         assert_eq!(
             decode(packet(2 << 16, b"\0")),
@@ -218,6 +266,11 @@ mod tests {
         );
         assert_eq!(
             decode(packet(196608, b"user\0x")),
+            Err(StartupError::Malformed)
+        );
+        // Anything after the terminator, as PostgreSQL refuses it.
+        assert_eq!(
+            decode(packet(196608, b"user\0a\0\0database\0b\0\0")),
             Err(StartupError::Malformed)
         );
         assert!(packet_len([0, 0, 0, 4]).is_err());

@@ -15,6 +15,7 @@
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
+use super::sandbox;
 use super::RunnerError;
 use crate::ddl::plan::Backfill;
 
@@ -100,16 +101,16 @@ pub async fn start(db: &Client, b: &Backfill) -> Result<Position, RunnerError> {
     let table = &b.table;
     let row = db
         .query_one(
-            "SELECT c.oid::pg_catalog.int8, c.relkind::text, \
+            "SELECT c.oid::pg_catalog.int8, c.relkind::pg_catalog.text, \
              GREATEST(c.reltuples, 0)::pg_catalog.int8 \
-             FROM pg_catalog.pg_class c WHERE c.oid = $1::text::pg_catalog.regclass",
+             FROM pg_catalog.pg_class c WHERE c.oid = $1::pg_catalog.text::pg_catalog.regclass",
             &[table],
         )
         .await?;
     let (oid, relkind, estimate): (i64, String, i64) = (row.get(0), row.get(1), row.get(2));
     let key = db
         .query_opt(
-            "SELECT (SELECT pg_catalog.array_agg(pg_catalog.quote_ident(a.attname::text) ORDER BY k.n) \
+            "SELECT (SELECT pg_catalog.array_agg(pg_catalog.quote_ident(a.attname::pg_catalog.text) ORDER BY k.n) \
                        FROM pg_catalog.unnest(i.indkey::pg_catalog.int2[]) WITH ORDINALITY k(att, n) \
                        JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.att \
                       WHERE k.n <= i.indnkeyatts), \
@@ -134,20 +135,24 @@ pub async fn start(db: &Client, b: &Backfill) -> Result<Position, RunnerError> {
         let texts: Vec<String> = columns
             .iter()
             .enumerate()
-            .map(|(i, c)| format!("{c}::text AS ddlgate_k{i}"))
+            .map(|(i, c)| format!("{c}::pg_catalog.text AS ddlgate_k{i}"))
             .collect();
         let desc: Vec<String> = columns.iter().map(|c| format!("{c} DESC")).collect();
-        let upper = db
-            .query_opt(
-                &format!(
-                    "SELECT {} FROM {table} ORDER BY {} LIMIT 1",
-                    texts.join(", "),
-                    desc.join(", ")
-                ),
-                &[],
-            )
-            .await?
-            .map(|r| (0..columns.len()).map(|i| r.get::<_, String>(i)).collect());
+        // Reads the table as the submitter: its policies, its key's
+        // domain checks are its owner's code.
+        let upper = sandbox::query(
+            db,
+            &format!(
+                "SELECT {} FROM {table} ORDER BY {} LIMIT 1",
+                texts.join(", "),
+                desc.join(", ")
+            ),
+            &key_columns(columns.len(), false),
+        )
+        .await?
+        .into_iter()
+        .next()
+        .map(|r| (0..columns.len()).map(|i| r.get::<_, String>(i)).collect());
         return Ok(Position {
             oid,
             walk: Walk::Key {
@@ -195,17 +200,40 @@ async fn page_count(db: &Client, oid: i64) -> Result<i64, RunnerError> {
     Ok(row.get::<_, i64>(0))
 }
 
-/// One batch's SQL and parameters.
+/// The column definition list of a query returning `n` key columns as
+/// text (and, with `count`, a bigint after them).
+fn key_columns(n: usize, count: bool) -> String {
+    let mut cols: Vec<String> = (0..n)
+        .map(|i| format!("ddlgate_k{i} pg_catalog.text"))
+        .collect();
+    if count {
+        cols.push("ddlgate_n pg_catalog.int8".into());
+    }
+    cols.join(", ")
+}
+
+/// `(lit::text::type, ...)`: a key's values as literals of its types. The
+/// batches run in the sandbox (`runner::sandbox`), which takes no
+/// parameters; the text of a key value is quoted, never interpreted.
+fn key_literal(values: &[String], types: &[String]) -> String {
+    let cast: Vec<String> = values
+        .iter()
+        .zip(types)
+        .map(|(v, t)| format!("{}::pg_catalog.text::{t}", sandbox::literal(v)))
+        .collect();
+    format!("({})", cast.join(", "))
+}
+
+/// One batch's SQL.
 pub enum Batch {
     /// Find the batch's last key (and the rows up to it), then update the
     /// key range up to it: both statements are index range scans.
     Key {
         find: String,
-        update: String,
-        /// Parameters for the range's start (none for the first batch)
-        /// and for the bound.
-        from: Vec<String>,
-        upper: Vec<String>,
+        /// The UPDATE up to `<=`, and what follows the bound it finds.
+        update_head: String,
+        update_tail: String,
+        types: Vec<String>,
     },
     Pages {
         update: String,
@@ -232,25 +260,19 @@ pub fn next_batch(b: &Backfill, p: &Position, rows: u64, rows_per_page: f64) -> 
                 return None;
             }
             let cols = format!("({})", columns.join(", "));
-            let params = |first: usize| -> String {
-                let cast: Vec<String> = types
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| format!("${}::text::{t}", first + i))
-                    .collect();
-                format!("({})", cast.join(", "))
-            };
             let n = columns.len();
-            let (from_cond, next) = match last {
-                Some(_) => (format!("{cols} > {} AND ", params(1)), n + 1),
-                None => (String::new(), 1),
+            let from_cond = match last {
+                Some(last) => format!("{cols} > {} AND ", key_literal(last, types)),
+                None => String::new(),
             };
             let aliased: Vec<String> = columns
                 .iter()
                 .enumerate()
                 .map(|(i, c)| format!("{c} AS ddlgate_k{i}"))
                 .collect();
-            let texts: Vec<String> = (0..n).map(|i| format!("ddlgate_k{i}::text")).collect();
+            let texts: Vec<String> = (0..n)
+                .map(|i| format!("ddlgate_k{i}::pg_catalog.text"))
+                .collect();
             let desc: Vec<String> = (0..n).map(|i| format!("ddlgate_k{i} DESC")).collect();
             let find = format!(
                 "SELECT {texts}, pg_catalog.count(*) OVER () FROM (\
@@ -260,21 +282,19 @@ pub fn next_batch(b: &Backfill, p: &Position, rows: u64, rows_per_page: f64) -> 
                 texts = texts.join(", "),
                 aliased = aliased.join(", "),
                 table = b.table,
-                bound = params(next),
+                bound = key_literal(upper, types),
                 order = columns.join(", "),
                 desc = desc.join(", "),
             );
-            let update = format!(
-                "UPDATE {table} SET {set} WHERE {from_cond}{cols} <= {bound}{filter}",
-                table = b.table,
-                set = b.set,
-                bound = params(next),
-            );
             Some(Batch::Key {
                 find,
-                update,
-                from: last.clone().unwrap_or_default(),
-                upper: upper.clone(),
+                update_head: format!(
+                    "UPDATE {table} SET {set} WHERE {from_cond}{cols} <= ",
+                    table = b.table,
+                    set = b.set,
+                ),
+                update_tail: filter,
+                types: types.clone(),
             })
         }
         Walk::Pages {
@@ -303,38 +323,29 @@ pub struct BatchResult {
     pub last: Option<Vec<String>>,
 }
 
-fn sql_params(values: &[String]) -> Vec<&(dyn tokio_postgres::types::ToSql + Sync)> {
-    values
-        .iter()
-        .map(|p| p as &(dyn tokio_postgres::types::ToSql + Sync))
-        .collect()
-}
-
 /// Runs `batch` on `db` (inside the caller's transaction, as the
-/// submitter).
+/// submitter, in its sandbox).
 pub async fn run_batch(db: &Client, batch: &Batch) -> Result<BatchResult, RunnerError> {
     match batch {
         Batch::Key {
             find,
-            update,
-            from,
-            upper,
+            update_head,
+            update_tail,
+            types,
         } => {
-            let mut values = from.clone();
-            values.extend(upper.iter().cloned());
-            let Some(row) = db.query_opt(find.as_str(), &sql_params(&values)).await? else {
+            let n = types.len();
+            let rows = sandbox::query(db, find, &key_columns(n, true)).await?;
+            let Some(row) = rows.into_iter().next() else {
                 return Ok(BatchResult {
                     changed: 0,
                     covered: 0,
                     last: None,
                 });
             };
-            let n = upper.len();
             let hi: Vec<String> = (0..n).map(|i| row.get::<_, String>(i)).collect();
             let covered: i64 = row.get(n);
-            let mut values = from.clone();
-            values.extend(hi.iter().cloned());
-            let changed = db.execute(update.as_str(), &sql_params(&values)).await? as i64;
+            let update = format!("{update_head}{}{update_tail}", key_literal(&hi, types));
+            let changed = sandbox::exec(db, &update).await? as i64;
             Ok(BatchResult {
                 changed,
                 covered,
@@ -342,7 +353,7 @@ pub async fn run_batch(db: &Client, batch: &Batch) -> Result<BatchResult, Runner
             })
         }
         Batch::Pages { update, .. } => {
-            let changed = db.execute(update.as_str(), &[]).await? as i64;
+            let changed = sandbox::exec(db, update).await? as i64;
             Ok(BatchResult {
                 changed,
                 covered: changed,

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use super::backfill::{self, Batch, BatchResult, Position};
 use super::exec::StepRun;
 use super::model::Request;
+use super::sandbox;
 use super::signals::Signals;
 use super::steps;
 use super::store::{self, Migration};
@@ -197,11 +198,15 @@ impl StepRun<'_> {
         spec: &crate::ddl::plan::Backfill,
     ) -> Result<Position, RunnerError> {
         let db = self.db;
-        db.batch_execute("BEGIN").await?;
+        db.batch_execute(&format!("BEGIN; {}", sandbox::DISCARD_TEMP))
+            .await?;
         let result = async {
             steps::become_submitter(db, m, true).await?;
+            sandbox::open(db).await?;
             let pos = backfill::start(db, spec).await?;
+            sandbox::close(db).await?;
             db.batch_execute(steps::BECOME_RUNNER).await?;
+            sandbox::check_commit(db).await?;
             Ok::<_, RunnerError>(pos)
         }
         .await;
@@ -259,16 +264,20 @@ impl StepRun<'_> {
         let db = self.db;
         let limits = &self.limits;
         db.batch_execute(&format!(
-            "BEGIN; SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'",
+            "BEGIN; {}; SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'",
+            sandbox::DISCARD_TEMP,
             limits.lock_timeout.as_millis(),
             limits.brief_statement_timeout.as_millis()
         ))
         .await?;
         let result = async {
             steps::become_submitter(db, m, true).await?;
+            sandbox::open(db).await?;
             let r = backfill::run_batch(db, batch).await?;
+            sandbox::close(db).await?;
             steps::check_role(db, m).await?;
             db.batch_execute(steps::BECOME_RUNNER).await?;
+            sandbox::check_commit(db).await?;
             let mut next = pos.clone();
             backfill::advance(&mut next, batch, &r);
             let json = self.write_position(m, i, &next, throttle).await?;

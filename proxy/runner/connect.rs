@@ -43,7 +43,8 @@ impl Connector {
     }
 
     /// A connection to `database` whose unqualified names resolve to
-    /// `pg_catalog` only: the runner's own SQL can be hijacked by no
+    /// `pg_catalog` only (`pg_temp` placed last, so not even a temporary
+    /// type comes first): the runner's own SQL can be hijacked by no type,
     /// function or operator a submitter creates. Its index builds use
     /// `build_workers` parallel workers: by default none, so a build takes
     /// one core and leaves the others to the application.
@@ -57,7 +58,7 @@ impl Connector {
             .dbname(database)
             .application_name(format!("ddlgate runner: {purpose}"))
             .options(format!(
-                "-c search_path=pg_catalog -c max_parallel_maintenance_workers={}",
+                "-c search_path=pg_catalog,pg_temp -c max_parallel_maintenance_workers={}",
                 self.build_workers
             ));
         if let Some(p) = &self.password {

@@ -20,6 +20,7 @@ pub mod effect;
 mod exec;
 pub mod model;
 mod poll;
+mod sandbox;
 mod signals;
 mod steps;
 pub mod store;
@@ -174,6 +175,7 @@ impl Runner {
             .connect(&s.database, "submit")
             .await
             .map_err(|e| e.failure())?;
+        check_login(&db, s).await?;
         let runner = &self.settings.user;
         if let Err(e) = db
             .batch_execute(&format!("SET ROLE {}; RESET ROLE", quote_ident(&s.role)))
@@ -198,11 +200,11 @@ impl Runner {
         store::ensure_schema(&mut db).await.map_err(|e| {
             let mut f = e.failure();
             f.message = format!("ddlgate's runner cannot keep its state in database \"{}\": {}", s.database, f.message);
-            f.hint = Some(format!(
+            f.hint = f.hint.take().or(Some(format!(
                 "The runner creates the schema ddlgate on first use: GRANT CREATE ON DATABASE {} TO {};",
                 quote_ident(&s.database),
                 quote_ident(runner)
-            ));
+            )));
             f
         })?;
         let key = lock_key(&mut db, s).await;
@@ -381,6 +383,51 @@ impl Runner {
     /// Migrations running here now.
     pub fn running_here(&self) -> Vec<MigrationKey> {
         self.inner().running.keys().cloned().collect()
+    }
+}
+
+/// The role a step runs as is whatever the client's session answered for
+/// `current_user`; it is trusted only if the role the upstream
+/// authenticated for that session may become it directly (the membership
+/// chain, with PostgreSQL 16's SET option), checked here on the runner's
+/// own connection, where nothing the client created can answer.
+async fn check_login(db: &tokio_postgres::Client, s: &Submission) -> Result<(), Failure> {
+    let refused = |detail: Option<String>| {
+        let mut f = Failure::new(
+            "42501",
+            format!(
+                "ddlgate: the session's role \"{}\" is not one its login \"{}\" may act as; \
+                 the statement was not applied",
+                s.role, s.login
+            ),
+        );
+        f.detail = detail;
+        f
+    };
+    if s.login == s.role {
+        return Ok(());
+    }
+    let checked = async {
+        let version: i32 = db
+            .query_one(
+                "SELECT pg_catalog.current_setting('server_version_num')::pg_catalog.int4",
+                &[],
+            )
+            .await?
+            .get(0);
+        let privilege = if version >= 160000 { "SET" } else { "MEMBER" };
+        let row = db
+            .query_one(
+                "SELECT pg_catalog.pg_has_role($1::pg_catalog.name, $2::pg_catalog.name, $3::pg_catalog.text)",
+                &[&s.login, &s.role, &privilege],
+            )
+            .await?;
+        Ok::<bool, tokio_postgres::Error>(row.get(0))
+    };
+    match checked.await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(refused(None)),
+        Err(e) => Err(refused(Some(RunnerError::from_db(e).to_string()))),
     }
 }
 

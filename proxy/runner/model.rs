@@ -128,6 +128,10 @@ impl Request {
 #[derive(Debug, Clone)]
 pub struct Submission {
     pub database: String,
+    /// The role the upstream authenticated for the session (its startup
+    /// `user`): the runner checks on its own connection that it may be
+    /// `role`, whatever the session answered.
+    pub login: String,
     /// The session's current role (`current_user`, read from the server):
     /// every step runs as it.
     pub role: String,

@@ -119,6 +119,22 @@ async fn discover(runner: &Runner) -> Result<(), RunnerError> {
                 continue;
             }
         };
+        match store::foreign_owner(&db).await {
+            Ok(Some(what)) => {
+                tracing::warn!(
+                    event = "runner.schema_not_ours",
+                    database = %name,
+                    what = %what,
+                    "database skipped: ddlgate uses a ddlgate schema only when its runner role owns all of it"
+                );
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(database = %name, error = %e, "runner cannot look for migrations here");
+                continue;
+            }
+        }
         if store::version(&db).await.ok().flatten().is_some() {
             runner.inner().databases.insert(name);
         }

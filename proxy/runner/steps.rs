@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio_postgres::Client;
 
 use super::model::StepStatus;
+use super::sandbox;
 use super::store::{self, Migration, StepRow};
 use super::RunnerError;
 use crate::ddl::op::{quote_ident, unquote};
@@ -52,8 +53,8 @@ fn set_timeouts(lock: Duration, statement: Duration, local: bool) -> String {
 }
 
 /// Back to the runner's own role, search_path and timeouts.
-const RESET_ALL: &str =
-    "RESET ROLE; SET search_path = pg_catalog; RESET lock_timeout; RESET statement_timeout";
+const RESET_ALL: &str = "RESET ROLE; SET search_path = pg_catalog, pg_temp; \
+     RESET lock_timeout; RESET statement_timeout";
 
 /// What an attempt of a step came to.
 pub enum Attempt {
@@ -100,12 +101,14 @@ pub(super) async fn become_submitter(
     Ok(())
 }
 
-pub(super) const BECOME_RUNNER: &str = "RESET ROLE; SET search_path = pg_catalog";
+pub(super) const BECOME_RUNNER: &str = "RESET ROLE; SET search_path = pg_catalog, pg_temp";
 
 /// The step changed role under us (a function it ran did SET ROLE): its
 /// work cannot be trusted to be the submitter's.
 pub(super) async fn check_role(db: &Client, m: &Migration) -> Result<(), RunnerError> {
-    let row = db.query_one("SELECT current_user::text", &[]).await?;
+    let row = db
+        .query_one("SELECT CAST(current_user AS pg_catalog.text)", &[])
+        .await?;
     let now: String = row.get(0);
     if now != m.role {
         return Err(RunnerError::Server(super::model::Failure::new(
@@ -193,13 +196,20 @@ async fn run_in_transaction(
         // Brief steps take locks every query on the table queues behind.
         wait_for_quiet(db, m, limits, on_wait).await?;
     }
-    db.batch_execute(&format!("BEGIN; {}", set_timeouts(lock, statement, true)))
-        .await?;
+    db.batch_execute(&format!(
+        "BEGIN; {}; {}",
+        sandbox::DISCARD_TEMP,
+        set_timeouts(lock, statement, true)
+    ))
+    .await?;
     let result = async {
         become_submitter(db, m, true).await?;
-        db.batch_execute(&s.sql).await?;
+        sandbox::open(db).await?;
+        sandbox::exec(db, &s.sql).await?;
+        sandbox::close(db).await?;
         check_role(db, m).await?;
         db.batch_execute(BECOME_RUNNER).await?;
+        sandbox::check_commit(db).await?;
         store::step_ended(db, m.id, s.n, StepStatus::Done, None).await?;
         db.batch_execute("COMMIT").await?;
         Ok::<_, RunnerError>(())
@@ -219,8 +229,16 @@ async fn run_alone(
     limits: &Limits,
 ) -> Result<Attempt, RunnerError> {
     let (lock, statement) = timeouts(s.kind, limits);
-    db.batch_execute(&set_timeouts(lock, statement, false))
-        .await?;
+    // What PostgreSQL evaluates for these forms runs as the table's owner
+    // in a security-restricted operation (see `sandbox`); only names are
+    // resolved as the submitter, so nothing an earlier step left may
+    // shadow them.
+    db.batch_execute(&format!(
+        "{}; {}",
+        sandbox::DISCARD_TEMP,
+        set_timeouts(lock, statement, false)
+    ))
+    .await?;
     let result = async {
         become_submitter(db, m, false).await?;
         let sql = match before_attempt(db, m, s).await? {
@@ -273,7 +291,7 @@ async fn built_index(
     };
     let row = db
         .query_opt(
-            "SELECT pg_catalog.format('%I.%I', n.nspname, $2::text) FROM pg_catalog.pg_class c \
+            "SELECT pg_catalog.format('%I.%I', n.nspname, $2::pg_catalog.text) FROM pg_catalog.pg_class c \
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              WHERE c.oid = pg_catalog.to_regclass($1)",
             &[table, &unquote(index)],
@@ -420,8 +438,12 @@ pub async fn undo(
     // Undone under the timeouts of the step it undoes: an index dropped
     // concurrently queues nobody, a constraint's drop is brief.
     let (lock, statement) = timeouts(s.kind, limits);
-    db.batch_execute(&set_timeouts(lock, statement, false))
-        .await?;
+    db.batch_execute(&format!(
+        "{}; {}",
+        sandbox::DISCARD_TEMP,
+        set_timeouts(lock, statement, false)
+    ))
+    .await?;
     let result = async {
         become_submitter(db, m, false).await?;
         let built = if s.kind == StepKind::BuildIndex {

@@ -78,7 +78,8 @@ extern "C" fn stop_cluster() {
 }
 
 /// Port and binaries of the shared cluster, which accepts TLS and has users
-/// for each password method.
+/// for each password method; every member of `scram_group` (directly or
+/// not) logs in over TCP with SCRAM.
 pub struct ClusterInfo {
     pub port: u16,
     pub bin_dir: PathBuf,
@@ -93,6 +94,7 @@ pub fn cluster() -> &'static ClusterInfo {
                    host all md5_user 127.0.0.1/32 md5\n\
                    host all scram_user 127.0.0.1/32 scram-sha-256\n\
                    host all plain_user 127.0.0.1/32 password\n\
+                   host all +scram_group 127.0.0.1/32 scram-sha-256\n\
                    host all all 127.0.0.1/32 trust\n";
         let cluster = PgCluster::start(ClusterOptions {
             conf: vec![],
@@ -113,7 +115,8 @@ pub fn cluster() -> &'static ClusterInfo {
             &format!(
                 "SET password_encryption = 'md5'; CREATE ROLE md5_user LOGIN PASSWORD '{MD5_PASSWORD}';
                  SET password_encryption = 'scram-sha-256'; CREATE ROLE scram_user LOGIN PASSWORD '{SCRAM_PASSWORD}';
-                 CREATE ROLE plain_user LOGIN PASSWORD '{PLAIN_PASSWORD}';"
+                 CREATE ROLE plain_user LOGIN PASSWORD '{PLAIN_PASSWORD}';
+                 CREATE ROLE scram_group NOLOGIN;"
             ),
         );
         psql_admin(

@@ -20,3 +20,4 @@ mod relay;
 mod runner;
 mod tools;
 mod transparency;
+mod trust;

@@ -105,15 +105,83 @@ const UPGRADES: &[&str] = &[
      END $ddlgate$;
      REVOKE ALL ON FUNCTION ddlgate.confirm(text) FROM PUBLIC;
      GRANT EXECUTE ON FUNCTION ddlgate.confirm(text) TO PUBLIC;",
+    // 5: confirm() runs with pg_temp searched last, not first (its
+    // caller's temporary objects never stand in for the catalog's).
+    "ALTER FUNCTION ddlgate.confirm(text) SET search_path = pg_catalog, pg_temp;",
 ];
+
+/// How long creating or upgrading the schema waits for another instance
+/// doing the same (the upgrade lock, or a lock its DDL needs).
+const UPGRADE_LOCK_TIMEOUT: &str = "10s";
+
+/// The first thing in the `ddlgate` schema (the schema itself, a
+/// relation, a function, a type) that the connected role does not own,
+/// described: whoever can plant state there can choose the statements
+/// and roles the runner executes, so ddlgate uses the schema only when
+/// it owns all of it.
+const FOREIGN_OWNER_SQL: &str = "WITH me AS (SELECT r.oid FROM pg_catalog.pg_roles r \
+         WHERE r.rolname = session_user), \
+     ns AS (SELECT n.oid, n.nspowner FROM pg_catalog.pg_namespace n WHERE n.nspname = 'ddlgate') \
+     SELECT w.what FROM ( \
+       SELECT 1 AS k, pg_catalog.format('schema ddlgate is owned by role %I', \
+              pg_catalog.pg_get_userbyid(ns.nspowner)) AS what \
+         FROM ns WHERE ns.nspowner <> (SELECT oid FROM me) \
+       UNION ALL \
+       SELECT 2, pg_catalog.format('relation ddlgate.%I is owned by role %I', c.relname, \
+              pg_catalog.pg_get_userbyid(c.relowner)) \
+         FROM pg_catalog.pg_class c JOIN ns ON c.relnamespace = ns.oid \
+        WHERE c.relowner <> (SELECT oid FROM me) \
+       UNION ALL \
+       SELECT 3, pg_catalog.format('function ddlgate.%I is owned by role %I', p.proname, \
+              pg_catalog.pg_get_userbyid(p.proowner)) \
+         FROM pg_catalog.pg_proc p JOIN ns ON p.pronamespace = ns.oid \
+        WHERE p.proowner <> (SELECT oid FROM me) \
+       UNION ALL \
+       SELECT 4, pg_catalog.format('type ddlgate.%I is owned by role %I', t.typname, \
+              pg_catalog.pg_get_userbyid(t.typowner)) \
+         FROM pg_catalog.pg_type t JOIN ns ON t.typnamespace = ns.oid \
+        WHERE t.typowner <> (SELECT oid FROM me) \
+     ) w ORDER BY w.k LIMIT 1";
+
+/// `Some(what)` when something in the `ddlgate` schema belongs to another
+/// role than the connected one (see [`FOREIGN_OWNER_SQL`]).
+pub async fn foreign_owner(
+    db: &impl tokio_postgres::GenericClient,
+) -> Result<Option<String>, RunnerError> {
+    Ok(db
+        .query_opt(FOREIGN_OWNER_SQL, &[])
+        .await?
+        .map(|r| r.get(0)))
+}
+
+/// The error for a `ddlgate` schema that is not all the runner's.
+pub fn not_ours(what: &str) -> RunnerError {
+    let mut f = super::super::Failure::new(
+        "42501",
+        format!("ddlgate keeps no state in a schema it does not own: {what}"),
+    );
+    f.hint = Some(
+        "Only the runner role may own the schema ddlgate and what is in it: drop or reassign \
+         the objects (as their owner or a superuser), then run the statement again."
+            .into(),
+    );
+    RunnerError::Server(f)
+}
 
 /// Creates or upgrades the `ddlgate` schema in the connected database.
 pub async fn ensure_schema(db: &mut Client) -> Result<(), RunnerError> {
+    if let Some(what) = foreign_owner(db).await? {
+        return Err(not_ours(&what));
+    }
     let current = version(db).await?;
     if current == Some(UPGRADES.len() as i32) {
         return Ok(());
     }
     let tx = db.transaction().await?;
+    tx.batch_execute(&format!(
+        "SET LOCAL lock_timeout = '{UPGRADE_LOCK_TIMEOUT}'"
+    ))
+    .await?;
     tx.execute(
         "SELECT pg_catalog.pg_advisory_xact_lock($1)",
         &[&UPGRADE_LOCK],
@@ -130,6 +198,11 @@ pub async fn ensure_schema(db: &mut Client) -> Result<(), RunnerError> {
              applied_at timestamptz NOT NULL DEFAULT pg_catalog.now())",
     )
     .await?;
+    // Checked again under the lock, now that the schema exists: `CREATE
+    // SCHEMA IF NOT EXISTS` succeeds on anyone's schema.
+    if let Some(what) = foreign_owner(&tx).await? {
+        return Err(not_ours(&what));
+    }
     // Read again under the lock: another instance may have upgraded.
     let from: Option<i32> = tx
         .query_one(

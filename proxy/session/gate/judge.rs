@@ -356,6 +356,7 @@ impl Gate {
             marker: format!("ddlgate:migrate:{event_id}"),
             submission: crate::runner::Submission {
                 database: self.who.database.clone(),
+                login: self.who.user.clone(),
                 wait,
                 role: facts.role,
                 search_path: facts.search_path,

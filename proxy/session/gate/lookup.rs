@@ -119,10 +119,10 @@ const SESSION: &[u8] = b"ddlgate_lookup_session";
 /// ddlgate (so SET, SET LOCAL, RESET, ALTER ROLE ... SET and a pooler's
 /// DISCARD ALL all mean what they mean in PostgreSQL). The parameter is
 /// unused (every fact is read by a name).
-const SESSION_SQL: &str = "SELECT current_user::text, \
+const SESSION_SQL: &str = "SELECT CAST(current_user AS pg_catalog.text), \
      pg_catalog.current_setting('search_path'), \
      pg_catalog.current_setting('ddlgate.mode', true), \
-     pg_catalog.current_setting('ddlgate.postpone_cutover', true) WHERE $1::text IS NOT NULL";
+     pg_catalog.current_setting('ddlgate.postpone_cutover', true) WHERE $1::pg_catalog.text IS NOT NULL";
 
 /// What a migration submitted by the session needs to know of it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -299,7 +299,7 @@ async fn kill_9_mid_cutover_then_restart_cuts_over_once() {
         waiting = watch
             .query_one(
                 "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-                 AND query LIKE 'DROP TRIGGER%' AND datname = current_database())",
+                 AND query LIKE '%ddlgate_exec%' AND datname = current_database())",
                 &[],
             )
             .await

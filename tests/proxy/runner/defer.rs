@@ -37,6 +37,7 @@ async fn a_deferred_migration_exists_exactly_when_the_clients_transaction_commit
         ddlgate::ddl::plan::plan("CREATE INDEX ON t (a)", &Catalog::default(), &|_| true).unwrap();
     let submission = Submission {
         database: db.clone(),
+        login: "defer_client".into(),
         role: "defer_client".into(),
         search_path: "public".into(),
         statement: "CREATE INDEX ON t (a)".into(),

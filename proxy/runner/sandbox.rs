@@ -1,0 +1,155 @@
+//! Where code the submitter or a table's owner wrote runs on the runner's
+//! connection. `SET ROLE` is no sandbox: anything evaluated under it (a
+//! volatile DEFAULT in a backfill, a `USING` expression, a trigger firing on
+//! a batch, a CHECK function during VALIDATE, a domain's CHECK) may `RESET
+//! ROLE` or `set_config('role', …)` to any role the runner's login is a
+//! member of. PostgreSQL refuses both inside a SECURITY DEFINER function,
+//! and in everything that function calls, so such code runs only inside one
+//! that the submitter owns:
+//!
+//! - created as the submitter, inside the step's transaction, in the runner
+//!   session's `pg_temp` (uncommitted, so no other session sees it, not
+//!   even the submitter's own to alter it) and dropped before it ends;
+//! - with a `SET search_path` clause, so every setting that code changes
+//!   (`lock_timeout`, `search_path`, …) is undone when the function returns;
+//! - ending with `SET CONSTRAINTS ALL IMMEDIATE`, so triggers the code
+//!   queued fire inside it; and the transaction does not commit while any
+//!   deferrable trigger of a user's exists (one could be re-deferred and run
+//!   at COMMIT, outside the function).
+//!
+//! Before each step, `DISCARD TEMP` removes whatever an earlier step's code
+//! left in the session's `pg_temp` (a temporary table or type would
+//! otherwise shadow the names of the next migration, another role's).
+//! The CONCURRENTLY forms cannot run in a function; PostgreSQL runs what
+//! they evaluate (index expressions and predicates) as the table's owner in
+//! a security-restricted operation, which refuses a role change as well.
+
+use tokio_postgres::{Client, Row};
+
+use super::model::Failure;
+use super::RunnerError;
+
+/// The two entry points, created as the submitter (see the module doc).
+/// Their declarations are schema-qualified: they are compiled under the
+/// submitter's search_path.
+const CREATE: &str = "CREATE FUNCTION pg_temp.ddlgate_exec(sql pg_catalog.text) \
+     RETURNS pg_catalog.int8 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT \
+     AS $ddlgate$DECLARE n pg_catalog.int8; \
+     BEGIN EXECUTE sql; GET DIAGNOSTICS n = ROW_COUNT; SET CONSTRAINTS ALL IMMEDIATE; RETURN n; \
+     END$ddlgate$; \
+     CREATE FUNCTION pg_temp.ddlgate_query(sql pg_catalog.text) \
+     RETURNS SETOF record LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT \
+     AS $ddlgate$BEGIN RETURN QUERY EXECUTE sql; SET CONSTRAINTS ALL IMMEDIATE; END$ddlgate$";
+
+const DROP: &str = "DROP FUNCTION pg_temp.ddlgate_exec(pg_catalog.text); \
+     DROP FUNCTION pg_temp.ddlgate_query(pg_catalog.text)";
+
+/// Empties the session's `pg_temp`: run before each step.
+pub const DISCARD_TEMP: &str = "DISCARD TEMP";
+
+/// A user's deferrable trigger (internal ones, of foreign keys and
+/// deferrable unique constraints, run as the table's owner under the
+/// same restriction as an index build).
+const DEFERRABLE_TRIGGER_SQL: &str = "SELECT pg_catalog.format('%I on %s', t.tgname, \
+     t.tgrelid::pg_catalog.regclass) FROM pg_catalog.pg_trigger t \
+     WHERE t.tgdeferrable AND NOT t.tgisinternal LIMIT 1";
+
+/// Creates the entry points. The caller is inside the step's transaction,
+/// already the submitter (`SET LOCAL ROLE`, its search_path).
+pub async fn open(db: &Client) -> Result<(), RunnerError> {
+    db.batch_execute(CREATE).await.map_err(|e| {
+        let e = RunnerError::from_db(e);
+        match e.failure().sqlstate.as_str() {
+            // No TEMP on the database, or no USAGE on plpgsql.
+            "42501" => {
+                let mut f = e.failure();
+                f.message = format!(
+                    "ddlgate runs the submitter's code only inside a function the submitter owns, \
+                     in a temporary schema, and could not create it: {}",
+                    f.message
+                );
+                f.hint = Some(
+                    "The role needs TEMPORARY on the database and USAGE on plpgsql (both \
+                     PUBLIC's by default)."
+                        .into(),
+                );
+                RunnerError::Server(f)
+            }
+            _ => e,
+        }
+    })
+}
+
+/// Runs `sql` (one or more statements, no parameters) in the sandbox: the
+/// last statement's row count.
+pub async fn exec(db: &Client, sql: &str) -> Result<u64, RunnerError> {
+    let row = db
+        .query_one("SELECT pg_temp.ddlgate_exec($1::pg_catalog.text)", &[&sql])
+        .await?;
+    Ok(row.get::<_, Option<i64>>(0).unwrap_or(0).max(0) as u64)
+}
+
+/// Runs the query `sql` in the sandbox; `columns` is its column definition
+/// list (`a pg_catalog.text, n pg_catalog.int8`).
+pub async fn query(db: &Client, sql: &str, columns: &str) -> Result<Vec<Row>, RunnerError> {
+    Ok(db
+        .query(
+            &format!("SELECT * FROM pg_temp.ddlgate_query($1::pg_catalog.text) AS q({columns})"),
+            &[&sql],
+        )
+        .await?)
+}
+
+/// Drops the entry points (still the submitter, their owner).
+pub async fn close(db: &Client) -> Result<(), RunnerError> {
+    db.batch_execute(DROP).await?;
+    Ok(())
+}
+
+/// As the runner, just before COMMIT: refuses to commit while a user's
+/// deferrable trigger exists (see the module doc).
+pub async fn check_commit(db: &Client) -> Result<(), RunnerError> {
+    if let Some(row) = db.query_opt(DEFERRABLE_TRIGGER_SQL, &[]).await? {
+        let what: String = row.get(0);
+        let mut f = Failure::new(
+            "55000",
+            format!(
+                "ddlgate cannot run this step safely: trigger {what} is deferrable, and what it \
+                 runs at COMMIT would run outside the submitter's sandbox"
+            ),
+        );
+        f.hint = Some(
+            "Make the trigger NOT DEFERRABLE, or run the statement directly, not through ddlgate."
+                .into(),
+        );
+        return Err(RunnerError::Server(f));
+    }
+    Ok(())
+}
+
+/// A SQL literal of `s` that reads the same whatever
+/// `standard_conforming_strings` is.
+pub fn literal(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 3);
+    out.push_str("E'");
+    for c in s.chars() {
+        match c {
+            '\'' => out.push_str("''"),
+            '\\' => out.push_str("\\\\"),
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::literal;
+
+    #[test]
+    fn literals_escape_quotes_and_backslashes() {
+        assert_eq!(literal("a'b\\c"), "E'a''b\\\\c'");
+        assert_eq!(literal(""), "E''");
+    }
+}
