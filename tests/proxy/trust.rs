@@ -283,3 +283,47 @@ async fn a_ddlgate_schema_someone_else_made_is_not_used() {
     let msg = e.as_db_error().unwrap().message().to_owned();
     assert!(msg.contains("owned by role trust_attacker"), "{msg}");
 }
+
+#[tokio::test]
+async fn a_temporary_index_with_a_permanent_namesake_is_the_one_dropped() {
+    let db = database();
+    psql_in(
+        cluster(),
+        &db,
+        "CREATE INDEX t_atk_v ON t_atk (v); ALTER TABLE t_atk OWNER TO trust_attacker;",
+    );
+    let c = connect_as("trust_attacker", &db).await;
+    c.batch_execute(
+        // Built by SQL made at run time: a name ddlgate never saw made.
+        "CREATE TEMP TABLE scratch AS SELECT g AS v FROM generate_series(1, 1000) g;
+         DO $$DECLARE t text := 'scratch';
+             BEGIN EXECUTE 'CREATE INDEX t_atk_v ON ' || t || ' (v)'; END$$;",
+    )
+    .await
+    .unwrap();
+    // PostgreSQL resolves the name to the session's temporary index first.
+    c.batch_execute("DROP INDEX t_atk_v").await.unwrap();
+    let (temp, permanent): (bool, bool) = {
+        let r = c
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_class WHERE relname = 't_atk_v' \
+                   AND relpersistence = 't'), \
+                 EXISTS (SELECT 1 FROM pg_class WHERE relname = 't_atk_v' \
+                   AND relpersistence = 'p')",
+                &[],
+            )
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    assert!(!temp, "the temporary index is still there");
+    assert!(permanent, "the permanent index was dropped instead");
+    // A temporary table's index is rebuilt where it lives.
+    c.batch_execute(
+        "DO $$DECLARE t text := 'scratch';
+         BEGIN EXECUTE 'CREATE INDEX scratch_v ON ' || t || ' (v)'; END$$;
+         REINDEX INDEX scratch_v",
+    )
+    .await
+    .unwrap();
+}

@@ -75,6 +75,11 @@ pub struct Catalog {
     /// Relations (tables, indexes; folded names) that do not exist: a
     /// statement on them fails, or does nothing under IF EXISTS.
     pub missing_relations: HashSet<String>,
+    /// Relations (folded names as written) that resolve, in the client's
+    /// session, to one of its temporary relations: private to it, so
+    /// nobody queues behind them; and no other session (the runner's)
+    /// would resolve the name to the same object.
+    pub temp_relations: HashSet<String>,
     /// `(table, column)` pairs that do not exist (folded).
     pub absent_columns: HashSet<(String, String)>,
     /// Nullability, constraints, indexes and collation by folded
@@ -120,6 +125,8 @@ impl Catalog {
             .extend(other.missing_relations.iter().cloned());
         c.absent_columns
             .extend(other.absent_columns.iter().cloned());
+        c.temp_relations
+            .extend(other.temp_relations.iter().cloned());
         c.columns.extend(other.columns.clone());
         c.default_partitions
             .extend(other.default_partitions.clone());
@@ -144,6 +151,21 @@ impl Catalog {
         let n = fold_name(name);
         self.missing_relations.contains(&n)
             || (table && self.complete && !self.relations.contains(&n))
+    }
+
+    /// Whether the name resolves to the session's temporary relation.
+    pub fn is_temp(&self, name: &str) -> bool {
+        self.temp_relations.contains(&fold_name(name))
+    }
+
+    /// Whether any relation `op` names resolves to a temporary one of the
+    /// client's session: such a statement runs there, as sent, or not at
+    /// all (no other session would resolve it to the same object).
+    pub fn names_temp(&self, op: &Op) -> bool {
+        op.existing_relations()
+            .into_iter()
+            .chain(op.table())
+            .any(|n| self.is_temp(n))
     }
 
     pub fn column(&self, table: &str, column: &str) -> Option<&ColumnFacts> {
@@ -201,7 +223,8 @@ pub fn check(op: &Op, ctx: &Context<'_>) -> Vec<Finding> {
 }
 
 /// Whether nobody else can be affected, whatever the statement does: it
-/// acts on a table created in this transaction, a temporary table, or one
+/// acts on a table created in this transaction, a temporary relation (known
+/// from the session's catalog, or created through ddlgate), or one
 /// of the session's own scratch tables or their indexes; or on objects that
 /// do not exist (it fails, or does nothing under IF EXISTS).
 fn harmless(op: &Op, ctx: &Context<'_>) -> bool {
@@ -231,8 +254,13 @@ fn harmless(op: &Op, ctx: &Context<'_>) -> bool {
     let missing = |name: &str| {
         ctx.catalog.is_missing(name, tables) && !tx.renamed_to.contains(&fold_name(name))
     };
+    // Temporary relations are private to the session: nobody else can
+    // queue behind them or lose them.
     let targets = op.existing_relations();
-    if !targets.is_empty() && targets.iter().all(|t| missing(t)) {
+    if !targets.is_empty() && targets.iter().all(|t| missing(t) || ctx.catalog.is_temp(t)) {
+        return true;
+    }
+    if op.table().is_some_and(|t| ctx.catalog.is_temp(t)) {
         return true;
     }
     if let Op::DropColumn { table, columns } = op {

@@ -153,6 +153,9 @@ impl Gate {
                 }
                 StmtKind::Ddl => {
                     let text = &sql[a.range.clone()];
+                    // It names a temporary relation of this session: it
+                    // runs here as sent, or not at all, never elsewhere.
+                    let private = a.ops.iter().any(|op| catalog.names_temp(op));
                     // A column an earlier deferral in this transaction
                     // shadows until its cut-over.
                     let shadow = self.shadowing(a, text);
@@ -174,7 +177,8 @@ impl Gate {
                         && splittable
                         && decision == Decision::Rewrite
                         && !observe
-                        && may_migrate;
+                        && may_migrate
+                        && !private;
                     // In the block the server said it is in: no BEGIN or
                     // COMMIT ahead of it in the string.
                     let defer = deferrable && open_block && control.is_none_or(|b| b > i);
@@ -215,7 +219,7 @@ impl Gate {
                         j.stop = Some((i, e.id, sh.conflict()));
                         break;
                     }
-                    if !observe && decision.stops() && alone && !in_tx && may_migrate {
+                    if !observe && decision.stops() && alone && !in_tx && may_migrate && !private {
                         match self.migration(text, a, &judgement, &e.id, state) {
                             Ok(Some(p)) => {
                                 e.event = Kind::Migrated;

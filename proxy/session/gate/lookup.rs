@@ -33,7 +33,8 @@ const DOMAIN: &[u8] = b"ddlgate_lookup_domain";
 const RELATION: &[u8] = b"ddlgate_lookup_relation";
 
 /// A row if the relation exists.
-const RELATION_SQL: &str = "SELECT 1 WHERE pg_catalog.to_regclass($1) IS NOT NULL";
+const RELATION_SQL: &str = "SELECT c.relpersistence OPERATOR(pg_catalog.=) 't' \
+     FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)";
 
 const DOMAIN_SQL: &str = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c \
      WHERE c.contypid = pg_catalog.to_regtype($1))";
@@ -479,7 +480,11 @@ impl Lookup {
                             catalog.constrained_domains.insert(name.clone());
                         }
                     }
-                    Want::Relation(_) => {}
+                    Want::Relation(name) => {
+                        if cols.first() == Some(&Some(&b"t"[..])) {
+                            catalog.temp_relations.insert(fold_name(name));
+                        }
+                    }
                     Want::Dependents(table, column) => dependents::on_row(
                         &cols,
                         catalog
