@@ -117,6 +117,14 @@ pub struct ProxyArgs {
     #[arg(long, env = "DDLGATE_MAX_MESSAGE_SIZE")]
     pub max_message_size: Option<String>,
 
+    /// Largest Query or Parse ddlgate holds whole to judge it, e.g. 16MB [default: 64MB].
+    #[arg(long, env = "DDLGATE_MAX_HELD_MESSAGE_SIZE")]
+    pub max_held_message_size: Option<String>,
+
+    /// Bytes of large held messages all sessions together may hold [default: 256MB].
+    #[arg(long, env = "DDLGATE_MAX_HELD_TOTAL")]
+    pub max_held_total: Option<String>,
+
     /// Time a client has to finish SSL negotiation, startup and authentication [default: 30s].
     #[arg(long, env = "DDLGATE_HANDSHAKE_TIMEOUT")]
     pub handshake_timeout: Option<String>,

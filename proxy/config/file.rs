@@ -15,6 +15,8 @@ pub struct FileConfig {
     pub workers: Option<usize>,
     pub max_client_connections: Option<usize>,
     pub max_message_size: Option<String>,
+    pub max_held_message_size: Option<String>,
+    pub max_held_total: Option<String>,
     pub handshake_timeout: Option<String>,
     pub idle_timeout: Option<String>,
     pub connect_timeout: Option<String>,

@@ -57,6 +57,10 @@ pub struct Settings {
     pub workers: usize,
     pub max_client_connections: usize,
     pub max_message_size: usize,
+    /// The largest message ddlgate holds whole (a Query or Parse, to judge
+    /// its SQL), and what large ones may hold across sessions.
+    pub max_held_message_size: usize,
+    pub max_held_total: usize,
     pub handshake_timeout: Duration,
     pub idle_timeout: Option<Duration>,
     pub connect_timeout: Duration,
@@ -83,6 +87,8 @@ impl Settings {
             workers: 1,
             max_client_connections: 1000,
             max_message_size: 1 << 30,
+            max_held_message_size: 64 << 20,
+            max_held_total: 256 << 20,
             handshake_timeout: Duration::from_secs(30),
             idle_timeout: None,
             connect_timeout: Duration::from_secs(5),
@@ -138,6 +144,27 @@ pub fn resolve(args: &ProxyArgs, file: FileConfig) -> Result<Settings, ConfigErr
             return Err(bad("max_message_size", "must be between 1kB and 1GB"));
         }
         s.max_message_size = size;
+    }
+    if let Some(v) = args
+        .max_held_message_size
+        .clone()
+        .or(file.max_held_message_size)
+    {
+        let size = parse_size("max_held_message_size", &v)?;
+        if !(1024..=(1 << 30)).contains(&size) {
+            return Err(bad("max_held_message_size", "must be between 1kB and 1GB"));
+        }
+        s.max_held_message_size = size;
+    }
+    if let Some(v) = args.max_held_total.clone().or(file.max_held_total) {
+        let size = parse_size("max_held_total", &v)?;
+        if size < s.max_held_message_size {
+            return Err(bad(
+                "max_held_total",
+                "must be at least max_held_message_size",
+            ));
+        }
+        s.max_held_total = size;
     }
     if let Some(v) = args.handshake_timeout.clone().or(file.handshake_timeout) {
         s.handshake_timeout = nonzero(

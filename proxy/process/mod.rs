@@ -5,6 +5,7 @@
 //! (`session`) depend on this module, and it on neither.
 
 mod cancel;
+pub mod held;
 mod registry;
 mod runtime;
 mod shared;

@@ -32,6 +32,8 @@ pub struct Shared {
     pub pacers: crate::pacing::Pacers,
     /// RELOAD from the admin console: the process reloads as on SIGHUP.
     pub reload: tokio::sync::Notify,
+    /// What large held client messages take, all sessions together.
+    pub held: Arc<super::held::HeldBudget>,
     active: AtomicUsize,
     next_id: AtomicU64,
 }
@@ -80,6 +82,7 @@ impl Shared {
             pacers: crate::pacing::Pacers::new(latency.clone()),
             latency,
             reload: tokio::sync::Notify::new(),
+            held: super::held::HeldBudget::new(),
             active: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
         }

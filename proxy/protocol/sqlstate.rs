@@ -20,3 +20,7 @@ pub const WARNING: &str = "01000";
 pub const SYNTAX_ERROR: &str = "42601";
 pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
 pub const INVALID_PARAMETER_VALUE: &str = "22023";
+/// A statement over a limit of ddlgate's (`max_held_message_size`).
+pub const PROGRAM_LIMIT_EXCEEDED: &str = "54000";
+/// ddlgate's memory for held messages is spent (`max_held_total`).
+pub const OUT_OF_MEMORY: &str = "53200";

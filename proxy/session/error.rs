@@ -43,6 +43,10 @@ pub enum SessionError {
     Shutdown,
     #[error("role {0} is not in admin_roles")]
     NotAdmin(String),
+    #[error("client message of {len} bytes is over max_held_message_size ({max})")]
+    HeldTooLarge { len: usize, max: usize },
+    #[error("held client messages would exceed max_held_total ({0})")]
+    HeldBusy(usize),
 }
 
 impl SessionError {
@@ -65,6 +69,22 @@ impl SessionError {
                 "the upstream server closed the connection unexpectedly",
             )
             .with_detail("The server may have been restarted or terminated this backend."),
+            HeldTooLarge { len, max } => Report::fatal(
+                sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                format!(
+                    "ddlgate reads a Query or Parse whole to judge its SQL, and this one \
+                     ({len} bytes) is over its max_held_message_size ({max} bytes)"
+                ),
+            )
+            .with_hint("Send large data as Bind parameters or COPY, which stream through, or raise max_held_message_size."),
+            HeldBusy(max) => Report::fatal(
+                sqlstate::OUT_OF_MEMORY,
+                format!(
+                    "ddlgate is already holding its max_held_total ({max} bytes) of large messages \
+                     from other sessions"
+                ),
+            )
+            .with_hint("Try again later, or raise max_held_total."),
             NotAdmin(role) => Report::fatal(
                 sqlstate::INVALID_AUTHORIZATION,
                 format!("role \"{role}\" may not use ddlgate's admin console"),
@@ -121,6 +141,8 @@ impl SessionError {
             Shutdown => "shutdown",
             UpstreamRejected => "upstream_rejected",
             NotAdmin(_) => "not_admin",
+            HeldTooLarge { .. } => "held_too_large",
+            HeldBusy(_) => "held_busy",
         }
     }
 }

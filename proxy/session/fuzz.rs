@@ -113,6 +113,12 @@ pub fn relay(
             control: Control::new(None, CancellationToken::new(), CancellationToken::new()),
             metrics: &metrics,
             max_message_size: 1 << 20,
+            held: super::relay::Held {
+                max_one: 1 << 19,
+                max_total: 1 << 20,
+                budget: crate::process::held::HeldBudget::new(),
+                reserved: None,
+            },
         };
         relay.run().await;
     });

@@ -232,6 +232,12 @@ where
         ),
         metrics: &shared.metrics,
         max_message_size: settings.max_message_size,
+        held: relay::Held {
+            max_one: settings.max_held_message_size,
+            max_total: settings.max_held_total,
+            budget: shared.held.clone(),
+            reserved: None,
+        },
     };
     let end = relay.run().await;
     if let Some((requests, waited)) = relay.gate.backfill_traffic() {

@@ -43,6 +43,11 @@ pub trait Handler {
     type Error: From<FrameError>;
     /// Whether the message with this tag and length is held until complete.
     fn whole(&mut self, tag: u8, frame_len: usize) -> bool;
+    /// A message held whole is incomplete and will be buffered to its
+    /// `frame_len`: the handler may refuse it.
+    fn buffering(&mut self, _frame_len: usize) -> Result<(), Self::Error> {
+        Ok(())
+    }
     fn seen(&mut self, seen: Seen<'_>) -> Result<Verdict, Self::Error>;
 }
 
@@ -159,6 +164,7 @@ impl Pipe {
             };
             if h.whole(hd.tag, hd.frame_len()) {
                 if unscanned < hd.frame_len() {
+                    h.buffering(hd.frame_len())?;
                     self.buf.reserve(hd.frame_len() - unscanned);
                     return Ok(());
                 }

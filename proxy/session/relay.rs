@@ -34,6 +34,18 @@ pub enum End {
 /// Scanning a client message failed.
 enum ScanStop {
     Frame(FrameError),
+    /// A message to hold whole over the bounds (`max_held_message_size`,
+    /// `max_held_total`).
+    Held(SessionError),
+}
+
+impl From<ScanStop> for SessionError {
+    fn from(s: ScanStop) -> Self {
+        match s {
+            ScanStop::Frame(e) => SessionError::ClientFrame(e),
+            ScanStop::Held(e) => e,
+        }
+    }
 }
 
 impl From<FrameError> for ScanStop {
@@ -52,6 +64,7 @@ pub struct Relay<'a, C, S> {
     pub control: Control,
     pub metrics: &'a Metrics,
     pub max_message_size: usize,
+    pub held: Held,
 }
 
 /// State of the loop: relaying, or flushing what is left before returning.
@@ -124,8 +137,8 @@ where
                         progress = true;
                         self.control.activity();
                         self.metrics.client_bytes.increment(n as u64);
-                        if let Err(ScanStop::Frame(e)) = self.scan_client() {
-                            *phase = Phase::Closing(self.close_with(SessionError::ClientFrame(e)));
+                        if let Err(stop) = self.scan_client() {
+                            *phase = Phase::Closing(self.close_with(stop.into()));
                             continue;
                         }
                     }
@@ -155,9 +168,8 @@ where
                             continue;
                         }
                         if held && !self.gate.holding_client() {
-                            if let Err(ScanStop::Frame(e)) = self.scan_client() {
-                                *phase =
-                                    Phase::Closing(self.close_with(SessionError::ClientFrame(e)));
+                            if let Err(stop) = self.scan_client() {
+                                *phase = Phase::Closing(self.close_with(stop.into()));
                                 continue;
                             }
                         }
@@ -180,14 +192,14 @@ where
                 }
                 Some(Action::ToClient(bytes)) => {
                     self.s2c.inject(&bytes);
-                    if let Err(ScanStop::Frame(e)) = self.scan_client() {
-                        *phase = Phase::Closing(self.close_with(SessionError::ClientFrame(e)));
+                    if let Err(stop) = self.scan_client() {
+                        *phase = Phase::Closing(self.close_with(stop.into()));
                     }
                     continue;
                 }
                 Some(Action::Rescan) => {
-                    if let Err(ScanStop::Frame(e)) = self.scan_client() {
-                        *phase = Phase::Closing(self.close_with(SessionError::ClientFrame(e)));
+                    if let Err(stop) = self.scan_client() {
+                        *phase = Phase::Closing(self.close_with(stop.into()));
                     }
                     continue;
                 }
@@ -217,6 +229,7 @@ where
             state: &mut self.state,
             gate: &mut self.gate,
             metrics: self.metrics,
+            held: &mut self.held,
         };
         self.c2s.scan(self.max_message_size, &mut side)
     }
@@ -270,6 +283,37 @@ struct ClientSide<'a> {
     state: &'a mut SessionState,
     gate: &'a mut Gate,
     metrics: &'a Metrics,
+    held: &'a mut Held,
+}
+
+/// This session's share of held-message memory: the bound on one message,
+/// and its reservation from all sessions' budget while it buffers a large
+/// one.
+pub struct Held {
+    pub max_one: usize,
+    pub max_total: usize,
+    pub budget: std::sync::Arc<crate::process::held::HeldBudget>,
+    pub reserved: Option<crate::process::held::HeldGuard>,
+}
+
+impl Held {
+    /// Whether a message of `len` bytes may be buffered whole now.
+    fn admit(&mut self, len: usize) -> Result<(), SessionError> {
+        if len > self.max_one {
+            return Err(SessionError::HeldTooLarge {
+                len,
+                max: self.max_one,
+            });
+        }
+        if len > crate::process::held::UNCOUNTED && self.reserved.is_none() {
+            self.reserved = Some(
+                self.budget
+                    .try_reserve(len, self.max_total)
+                    .ok_or(SessionError::HeldBusy(self.max_total))?,
+            );
+        }
+        Ok(())
+    }
 }
 
 impl Handler for ClientSide<'_> {
@@ -279,7 +323,13 @@ impl Handler for ClientSide<'_> {
         self.gate.wants_client(tag)
     }
 
+    fn buffering(&mut self, frame_len: usize) -> Result<(), ScanStop> {
+        self.held.admit(frame_len).map_err(ScanStop::Held)
+    }
+
     fn seen(&mut self, seen: Seen<'_>) -> Result<Verdict, ScanStop> {
+        // Seen whole: what it reserved is given back (it is written next).
+        self.held.reserved = None;
         if let Seen::Whole(b'X', _) | Seen::Streamed(b'X') = seen {
             self.state.client_terminated = true;
         }

@@ -327,3 +327,63 @@ async fn a_temporary_index_with_a_permanent_namesake_is_the_one_dropped() {
     .await
     .unwrap();
 }
+
+#[tokio::test]
+async fn a_message_over_the_held_bound_is_refused_and_others_go_on() {
+    let mut s = settings();
+    s.max_held_message_size = 64 * 1024;
+    s.max_held_total = 64 * 1024;
+    let p = Proxy::start(s);
+    let other = p.connect("postgres").await;
+    let c = p.connect("postgres").await;
+    let big = format!("SELECT '{}'", "x".repeat(100 * 1024));
+    let e = c.simple_query(&big).await.expect_err("over the bound");
+    assert_eq!(sqlstate(&e), "54000", "{e:?}");
+    assert!(
+        e.as_db_error()
+            .is_some_and(|d| d.message().contains("max_held_message_size")),
+        "{e:?}"
+    );
+    // Data that streams through is not held: a large Bind parameter passes.
+    let param = "y".repeat(200 * 1024);
+    let n: i32 = other
+        .query_one("SELECT length($1::text)", &[&param])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 200 * 1024);
+}
+
+#[tokio::test]
+async fn large_messages_held_at_once_stay_within_the_total() {
+    let mut s = settings();
+    s.max_held_message_size = 4 << 20;
+    s.max_held_total = 3 << 20;
+    let p = Proxy::start(s);
+    let params = [("user", "postgres"), ("database", "postgres")];
+    // A 2 MB Query, half sent: its session holds 2 MB of the 3.
+    let len = 2 << 20;
+    let mut header = vec![b'Q'];
+    header.extend_from_slice(&(len as u32).to_be_bytes());
+    let mut first = raw::ready(p.addr, &params).await;
+    raw::send(&mut first, &header).await;
+    raw::send(&mut first, &vec![b' '; 1 << 20]).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut second = raw::ready(p.addr, &params).await;
+    raw::send(&mut second, &header).await;
+    raw::send(&mut second, &[b' '; 1024]).await;
+    let (tag, body) = raw::read_message(&mut second).await.expect("an answer");
+    assert_eq!((tag, raw::error_code(&body)), (b'E', "53200".to_owned()));
+    // The first finishes its message and gets its answer.
+    let mut rest = vec![b' '; len - 4 - (1 << 20) - 9];
+    rest.extend_from_slice(b"SELECT 1\0");
+    raw::send(&mut first, &rest).await;
+    let mut tags = Vec::new();
+    while let Some((tag, _)) = raw::read_message(&mut first).await {
+        tags.push(tag);
+        if tag == b'Z' {
+            break;
+        }
+    }
+    assert_eq!(tags, [b'T', b'D', b'C', b'Z']);
+}
