@@ -28,6 +28,7 @@ pub struct RunnerSection {
     pub build_workers: Option<u32>,
     pub postpone_cutover: Option<bool>,
     pub contract_after: Option<String>,
+    pub queued_wait_timeout: Option<String>,
 }
 
 /// How a client whose statement became a migration is answered.
@@ -88,6 +89,10 @@ pub struct RunnerSettings {
     /// After a type change's cut-over, the old column is kept aside (and
     /// REVERT possible) this long before it is dropped; 0: at once.
     pub contract_after: Duration,
+    /// How long a waiting client's migration may stay queued behind a lock
+    /// someone else holds on its table before the client is answered with
+    /// an error (the migration stays queued); 0: no bound.
+    pub queued_wait_timeout: Duration,
 }
 
 impl std::fmt::Debug for RunnerSettings {
@@ -125,6 +130,7 @@ impl RunnerSettings {
             throttle: super::ThrottleSettings::default(),
             postpone_cutover: false,
             contract_after: Duration::ZERO,
+            queued_wait_timeout: Duration::from_secs(60),
         }
     }
 
@@ -214,6 +220,11 @@ impl RunnerSection {
             "runner.contract_after",
             &self.contract_after,
             &mut s.contract_after,
+        )?;
+        duration(
+            "runner.queued_wait_timeout",
+            &self.queued_wait_timeout,
+            &mut s.queued_wait_timeout,
         )?;
         if s.lock_timeout.is_zero() {
             return Err(bad(

@@ -49,6 +49,7 @@ async fn work_once(
     let _ = db
         .batch_execute("SET client_connection_check_interval = '1s'")
         .await;
+    let mut shown = String::new();
     loop {
         let locked: bool = db
             .query_one("SELECT pg_catalog.pg_try_advisory_lock($1)", &[key])
@@ -57,16 +58,17 @@ async fn work_once(
         if locked {
             break;
         }
-        // Another instance runs this relation's migrations.
+        // Another instance runs this relation's migrations, or someone
+        // else holds the key (advisory locks are open to every role).
         let Some((head, _)) = store::head(&db, *key).await? else {
             return Ok(());
         };
-        runner.notify(
-            &(database.clone(), head),
-            Progress::Waiting(
-                "another ddlgate instance is running migrations on this table".into(),
-            ),
-        );
+        let why = lock_holder(&db, *key).await?;
+        if why != shown {
+            store::set_progress(&db, head, &why).await?;
+            shown.clone_from(&why);
+        }
+        runner.notify(&(database.clone(), head), Progress::Waiting(why));
         super::poll::deliver_finished(runner, &db, database).await?;
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),
@@ -104,6 +106,46 @@ async fn work_once(
         .execute("SELECT pg_catalog.pg_advisory_unlock($1)", &[key])
         .await;
     Ok(())
+}
+
+/// Who holds the relation's migration lock `key` (and since when), as
+/// the waiting migration's progress line.
+async fn lock_holder(db: &tokio_postgres::Client, key: i64) -> Result<String, RunnerError> {
+    let row = db
+        .query_opt(
+            "SELECT l.pid, a.usename::pg_catalog.text, a.application_name, \
+                    pg_catalog.to_char(coalesce(a.xact_start, a.backend_start), \
+                                       'YYYY-MM-DD HH24:MI:SS TZ') \
+             FROM pg_catalog.pg_locks l \
+             LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid \
+             WHERE l.locktype = 'advisory' AND l.granted \
+               AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d \
+                                  WHERE d.datname = pg_catalog.current_database()) \
+               AND l.classid = ($1::pg_catalog.int8 >> 32)::pg_catalog.oid \
+               AND l.objid = ($1::pg_catalog.int8 & 4294967295)::pg_catalog.oid AND l.objsubid = 1 \
+               AND l.pid <> pg_catalog.pg_backend_pid() \
+             LIMIT 1",
+            &[&key],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok("waiting for the table's migration lock".into());
+    };
+    let pid: i32 = row.get(0);
+    let user: Option<String> = row.get(1);
+    let app: Option<String> = row.get(2);
+    let since: Option<String> = row.get(3);
+    let user = user.unwrap_or_else(|| "unknown".into());
+    let app = app.unwrap_or_default();
+    let since = since.map(|s| format!(" since {s}")).unwrap_or_default();
+    Ok(if app.starts_with("ddlgate runner") {
+        format!("another ddlgate instance (pid {pid}) is running migrations on this table")
+    } else {
+        format!(
+            "waiting: the table's migration lock is held by pid {pid} (user {user}, \
+             application \"{app}\"){since}, not by a ddlgate runner"
+        )
+    })
 }
 
 /// How a run ended.

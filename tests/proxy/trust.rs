@@ -387,3 +387,73 @@ async fn large_messages_held_at_once_stay_within_the_total() {
     }
     assert_eq!(tags, [b'T', b'D', b'C', b'Z']);
 }
+
+#[tokio::test]
+async fn a_lock_someone_else_holds_is_shown_and_bounds_the_clients_wait() {
+    let db = database();
+    let mut s = settings();
+    let mut r = RunnerSettings::for_user("trust_runner");
+    r.password = Some(PASSWORD.into());
+    r.poll_interval = Duration::from_millis(200);
+    r.queued_wait_timeout = Duration::from_secs(2);
+    s.runner = Some(r);
+    s.admin_roles = vec!["postgres".into()];
+    let p = Proxy::start(s);
+    // Any role may take the advisory lock that serialises a table's
+    // migrations: here the attacker, directly.
+    let holder = crate::harness::connect(&format!(
+        "host=127.0.0.1 port={} user=trust_attacker password={PASSWORD} dbname={db}",
+        cluster().port
+    ))
+    .await;
+    let pid: i32 = holder
+        .query_one(
+            "SELECT pg_backend_pid() FROM (SELECT pg_advisory_lock((1684302951::bigint << 32) \
+             | 'secret'::regclass::oid::bigint)) l",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let c = crate::harness::connect(&format!(
+        "host=127.0.0.1 port={} user=trust_owner password={PASSWORD} dbname={db}",
+        p.port()
+    ))
+    .await;
+    let e = c
+        .batch_execute("CREATE INDEX secret_x ON secret (x)")
+        .await
+        .expect_err("the client stops waiting");
+    assert_eq!(sqlstate(&e), "55P03", "{e:?}");
+    let msg = e.as_db_error().unwrap().message().to_owned();
+    assert!(
+        msg.contains(&format!("held by pid {pid} (user trust_attacker")),
+        "{msg}"
+    );
+    let shown: String = direct(&db)
+        .await
+        .query_one(
+            "SELECT status || ': ' || progress FROM ddlgate.migrations",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(shown.starts_with("queued: waiting"), "{shown}");
+    assert!(shown.contains(&format!("pid {pid}")), "{shown}");
+    // Let go: the migration, still queued, runs.
+    drop(holder);
+    let d = direct(&db).await;
+    for _ in 0..200 {
+        let status: String = d
+            .query_one("SELECT status FROM ddlgate.migrations", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if status == "succeeded" {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the queued migration never ran");
+}

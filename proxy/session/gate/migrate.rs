@@ -59,6 +59,20 @@ pub(super) struct Waiting {
     started: Instant,
     step: Option<(usize, usize, String)>,
     cancelled: super::CancelSignal,
+    /// How long it may stay blocked before its first step (0: no bound).
+    queued_wait_timeout: std::time::Duration,
+    queued: Queued,
+}
+
+/// Whether the migration is kept from starting by a lock someone else
+/// holds on its table (any role may take an advisory lock): the client
+/// then waits at most `queued_wait_timeout`.
+enum Queued {
+    Free,
+    Blocked {
+        why: String,
+        until: std::pin::Pin<Box<tokio::time::Sleep>>,
+    },
 }
 
 impl Gate {
@@ -77,6 +91,7 @@ impl Gate {
         let at = pending.executed.unwrap_or(unit.held.len());
         let tag = pending.submission.plan.tag;
         let wait = pending.submission.wait;
+        let queued_wait_timeout = runner.settings().queued_wait_timeout;
         let rx = runner.submit(pending.submission);
         let cancelled = self.cancel_signal();
         let waiting = Wait::Migration(Box::new(Waiting {
@@ -91,6 +106,8 @@ impl Gate {
             started: Instant::now(),
             step: None,
             cancelled,
+            queued_wait_timeout,
+            queued: Queued::Free,
         }));
         self.hold(Hold::Wait(waiting), state);
     }
@@ -143,6 +160,29 @@ impl Gate {
                     if let Some(done) = w.progress(p, &mut notices) {
                         answer = Some(done);
                     }
+                }
+            }
+        }
+        if answer.is_none() {
+            let name = w.name();
+            if let Queued::Blocked { why, until } = &mut w.queued {
+                if until.as_mut().poll(cx).is_ready() {
+                    answer = Some(Err(Report::new(
+                        Severity::Error,
+                        sqlstate::LOCK_NOT_AVAILABLE,
+                        format!(
+                            "ddlgate: {name} could not start within queued_wait_timeout ({} s): {why}",
+                            w.queued_wait_timeout.as_secs()
+                        ),
+                    )
+                    .with_detail(
+                        "It stays queued and runs when the lock is free; this client stopped waiting."
+                            .to_owned(),
+                    )
+                    .with_hint(format!(
+                        "SHOW MIGRATIONS in the admin console (database ddlgate) shows who holds the lock; CANCEL {} drops the migration.",
+                        w.id.unwrap_or_default()
+                    ))));
                 }
             }
         }
@@ -210,10 +250,22 @@ impl Waiting {
             }
             Progress::Refused(f) => Some(Err(report(f, None))),
             Progress::Waiting(why) => {
-                notices.push(self.notice(why));
+                notices.push(self.notice(why.clone()));
+                if self.step.is_none() && !self.queued_wait_timeout.is_zero() {
+                    match &mut self.queued {
+                        Queued::Blocked { why: w, .. } => *w = why,
+                        Queued::Free => {
+                            self.queued = Queued::Blocked {
+                                why,
+                                until: Box::pin(tokio::time::sleep(self.queued_wait_timeout)),
+                            }
+                        }
+                    }
+                }
                 None
             }
             Progress::Step { n, total, what } => {
+                self.queued = Queued::Free;
                 notices.push(self.notice(format!("step {n} of {total}: {what}")));
                 self.step = Some((n, total, what));
                 None
