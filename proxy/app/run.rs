@@ -41,6 +41,13 @@ pub fn run(args: ProxyArgs) -> ExitCode {
             }
         }
         let listen = settings.listen;
+        if let Some(why) = settings.upstream.unprotected() {
+            tracing::warn!(
+                event = "upstream.unprotected",
+                upstream = %settings.upstream,
+                "{why}: passwords (the runner's included) and queries cross it readable; use sslmode=verify-full"
+            );
+        }
         let runtime = match Runtime::build(settings) {
             Ok(r) => r,
             Err(e) => {

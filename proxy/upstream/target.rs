@@ -74,6 +74,32 @@ impl fmt::Display for UpstreamTarget {
 }
 
 impl UpstreamTarget {
+    /// Why the link to the upstream does not protect what crosses it (the
+    /// runner's password, every client's queries): a TCP host other than
+    /// loopback with `sslmode` `disable`, or `prefer`, which an attacker on
+    /// the path can turn into no TLS.
+    pub fn unprotected(&self) -> Option<String> {
+        let Address::Tcp { host, .. } = &self.address else {
+            return None;
+        };
+        let loopback = host.eq_ignore_ascii_case("localhost")
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        match (loopback, self.sslmode) {
+            (false, SslMode::Disable) => Some(format!(
+                "the upstream link to {host} is not encrypted (sslmode=disable)"
+            )),
+            (false, SslMode::Prefer) => Some(format!(
+                "the upstream link to {host} may not be encrypted (sslmode=prefer falls back to \
+                 plain text, and an attacker on the path can make it)"
+            )),
+            _ => None,
+        }
+    }
+
     pub fn parse(s: &str) -> Result<Self, String> {
         let url = url::Url::parse(s).map_err(|e| format!("'{}' is not a URL: {e}", redact(s)))?;
         if url.scheme() != "postgres" && url.scheme() != "postgresql" {
@@ -152,6 +178,18 @@ fn redact(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unencrypted_link_off_this_host_is_flagged() {
+        let flagged = |u: &str| UpstreamTarget::parse(u).unwrap().unprotected().is_some();
+        assert!(flagged("postgres://db.internal:5432?sslmode=disable"));
+        assert!(flagged("postgres://10.0.0.5:5432"));
+        assert!(!flagged("postgres://db.internal:5432?sslmode=verify-full"));
+        assert!(!flagged("postgres://db.internal:5432?sslmode=require"));
+        assert!(!flagged("postgres://127.0.0.1:5432?sslmode=disable"));
+        assert!(!flagged("postgres://localhost:5432"));
+        assert!(!flagged("postgres://[::1]:5432?sslmode=prefer"));
+    }
 
     #[test]
     fn tcp_with_defaults() {
