@@ -69,7 +69,8 @@ const BUILTIN_TYPES: &[&str] = &[
 ];
 
 /// True only if the name exists and no overload of it is volatile.
-const FUNCTION_SQL: &str = "SELECT bool_and(p.provolatile <> 'v') FROM pg_catalog.pg_proc p \
+const FUNCTION_SQL: &str =
+    "SELECT pg_catalog.bool_and(p.provolatile <> 'v') FROM pg_catalog.pg_proc p \
      WHERE p.proname = $1";
 
 /// A column's type; whether a validated `CHECK (col IS NOT NULL)` proves it
@@ -108,7 +109,8 @@ const PARTITIONS_SQL: &str = "SELECT CASE WHEN d.oid IS NOT NULL \
 
 const INDEX_NOT_NULL: &[u8] = b"ddlgate_lookup_index_not_null";
 /// True when every column of the index is NOT NULL already.
-const INDEX_NOT_NULL_SQL: &str = "SELECT bool_and(a.attnotnull) FROM pg_catalog.pg_index i \
+const INDEX_NOT_NULL_SQL: &str =
+    "SELECT pg_catalog.bool_and(a.attnotnull) FROM pg_catalog.pg_index i \
      JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) \
      WHERE i.indexrelid = pg_catalog.to_regclass($1)";
 

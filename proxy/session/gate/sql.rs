@@ -15,7 +15,7 @@ const GUARD_NAME: &[u8] = b"ddlgate_guard";
 pub(super) fn guard_sql(timeout: Duration) -> String {
     format!(
         "SELECT pg_catalog.set_config('lock_timeout', '{ms}', false) FROM pg_catalog.pg_settings \
-         WHERE name = 'lock_timeout' AND setting = '0'",
+         WHERE name OPERATOR(pg_catalog.=) 'lock_timeout' AND setting OPERATOR(pg_catalog.=) '0'",
         ms = timeout.as_millis().max(1)
     )
 }
@@ -25,7 +25,7 @@ pub(super) fn guard_sql(timeout: Duration) -> String {
 pub(super) fn restore_sql(timeout: Duration) -> String {
     format!(
         "SELECT pg_catalog.set_config('lock_timeout', '0', false) FROM pg_catalog.pg_settings \
-         WHERE name = 'lock_timeout' AND setting = '{ms}'",
+         WHERE name OPERATOR(pg_catalog.=) 'lock_timeout' AND setting OPERATOR(pg_catalog.=) '{ms}'",
         ms = timeout.as_millis().max(1)
     )
 }
@@ -92,7 +92,7 @@ mod tests {
         guard_batch(Duration::from_secs(2), &mut out);
         let text = String::from_utf8_lossy(&out);
         assert!(text.contains("'lock_timeout', '2000', false"));
-        assert!(text.contains("setting = '0'"));
+        assert!(text.contains("setting OPERATOR(pg_catalog.=) '0'"));
         assert!(text.contains("ddlgate_guard"));
         assert_eq!(out.last(), Some(&4u8)); // ends with Sync
         assert_eq!(
