@@ -49,7 +49,7 @@ async fn work_once(
     let _ = db
         .batch_execute("SET client_connection_check_interval = '1s'")
         .await;
-    let mut shown = String::new();
+    let mut shown: (String, Vec<i64>) = Default::default();
     loop {
         let locked: bool = db
             .query_one("SELECT pg_catalog.pg_try_advisory_lock($1)", &[key])
@@ -60,15 +60,20 @@ async fn work_once(
         }
         // Another instance runs this relation's migrations, or someone
         // else holds the key (advisory locks are open to every role).
-        let Some((head, _)) = store::head(&db, *key).await? else {
+        let waiting = store::unfinished(&db, *key).await?;
+        if waiting.is_empty() {
             return Ok(());
-        };
-        let why = lock_holder(&db, *key).await?;
-        if why != shown {
-            store::set_progress(&db, head, &why).await?;
-            shown.clone_from(&why);
         }
-        runner.notify(&(database.clone(), head), Progress::Waiting(why));
+        let why = lock_holder(&db, *key).await?;
+        // Written when it changes: SHOW MIGRATIONS shows who holds the lock.
+        let now = (why, waiting);
+        for id in &now.1 {
+            if now != shown {
+                store::set_progress(&db, *id, &now.0).await?;
+            }
+            runner.notify(&(database.clone(), *id), Progress::Waiting(now.0.clone()));
+        }
+        shown = now;
         super::poll::deliver_finished(runner, &db, database).await?;
         tokio::select! {
             _ = stop.cancelled() => return Ok(()),

@@ -441,19 +441,31 @@ async fn a_lock_someone_else_holds_is_shown_and_bounds_the_clients_wait() {
         .get(0);
     assert!(shown.starts_with("queued: waiting"), "{shown}");
     assert!(shown.contains(&format!("pid {pid}")), "{shown}");
-    // Let go: the migration, still queued, runs.
+    // A migration tool's transaction: COMMIT commits, and its wait for the
+    // deferred migration ends after the bound too (with a WARNING).
+    c.batch_execute("BEGIN").await.unwrap();
+    c.batch_execute("ALTER TABLE secret ADD COLUMN at timestamptz DEFAULT clock_timestamp()")
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(30), c.batch_execute("COMMIT"))
+        .await
+        .expect("COMMIT's wait is bounded")
+        .unwrap();
+    // Let go: the migrations, still queued, run.
     drop(holder);
     let d = direct(&db).await;
-    for _ in 0..200 {
-        let status: String = d
-            .query_one("SELECT status FROM ddlgate.migrations", &[])
+    for _ in 0..400 {
+        let statuses: Vec<String> = d
+            .query("SELECT status FROM ddlgate.migrations ORDER BY id", &[])
             .await
             .unwrap()
-            .get(0);
-        if status == "succeeded" {
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if statuses == ["succeeded", "succeeded"] {
             return;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("the queued migration never ran");
+    panic!("the queued migrations never ran");
 }

@@ -218,6 +218,20 @@ pub async fn head(db: &Client, lock_key: i64) -> Result<Option<(i64, Status)>, R
     Ok(row.and_then(|r| Some((r.get(0), Status::parse(r.get::<_, &str>(1))?))))
 }
 
+/// Every unfinished migration on `lock_key`, in the order they run.
+pub async fn unfinished(db: &Client, lock_key: i64) -> Result<Vec<i64>, RunnerError> {
+    Ok(db
+        .query(
+            "SELECT id FROM ddlgate.migrations \
+             WHERE lock_key = $1 AND status IN ('queued', 'running', 'paused') ORDER BY id",
+            &[&lock_key],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
 /// The relations with runnable migrations: queued, or running with no
 /// live instance (their table lock is free, which the worker checks).
 pub async fn runnable_keys(db: &Client) -> Result<Vec<i64>, RunnerError> {

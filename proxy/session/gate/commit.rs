@@ -35,6 +35,8 @@ struct Follow {
     rx: UnboundedReceiver<Progress>,
     step: Option<(usize, usize, String)>,
     done: bool,
+    queued: super::queued::Queued,
+    queued_wait_timeout: std::time::Duration,
 }
 
 impl Gate {
@@ -66,6 +68,8 @@ impl Gate {
                     rx,
                     step: None,
                     done: false,
+                    queued: super::queued::Queued::Free,
+                    queued_wait_timeout: runner.settings().queued_wait_timeout,
                 });
             }
         }
@@ -123,6 +127,9 @@ impl Gate {
                     Poll::Ready(p) => f.progress(p, secs, &mut reports),
                 }
             }
+            if !f.done {
+                f.unblocked(cx, &mut reports);
+            }
         }
         if cancelled {
             for f in w.follows.iter().filter(|f| !f.done) {
@@ -158,6 +165,24 @@ impl Drop for Gate {
 }
 
 impl Follow {
+    /// Kept from starting for longer than `queued_wait_timeout` by a lock
+    /// someone else holds: the COMMIT stops waiting for it (a WARNING: it
+    /// committed, and the migration stays queued).
+    fn unblocked(&mut self, cx: &mut Context<'_>, out: &mut Vec<Report>) {
+        let timeout = self.queued_wait_timeout.as_secs();
+        let Some(why) = self.queued.expired(cx).map(str::to_owned) else {
+            return;
+        };
+        self.done = true;
+        out.push(self.warning(
+            format!(
+                "ddlgate: deferred migration {} could not start within queued_wait_timeout ({timeout} s): {why}",
+                self.id
+            ),
+            Some("It stays queued and runs when the lock is free; COMMIT stopped waiting.".into()),
+        ));
+    }
+
     fn notice(&self, text: String, secs: f64) -> Report {
         Report::new(
             Severity::Notice,
@@ -200,8 +225,14 @@ impl Follow {
         };
         match p {
             Progress::Recorded(_) => {}
-            Progress::Waiting(why) => out.push(self.notice(why, secs)),
+            Progress::Waiting(why) => {
+                if self.step.is_none() {
+                    self.queued.blocked(&why, self.queued_wait_timeout);
+                }
+                out.push(self.notice(why, secs));
+            }
             Progress::Step { n, total, what } => {
+                self.queued.started();
                 out.push(self.notice(format!("step {n} of {total}: {what}"), secs));
                 self.step = Some((n, total, what));
             }

@@ -61,18 +61,7 @@ pub(super) struct Waiting {
     cancelled: super::CancelSignal,
     /// How long it may stay blocked before its first step (0: no bound).
     queued_wait_timeout: std::time::Duration,
-    queued: Queued,
-}
-
-/// Whether the migration is kept from starting by a lock someone else
-/// holds on its table (any role may take an advisory lock): the client
-/// then waits at most `queued_wait_timeout`.
-enum Queued {
-    Free,
-    Blocked {
-        why: String,
-        until: std::pin::Pin<Box<tokio::time::Sleep>>,
-    },
+    queued: super::queued::Queued,
 }
 
 impl Gate {
@@ -107,7 +96,7 @@ impl Gate {
             step: None,
             cancelled,
             queued_wait_timeout,
-            queued: Queued::Free,
+            queued: super::queued::Queued::Free,
         }));
         self.hold(Hold::Wait(waiting), state);
     }
@@ -165,14 +154,14 @@ impl Gate {
         }
         if answer.is_none() {
             let name = w.name();
-            if let Queued::Blocked { why, until } = &mut w.queued {
-                if until.as_mut().poll(cx).is_ready() {
+            let timeout = w.queued_wait_timeout.as_secs();
+            if let Some(why) = w.queued.expired(cx) {
+                {
                     answer = Some(Err(Report::new(
                         Severity::Error,
                         sqlstate::LOCK_NOT_AVAILABLE,
                         format!(
-                            "ddlgate: {name} could not start within queued_wait_timeout ({} s): {why}",
-                            w.queued_wait_timeout.as_secs()
+                            "ddlgate: {name} could not start within queued_wait_timeout ({timeout} s): {why}",
                         ),
                     )
                     .with_detail(
@@ -250,22 +239,14 @@ impl Waiting {
             }
             Progress::Refused(f) => Some(Err(report(f, None))),
             Progress::Waiting(why) => {
-                notices.push(self.notice(why.clone()));
-                if self.step.is_none() && !self.queued_wait_timeout.is_zero() {
-                    match &mut self.queued {
-                        Queued::Blocked { why: w, .. } => *w = why,
-                        Queued::Free => {
-                            self.queued = Queued::Blocked {
-                                why,
-                                until: Box::pin(tokio::time::sleep(self.queued_wait_timeout)),
-                            }
-                        }
-                    }
+                if self.step.is_none() {
+                    self.queued.blocked(&why, self.queued_wait_timeout);
                 }
+                notices.push(self.notice(why));
                 None
             }
             Progress::Step { n, total, what } => {
-                self.queued = Queued::Free;
+                self.queued.started();
                 notices.push(self.notice(format!("step {n} of {total}: {what}")));
                 self.step = Some((n, total, what));
                 None

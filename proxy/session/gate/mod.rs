@@ -27,6 +27,7 @@ mod lookup;
 mod migrate;
 mod pace;
 mod query;
+mod queued;
 mod responses;
 mod sql;
 #[cfg(test)]
