@@ -96,15 +96,21 @@ impl Position {
 }
 
 /// The first position: the key to walk (or pages), and where to stop.
-/// Runs as the submitter (its search_path resolves the table).
-pub async fn start(db: &Client, b: &Backfill) -> Result<Position, RunnerError> {
+/// Runs as the submitter: `table` is the OID its search_path (`path`)
+/// resolved the table to; the table itself is read in the sandbox.
+pub async fn start(
+    db: &Client,
+    path: &str,
+    table_oid: u32,
+    b: &Backfill,
+) -> Result<Position, RunnerError> {
     let table = &b.table;
     let row = db
         .query_one(
             "SELECT c.oid::pg_catalog.int8, c.relkind::pg_catalog.text, \
              GREATEST(c.reltuples, 0)::pg_catalog.int8 \
-             FROM pg_catalog.pg_class c WHERE c.oid = $1::pg_catalog.text::pg_catalog.regclass",
-            &[table],
+             FROM pg_catalog.pg_class c WHERE c.oid = $1::pg_catalog.oid",
+            &[&table_oid],
         )
         .await?;
     let (oid, relkind, estimate): (i64, String, i64) = (row.get(0), row.get(1), row.get(2));
@@ -142,6 +148,7 @@ pub async fn start(db: &Client, b: &Backfill) -> Result<Position, RunnerError> {
         // domain checks are its owner's code.
         let upper = sandbox::query(
             db,
+            path,
             &format!(
                 "SELECT {} FROM {table} ORDER BY {} LIMIT 1",
                 texts.join(", "),
@@ -325,7 +332,7 @@ pub struct BatchResult {
 
 /// Runs `batch` on `db` (inside the caller's transaction, as the
 /// submitter, in its sandbox).
-pub async fn run_batch(db: &Client, batch: &Batch) -> Result<BatchResult, RunnerError> {
+pub async fn run_batch(db: &Client, path: &str, batch: &Batch) -> Result<BatchResult, RunnerError> {
     match batch {
         Batch::Key {
             find,
@@ -334,7 +341,7 @@ pub async fn run_batch(db: &Client, batch: &Batch) -> Result<BatchResult, Runner
             types,
         } => {
             let n = types.len();
-            let rows = sandbox::query(db, find, &key_columns(n, true)).await?;
+            let rows = sandbox::query(db, path, find, &key_columns(n, true)).await?;
             let Some(row) = rows.into_iter().next() else {
                 return Ok(BatchResult {
                     changed: 0,
@@ -345,7 +352,7 @@ pub async fn run_batch(db: &Client, batch: &Batch) -> Result<BatchResult, Runner
             let hi: Vec<String> = (0..n).map(|i| row.get::<_, String>(i)).collect();
             let covered: i64 = row.get(n);
             let update = format!("{update_head}{}{update_tail}", key_literal(&hi, types));
-            let changed = sandbox::exec(db, &update).await? as i64;
+            let changed = sandbox::exec(db, path, &update).await? as i64;
             Ok(BatchResult {
                 changed,
                 covered,
@@ -353,7 +360,7 @@ pub async fn run_batch(db: &Client, batch: &Batch) -> Result<BatchResult, Runner
             })
         }
         Batch::Pages { update, .. } => {
-            let changed = sandbox::exec(db, update).await? as i64;
+            let changed = sandbox::exec(db, path, update).await? as i64;
             Ok(BatchResult {
                 changed,
                 covered: changed,

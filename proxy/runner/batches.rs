@@ -202,8 +202,13 @@ impl StepRun<'_> {
             .await?;
         let result = async {
             steps::become_submitter(db, m, true).await?;
-            sandbox::open(db).await?;
-            let pos = backfill::start(db, spec).await?;
+            let Some(oid) = steps::resolve(db, m, &spec.table).await? else {
+                return Err(RunnerError::Server(super::model::Failure::new(
+                    "42P01",
+                    format!("relation {} does not exist", spec.table),
+                )));
+            };
+            let pos = backfill::start(db, &m.search_path, oid, spec).await?;
             sandbox::close(db).await?;
             db.batch_execute(steps::BECOME_RUNNER).await?;
             sandbox::check_commit(db).await?;
@@ -272,8 +277,7 @@ impl StepRun<'_> {
         .await?;
         let result = async {
             steps::become_submitter(db, m, true).await?;
-            sandbox::open(db).await?;
-            let r = backfill::run_batch(db, batch).await?;
+            let r = backfill::run_batch(db, &m.search_path, batch).await?;
             sandbox::close(db).await?;
             steps::check_role(db, m).await?;
             db.batch_execute(steps::BECOME_RUNNER).await?;

@@ -448,12 +448,23 @@ async fn lock_key(db: &mut tokio_postgres::Client, s: &Submission) -> i64 {
         .await?;
         tx.batch_execute(&format!("SET LOCAL ROLE {}", quote_ident(&s.role)))
             .await?;
+        // The name as the submitter's search_path resolves it (no code
+        // runs); the rest with the runner's, where no operator of the
+        // submitter's can come first.
+        let named: Option<u32> = tx
+            .query_one(
+                "SELECT pg_catalog.to_regclass($1::pg_catalog.text)::pg_catalog.oid",
+                &[table],
+            )
+            .await?
+            .get(0);
+        tx.batch_execute("SET LOCAL search_path = pg_catalog, pg_temp")
+            .await?;
         let row = tx
             .query_one(
                 "SELECT coalesce((SELECT i.indrelid FROM pg_catalog.pg_index i \
-                 WHERE i.indexrelid = pg_catalog.to_regclass($1)), \
-                 pg_catalog.to_regclass($1)::oid)",
-                &[table],
+                 WHERE i.indexrelid = $1::pg_catalog.oid), $1::pg_catalog.oid)",
+                &[&named],
             )
             .await?;
         Ok::<_, tokio_postgres::Error>(row.get::<_, Option<u32>>(0))

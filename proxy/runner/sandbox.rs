@@ -9,13 +9,20 @@
 //!
 //! - created as the submitter, inside the step's transaction, in the runner
 //!   session's `pg_temp` (uncommitted, so no other session sees it, not
-//!   even the submitter's own to alter it) and dropped before it ends;
-//! - with a `SET search_path` clause, so every setting that code changes
-//!   (`lock_timeout`, `search_path`, …) is undone when the function returns;
+//!   even the submitter's own to alter it), anew right before every call
+//!   (code an earlier call ran, the submitter's, could have replaced it),
+//!   and dropped before the transaction ends;
+//! - with the submitter's search_path as its `SET search_path` clause: the
+//!   statement resolves names as the client's session did, and every
+//!   setting the code changes is undone when the function returns. Outside
+//!   it the runner's session keeps `pg_catalog, pg_temp`, so its own
+//!   queries meet no operator or function of the submitter's;
 //! - ending with `SET CONSTRAINTS ALL IMMEDIATE`, so triggers the code
-//!   queued fire inside it; and the transaction does not commit while any
-//!   deferrable trigger of a user's exists (one could be re-deferred and run
-//!   at COMMIT, outside the function).
+//!   queued fire inside it. Before COMMIT, as the runner, `CLOSE ALL` drops
+//!   any cursor WITH HOLD the code declared (COMMIT would run its query
+//!   outside the function), and the transaction does not commit while any
+//!   deferrable trigger of a user's exists (one could be re-deferred and
+//!   run at COMMIT, outside the function).
 //!
 //! Before each step, `DISCARD TEMP` removes whatever an earlier step's code
 //! left in the session's `pg_temp` (a temporary table or type would
@@ -29,20 +36,26 @@ use tokio_postgres::{Client, Row};
 use super::model::Failure;
 use super::RunnerError;
 
-/// The two entry points, created as the submitter (see the module doc).
-/// Their declarations are schema-qualified: they are compiled under the
-/// submitter's search_path.
-const CREATE: &str = "CREATE FUNCTION pg_temp.ddlgate_exec(sql pg_catalog.text) \
+/// The runner's own search_path: nothing a submitter made comes first.
+pub const RUNNER_PATH: &str = "pg_catalog, pg_temp";
+
+/// The two entry points, created as the submitter (see the module doc),
+/// each right before it is called, while the submitter's search_path is
+/// the current one (`FROM CURRENT`). Their declarations are
+/// schema-qualified: they are compiled under that search_path.
+const CREATE_EXEC: &str = "DROP FUNCTION IF EXISTS pg_temp.ddlgate_exec(pg_catalog.text); \
+     CREATE FUNCTION pg_temp.ddlgate_exec(sql pg_catalog.text) \
      RETURNS pg_catalog.int8 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT \
      AS $ddlgate$DECLARE n pg_catalog.int8; \
      BEGIN EXECUTE sql; GET DIAGNOSTICS n = ROW_COUNT; SET CONSTRAINTS ALL IMMEDIATE; RETURN n; \
-     END$ddlgate$; \
+     END$ddlgate$";
+const CREATE_QUERY: &str = "DROP FUNCTION IF EXISTS pg_temp.ddlgate_query(pg_catalog.text); \
      CREATE FUNCTION pg_temp.ddlgate_query(sql pg_catalog.text) \
-     RETURNS SETOF record LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT \
+     RETURNS SETOF pg_catalog.record LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT \
      AS $ddlgate$BEGIN RETURN QUERY EXECUTE sql; SET CONSTRAINTS ALL IMMEDIATE; END$ddlgate$";
 
-const DROP: &str = "DROP FUNCTION pg_temp.ddlgate_exec(pg_catalog.text); \
-     DROP FUNCTION pg_temp.ddlgate_query(pg_catalog.text)";
+const DROP: &str = "DROP FUNCTION IF EXISTS pg_temp.ddlgate_exec(pg_catalog.text); \
+     DROP FUNCTION IF EXISTS pg_temp.ddlgate_query(pg_catalog.text)";
 
 /// Empties the session's `pg_temp`: run before each step.
 pub const DISCARD_TEMP: &str = "DISCARD TEMP";
@@ -54,10 +67,19 @@ const DEFERRABLE_TRIGGER_SQL: &str = "SELECT pg_catalog.format('%I on %s', t.tgn
      t.tgrelid::pg_catalog.regclass) FROM pg_catalog.pg_trigger t \
      WHERE t.tgdeferrable AND NOT t.tgisinternal LIMIT 1";
 
-/// Creates the entry points. The caller is inside the step's transaction,
-/// already the submitter (`SET LOCAL ROLE`, its search_path).
-pub async fn open(db: &Client) -> Result<(), RunnerError> {
-    db.batch_execute(CREATE).await.map_err(|e| {
+/// Creates an entry point (`create`) with `path` as its search_path. The
+/// caller is inside the step's transaction, already the submitter (`SET
+/// LOCAL ROLE`); the session's search_path is the runner's again after.
+async fn create(db: &Client, path: &str, create: &str) -> Result<(), RunnerError> {
+    db.execute(
+        "SELECT pg_catalog.set_config('search_path', $1::pg_catalog.text, true)",
+        &[&path],
+    )
+    .await?;
+    let created = db.batch_execute(create).await;
+    db.batch_execute(&format!("SET LOCAL search_path = {RUNNER_PATH}"))
+        .await?;
+    created.map_err(|e| {
         let e = RunnerError::from_db(e);
         match e.failure().sqlstate.as_str() {
             // No TEMP on the database, or no USAGE on plpgsql.
@@ -80,9 +102,11 @@ pub async fn open(db: &Client) -> Result<(), RunnerError> {
     })
 }
 
-/// Runs `sql` (one or more statements, no parameters) in the sandbox: the
-/// last statement's row count.
-pub async fn exec(db: &Client, sql: &str) -> Result<u64, RunnerError> {
+/// Runs `sql` (one or more statements, no parameters) in the sandbox, its
+/// names resolved with `path` (the submitter's search_path): the last
+/// statement's row count.
+pub async fn exec(db: &Client, path: &str, sql: &str) -> Result<u64, RunnerError> {
+    create(db, path, CREATE_EXEC).await?;
     let row = db
         .query_one("SELECT pg_temp.ddlgate_exec($1::pg_catalog.text)", &[&sql])
         .await?;
@@ -91,7 +115,13 @@ pub async fn exec(db: &Client, sql: &str) -> Result<u64, RunnerError> {
 
 /// Runs the query `sql` in the sandbox; `columns` is its column definition
 /// list (`a pg_catalog.text, n pg_catalog.int8`).
-pub async fn query(db: &Client, sql: &str, columns: &str) -> Result<Vec<Row>, RunnerError> {
+pub async fn query(
+    db: &Client,
+    path: &str,
+    sql: &str,
+    columns: &str,
+) -> Result<Vec<Row>, RunnerError> {
+    create(db, path, CREATE_QUERY).await?;
     Ok(db
         .query(
             &format!("SELECT * FROM pg_temp.ddlgate_query($1::pg_catalog.text) AS q({columns})"),
@@ -100,15 +130,18 @@ pub async fn query(db: &Client, sql: &str, columns: &str) -> Result<Vec<Row>, Ru
         .await?)
 }
 
-/// Drops the entry points (still the submitter, their owner).
+/// Drops the entry points (still the submitter, their owner): nothing of
+/// them is left when the transaction commits.
 pub async fn close(db: &Client) -> Result<(), RunnerError> {
     db.batch_execute(DROP).await?;
     Ok(())
 }
 
-/// As the runner, just before COMMIT: refuses to commit while a user's
-/// deferrable trigger exists (see the module doc).
+/// As the runner, just before COMMIT: drops the cursors the code left,
+/// and refuses to commit while a user's deferrable trigger exists (see
+/// the module doc).
 pub async fn check_commit(db: &Client) -> Result<(), RunnerError> {
+    db.batch_execute("CLOSE ALL").await?;
     if let Some(row) = db.query_opt(DEFERRABLE_TRIGGER_SQL, &[]).await? {
         let what: String = row.get(0);
         let mut f = Failure::new(

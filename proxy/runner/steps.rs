@@ -84,24 +84,70 @@ pub async fn run(
     }
 }
 
-/// `SET ROLE` to the submitter, with its search_path (as a parameter).
+/// `SET ROLE` to the submitter. The session keeps the runner's own
+/// search_path (`pg_catalog, pg_temp`): the runner's queries then meet no
+/// operator, function or type of the submitter's. The submitter's
+/// search_path applies only to what the client wrote ([`as_written`], the
+/// sandbox) and to resolving its names ([`resolve`]).
 pub(super) async fn become_submitter(
     db: &Client,
     m: &Migration,
     local: bool,
 ) -> Result<(), RunnerError> {
     let scope = if local { "LOCAL " } else { "" };
-    db.execute(
-        "SELECT pg_catalog.set_config('search_path', $1, $2)",
-        &[&m.search_path, &local],
-    )
-    .await?;
     db.batch_execute(&format!("SET {scope}ROLE {}", quote_ident(&m.role)))
         .await?;
     Ok(())
 }
 
 pub(super) const BECOME_RUNNER: &str = "RESET ROLE; SET search_path = pg_catalog, pg_temp";
+
+/// Sets the search_path for this session (`local`: this transaction).
+async fn set_path(db: &Client, path: &str, local: bool) -> Result<(), RunnerError> {
+    db.execute(
+        "SELECT pg_catalog.set_config('search_path', $1::pg_catalog.text, $2::pg_catalog.bool)",
+        &[&path, &local],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Runs one statement of the plan's, as written (one Parse: never more
+/// than one statement, whatever its text holds), with the submitter's
+/// search_path; then the runner's again. Only for statements that
+/// evaluate no code of the submitter's outside a security-restricted
+/// operation (the CONCURRENTLY forms, drops).
+pub(super) async fn as_written(
+    db: &Client,
+    m: &Migration,
+    sql: &str,
+    local: bool,
+) -> Result<(), RunnerError> {
+    set_path(db, &m.search_path, local).await?;
+    let result = db.execute(sql, &[]).await;
+    set_path(db, sandbox::RUNNER_PATH, local).await?;
+    result?;
+    Ok(())
+}
+
+/// The OID a name as the client wrote it resolves to with the
+/// submitter's search_path (`to_regclass`, which runs no code), the
+/// session's search_path back to the runner's after.
+pub(super) async fn resolve(
+    db: &Client,
+    m: &Migration,
+    name: &str,
+) -> Result<Option<u32>, RunnerError> {
+    set_path(db, &m.search_path, false).await?;
+    let row = db
+        .query_one(
+            "SELECT pg_catalog.to_regclass($1::pg_catalog.text)::pg_catalog.oid",
+            &[&name],
+        )
+        .await;
+    set_path(db, sandbox::RUNNER_PATH, false).await?;
+    Ok(row?.get(0))
+}
 
 /// The step changed role under us (a function it ran did SET ROLE): its
 /// work cannot be trusted to be the submitter's.
@@ -204,8 +250,7 @@ async fn run_in_transaction(
     .await?;
     let result = async {
         become_submitter(db, m, true).await?;
-        sandbox::open(db).await?;
-        sandbox::exec(db, &s.sql).await?;
+        sandbox::exec(db, &m.search_path, &s.sql).await?;
         sandbox::close(db).await?;
         check_role(db, m).await?;
         db.batch_execute(BECOME_RUNNER).await?;
@@ -245,7 +290,7 @@ async fn run_alone(
             Before::Skip => return Ok(Attempt::Skipped),
             Before::Run(sql) => sql,
         };
-        db.batch_execute(&sql).await?;
+        as_written(db, m, &sql, false).await?;
         check_role(db, m).await?;
         Ok::<_, RunnerError>(Attempt::Done)
     }
@@ -289,12 +334,15 @@ async fn built_index(
     let (Some(table), Some(index)) = (&m.table, &s.object) else {
         return Ok(None);
     };
+    let Some(oid) = resolve(db, m, table).await? else {
+        return Ok(None);
+    };
     let row = db
         .query_opt(
             "SELECT pg_catalog.format('%I.%I', n.nspname, $2::pg_catalog.text) FROM pg_catalog.pg_class c \
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-             WHERE c.oid = pg_catalog.to_regclass($1)",
-            &[table, &unquote(index)],
+             WHERE c.oid = $1::pg_catalog.oid",
+            &[&oid, &unquote(index)],
         )
         .await?;
     Ok(row.map(|r| r.get(0)))
@@ -315,7 +363,7 @@ async fn index_state(db: &Client, qualified: &str) -> Result<Option<bool>, Runne
 async fn drop_invalid_index(db: &Client, m: &Migration, s: &StepRow) -> Result<(), RunnerError> {
     if let Some(q) = built_index(db, m, s).await? {
         if index_state(db, &q).await? == Some(false) {
-            db.batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {q}"))
+            db.execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {q}"), &[])
                 .await?;
         }
     }
@@ -335,7 +383,7 @@ async fn before_attempt(db: &Client, m: &Migration, s: &StepRow) -> Result<Befor
                 match index_state(db, &q).await? {
                     Some(true) => return Ok(Before::Skip),
                     Some(false) => {
-                        db.batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {q}"))
+                        db.execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {q}"), &[])
                             .await?;
                     }
                     None => {}
@@ -344,10 +392,7 @@ async fn before_attempt(db: &Client, m: &Migration, s: &StepRow) -> Result<Befor
         }
         StepKind::DropIndex => {
             if let Some(index) = &s.object {
-                let gone = db
-                    .query_one("SELECT pg_catalog.to_regclass($1) IS NULL", &[index])
-                    .await?;
-                if gone.get::<_, bool>(0) {
+                if resolve(db, m, index).await?.is_none() {
                     return Ok(Before::Skip);
                 }
             }
@@ -355,34 +400,41 @@ async fn before_attempt(db: &Client, m: &Migration, s: &StepRow) -> Result<Befor
         StepKind::Reindex => {
             // An interrupted REINDEX CONCURRENTLY leaves INVALID copies
             // named *_ccnew: drop them, then rebuild.
-            if let Some(table) = &m.table {
+            if let Some(oid) = match &m.table {
+                Some(table) => resolve(db, m, table).await?,
+                None => None,
+            } {
                 let rows = db
                     .query(
                         "SELECT pg_catalog.format('%I.%I', n.nspname, c.relname) \
                          FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid \
                          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
                          WHERE NOT i.indisvalid AND c.relname ~ '_ccnew[0-9]*$' \
-                         AND (i.indrelid = pg_catalog.to_regclass($1) OR i.indrelid = \
-                         (SELECT x.indrelid FROM pg_catalog.pg_index x WHERE x.indexrelid = pg_catalog.to_regclass($1)))",
-                        &[table],
+                         AND (i.indrelid = $1::pg_catalog.oid OR i.indrelid = \
+                         (SELECT x.indrelid FROM pg_catalog.pg_index x WHERE x.indexrelid = $1::pg_catalog.oid))",
+                        &[&oid],
                     )
                     .await?;
                 for r in rows {
                     let name: String = r.get(0);
-                    db.batch_execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {name}"))
+                    db.execute(&format!("DROP INDEX CONCURRENTLY IF EXISTS {name}"), &[])
                         .await?;
                 }
             }
         }
         StepKind::Detach => {
             if let Some(child) = &s.object {
-                let row = db
-                    .query_opt(
-                        "SELECT h.inhdetachpending FROM pg_catalog.pg_inherits h \
-                         WHERE h.inhrelid = pg_catalog.to_regclass($1)",
-                        &[child],
-                    )
-                    .await?;
+                let row = match resolve(db, m, child).await? {
+                    Some(oid) => {
+                        db.query_opt(
+                            "SELECT h.inhdetachpending FROM pg_catalog.pg_inherits h \
+                             WHERE h.inhrelid = $1::pg_catalog.oid",
+                            &[&oid],
+                        )
+                        .await?
+                    }
+                    None => None,
+                };
                 match row.map(|r| r.get::<_, bool>(0)) {
                     None => return Ok(Before::Skip),
                     Some(true) => {
@@ -406,26 +458,35 @@ async fn before_attempt(db: &Client, m: &Migration, s: &StepRow) -> Result<Befor
 
 /// What undoes a finished step, if anything can: the index it built, the
 /// NOT VALID constraint it added.
-pub fn undo_sql(s: &StepRow, built: Option<&str>) -> Option<String> {
-    if s.undo.is_some() {
-        return s.undo.clone();
+/// Built from the names the plan parsed (the migration's table, the
+/// constraint), never by cutting the step's text: a quoted name may hold
+/// any words.
+pub fn undo_sql(s: &StepRow, table: Option<&str>, built: Option<&str>) -> Option<Undo> {
+    if let Some(plan) = &s.undo {
+        return Some(Undo::Plan(plan.clone()));
     }
     match s.kind {
-        StepKind::BuildIndex => built.map(|q| format!("DROP INDEX CONCURRENTLY IF EXISTS {q}")),
+        StepKind::BuildIndex => {
+            built.map(|q| Undo::One(format!("DROP INDEX CONCURRENTLY IF EXISTS {q}")))
+        }
         StepKind::Brief if s.sql.trim_end().ends_with("NOT VALID") => {
             let constraint = s.object.as_ref()?;
-            let head = alter_head(&s.sql)?;
-            Some(format!("{head} DROP CONSTRAINT IF EXISTS {constraint}"))
+            Some(Undo::One(format!(
+                "ALTER TABLE {} DROP CONSTRAINT IF EXISTS {constraint}",
+                table?
+            )))
         }
         _ => None,
     }
 }
 
-/// `ALTER TABLE [IF EXISTS] [ONLY] name` of a step's own statement: the
-/// text before ` ADD CONSTRAINT`.
-fn alter_head(sql: &str) -> Option<&str> {
-    let at = sql.find(" ADD CONSTRAINT ")?;
-    Some(&sql[..at])
+/// What undoes a step.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Undo {
+    /// The plan's own undo statements, made from the names it parsed.
+    Plan(String),
+    /// One statement, sent as one (a Parse holds one statement at most).
+    One(String),
 }
 
 /// Undoes step `s` as the submitter. Whether there was anything to undo.
@@ -451,10 +512,16 @@ pub async fn undo(
         } else {
             None
         };
-        let Some(sql) = undo_sql(s, built.as_deref()) else {
-            return Ok(false);
-        };
-        db.batch_execute(&sql).await?;
+        match undo_sql(s, m.table.as_deref(), built.as_deref()) {
+            None => return Ok(false),
+            Some(Undo::One(sql)) => as_written(db, m, &sql, false).await?,
+            Some(Undo::Plan(sql)) => {
+                set_path(db, &m.search_path, false).await?;
+                let r = db.batch_execute(&sql).await;
+                set_path(db, sandbox::RUNNER_PATH, false).await?;
+                r?;
+            }
+        }
         Ok(true)
     }
     .await;

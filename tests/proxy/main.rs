@@ -7,6 +7,7 @@ mod examples;
 mod harness;
 mod raw;
 
+mod adversary;
 mod auth;
 mod errors;
 mod gate;
