@@ -60,10 +60,12 @@ async fn work_once(
         }
         // Another instance runs this relation's migrations, or someone
         // else holds the key (advisory locks are open to every role).
-        let waiting = store::unfinished(&db, *key).await?;
-        if waiting.is_empty() {
+        if store::head(&db, *key).await?.is_none() {
             return Ok(());
         }
+        // Those not started hear who holds it (a running one is the
+        // holder's to report on).
+        let waiting = store::queued(&db, *key).await?;
         let why = lock_holder(&db, *key).await?;
         // Written when it changes: SHOW MIGRATIONS shows who holds the lock.
         let now = (why, waiting);
@@ -341,6 +343,13 @@ async fn run_steps(
     };
     if m.requested == Some(Request::Cancel) {
         return cancel(db, m, &run.limits).await;
+    }
+    if let Some(message) = steps::replaced(db, m).await? {
+        let f = super::Failure::new("55000", message);
+        tracing::warn!(event = "migration.relation_replaced", error = %f.message, "migration stopped");
+        store::failed(db, m.id, &f.sqlstate, &f.message).await?;
+        runner.notify(key, Progress::Failed(f));
+        return Ok(Ended::Failed);
     }
     for i in 0..m.steps.len() {
         if m.steps[i].n < m.current_step || m.steps[i].status.is_complete() {

@@ -208,6 +208,21 @@ impl Runner {
             f
         })?;
         let key = lock_key(&mut db, s).await;
+        // The runner must find the relation the client's session named:
+        // a temporary object, or a search_path that resolves otherwise
+        // here, would make it act on another.
+        if let (Some(client), Some(table)) = (s.relation_oid, &s.plan.table) {
+            if (key & 0xffff_ffff) as u32 != client {
+                return Err(Failure::new(
+                    sqlstate::DDL_BLOCKED,
+                    format!(
+                        "ddlgate blocked this statement: {table} resolves to another relation on \
+                         the runner's connection than in this session, so it cannot apply the \
+                         change safely"
+                    ),
+                ));
+            }
+        }
         self.inner().databases.insert(s.database.clone());
         Ok((db, key))
     }

@@ -138,6 +138,10 @@ pub struct Submission {
     /// The session's search_path, so the client's names mean what they
     /// meant to the client.
     pub search_path: String,
+    /// The table (an index's table) the plan's relation resolved to in the
+    /// client's session, when the gate read it: the runner must resolve
+    /// the name to the same one.
+    pub relation_oid: Option<u32>,
     pub statement: String,
     /// Its `tag` is the CommandComplete PostgreSQL would have sent.
     pub plan: Plan,

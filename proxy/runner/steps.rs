@@ -112,6 +112,43 @@ async fn set_path(db: &Client, path: &str, local: bool) -> Result<(), RunnerErro
     Ok(())
 }
 
+/// Whether `m`'s relation is still the one it was submitted for: its name,
+/// resolved as the submitter now, must give the table OID its lock key
+/// holds. What changed, if it is not (dropped and made again, renamed
+/// away and another put in its place); a name that no longer resolves is
+/// left to the steps (an index a finished step dropped).
+pub(super) async fn replaced(db: &Client, m: &Migration) -> Result<Option<String>, RunnerError> {
+    let expected = (m.lock_key & 0xffff_ffff) as u32;
+    let Some(table) = m.table.as_deref().filter(|_| expected != 0) else {
+        return Ok(None);
+    };
+    db.batch_execute(&format!("BEGIN; SET LOCAL ROLE {}", quote_ident(&m.role)))
+        .await?;
+    let now = async {
+        let Some(oid) = resolve(db, m, table).await? else {
+            return Ok(None);
+        };
+        let row = db
+            .query_one(
+                "SELECT COALESCE((SELECT i.indrelid FROM pg_catalog.pg_index i \
+                 WHERE i.indexrelid = $1::pg_catalog.oid), $1::pg_catalog.oid)",
+                &[&oid],
+            )
+            .await?;
+        Ok::<_, RunnerError>(row.get::<_, Option<u32>>(0))
+    }
+    .await;
+    db.batch_execute(&format!("ROLLBACK; {BECOME_RUNNER}"))
+        .await?;
+    Ok(match now? {
+        Some(oid) if oid != expected => Some(format!(
+            "ddlgate: {table} names another relation than when the statement was sent \
+             (it was dropped, or renamed and replaced, since); the migration stopped"
+        )),
+        _ => None,
+    })
+}
+
 /// Runs one statement of the plan's, as written (one Parse: never more
 /// than one statement, whatever its text holds), with the submitter's
 /// search_path; then the runner's again. Only for statements that

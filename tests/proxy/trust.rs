@@ -469,3 +469,66 @@ async fn a_lock_someone_else_holds_is_shown_and_bounds_the_clients_wait() {
     }
     panic!("the queued migrations never ran");
 }
+
+#[tokio::test]
+async fn a_table_replaced_while_its_migration_waited_is_not_touched() {
+    let db = database();
+    let mut s = settings();
+    let mut r = RunnerSettings::for_user("trust_runner");
+    r.password = Some(PASSWORD.into());
+    r.poll_interval = Duration::from_millis(200);
+    r.queued_wait_timeout = Duration::from_secs(1);
+    s.runner = Some(r);
+    let p = Proxy::start(s);
+    let holder = direct(&db).await;
+    holder
+        .batch_execute(
+            "SELECT pg_advisory_lock((1684302951::bigint << 32) | 'secret'::regclass::oid::bigint)",
+        )
+        .await
+        .unwrap();
+    let c = crate::harness::connect(&format!(
+        "host=127.0.0.1 port={} user=trust_owner password={PASSWORD} dbname={db}",
+        p.port()
+    ))
+    .await;
+    let e = c
+        .batch_execute("CREATE INDEX secret_x ON secret (x)")
+        .await
+        .expect_err("queued behind the lock");
+    assert_eq!(sqlstate(&e), "55P03", "{e:?}");
+    // Meanwhile the table is dropped and another made under its name.
+    psql_in(
+        cluster(),
+        &db,
+        "DROP TABLE secret; CREATE TABLE secret (x int); ALTER TABLE secret OWNER TO trust_owner;",
+    );
+    drop(holder);
+    let d = direct(&db).await;
+    for _ in 0..200 {
+        let row = d
+            .query_one("SELECT status, error FROM ddlgate.migrations", &[])
+            .await
+            .unwrap();
+        let (status, error): (String, Option<String>) = (row.get(0), row.get(1));
+        if status == "failed" {
+            assert!(
+                error
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("names another relation"),
+                "{error:?}"
+            );
+            let built: bool = d
+                .query_one("SELECT to_regclass('secret_x') IS NOT NULL", &[])
+                .await
+                .unwrap()
+                .get(0);
+            assert!(!built, "the index was built on the new table");
+            return;
+        }
+        assert_ne!(status, "succeeded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the migration never stopped");
+}

@@ -80,6 +80,10 @@ pub struct Catalog {
     /// nobody queues behind them; and no other session (the runner's)
     /// would resolve the name to the same object.
     pub temp_relations: HashSet<String>,
+    /// What names (folded, as written) resolve to in the client's session:
+    /// the table's OID (an index's table). A migration's runner must find
+    /// the same one.
+    pub relation_oids: HashMap<String, u32>,
     /// `(table, column)` pairs that do not exist (folded).
     pub absent_columns: HashSet<(String, String)>,
     /// Nullability, constraints, indexes and collation by folded
@@ -127,6 +131,7 @@ impl Catalog {
             .extend(other.absent_columns.iter().cloned());
         c.temp_relations
             .extend(other.temp_relations.iter().cloned());
+        c.relation_oids.extend(other.relation_oids.clone());
         c.columns.extend(other.columns.clone());
         c.default_partitions
             .extend(other.default_partitions.clone());

@@ -218,12 +218,12 @@ pub async fn head(db: &Client, lock_key: i64) -> Result<Option<(i64, Status)>, R
     Ok(row.and_then(|r| Some((r.get(0), Status::parse(r.get::<_, &str>(1))?))))
 }
 
-/// Every unfinished migration on `lock_key`, in the order they run.
-pub async fn unfinished(db: &Client, lock_key: i64) -> Result<Vec<i64>, RunnerError> {
+/// The queued migrations on `lock_key`, in the order they run.
+pub async fn queued(db: &Client, lock_key: i64) -> Result<Vec<i64>, RunnerError> {
     Ok(db
         .query(
             "SELECT id FROM ddlgate.migrations \
-             WHERE lock_key = $1 AND status IN ('queued', 'running', 'paused') ORDER BY id",
+             WHERE lock_key = $1 AND status = 'queued' ORDER BY id",
             &[&lock_key],
         )
         .await?

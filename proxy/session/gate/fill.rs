@@ -58,7 +58,7 @@ impl Gate {
     ) -> Option<Box<super::migrate::Pending>> {
         let plan = fill.plan();
         let id = super::event::next_id();
-        let p = self.pending(text, &plan, &id, state);
+        let p = self.pending(text, &plan, &id, state, None);
         // Facts looked up for it serve it alone.
         self.looked_up.clear();
         self.catalog = crate::ddl::Catalog::default();

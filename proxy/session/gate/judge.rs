@@ -5,6 +5,7 @@ use crate::config::ddl::GateMode;
 use crate::config::ClientWait;
 use crate::ddl::analyze::Kind as StmtKind;
 use crate::ddl::lexer::first_word;
+use crate::ddl::op::fold_name;
 use crate::ddl::policy::InTransaction;
 use crate::ddl::{Analyzed, Decision, Finding, Judgement, Mode, Rule, Who};
 use crate::protocol::backend::{Report, Severity};
@@ -156,6 +157,11 @@ impl Gate {
                     // It names a temporary relation of this session: it
                     // runs here as sent, or not at all, never elsewhere.
                     let private = a.ops.iter().any(|op| catalog.names_temp(op));
+                    let relation_oid = a
+                        .plan
+                        .as_ref()
+                        .and_then(|p| p.table.as_deref())
+                        .and_then(|t| catalog.relation_oids.get(&fold_name(t)).copied());
                     // A column an earlier deferral in this transaction
                     // shadows until its cut-over.
                     let shadow = self.shadowing(a, text);
@@ -192,7 +198,7 @@ impl Gate {
                         break;
                     }
                     if defer {
-                        match self.migration(text, a, &judgement, &e.id, state) {
+                        match self.migration(text, a, &judgement, &e.id, state, relation_oid) {
                             Ok(Some(mut p)) => {
                                 if let Some(sh) = &shadow {
                                     sh.retarget(&mut p.submission.plan);
@@ -220,7 +226,7 @@ impl Gate {
                         break;
                     }
                     if !observe && decision.stops() && alone && !in_tx && may_migrate && !private {
-                        match self.migration(text, a, &judgement, &e.id, state) {
+                        match self.migration(text, a, &judgement, &e.id, state, relation_oid) {
                             Ok(Some(p)) => {
                                 e.event = Kind::Migrated;
                                 event::emit(&e, self.runtime.audit.as_deref());
@@ -296,6 +302,7 @@ impl Gate {
         judgement: &Judgement,
         event_id: &str,
         state: &SessionState,
+        relation_oid: Option<u32>,
     ) -> Result<Option<Box<super::migrate::Pending>>, Report> {
         let rewrite_only = judgement
             .judged
@@ -307,7 +314,7 @@ impl Gate {
         if !rewrite_only {
             return Ok(None);
         }
-        self.pending(text, plan, event_id, state)
+        self.pending(text, plan, event_id, state, relation_oid)
     }
 
     /// What the runner is handed to apply `plan` for statement `text` as
@@ -319,6 +326,7 @@ impl Gate {
         plan: &crate::ddl::plan::Plan,
         event_id: &str,
         state: &SessionState,
+        relation_oid: Option<u32>,
     ) -> Result<Option<Box<super::migrate::Pending>>, Report> {
         let Some(runner) = self.runner.as_ref() else {
             return Ok(None);
@@ -364,6 +372,7 @@ impl Gate {
                 wait,
                 role: facts.role,
                 search_path: facts.search_path,
+                relation_oid,
                 statement: statement.trim().to_owned(),
                 plan: plan.clone(),
                 event: event_id.to_owned(),

@@ -33,7 +33,9 @@ const DOMAIN: &[u8] = b"ddlgate_lookup_domain";
 const RELATION: &[u8] = b"ddlgate_lookup_relation";
 
 /// A row if the relation exists.
-const RELATION_SQL: &str = "SELECT c.relpersistence OPERATOR(pg_catalog.=) 't' \
+const RELATION_SQL: &str = "SELECT c.relpersistence OPERATOR(pg_catalog.=) 't', \
+     COALESCE((SELECT i.indrelid FROM pg_catalog.pg_index i \
+       WHERE i.indexrelid OPERATOR(pg_catalog.=) c.oid), c.oid)::pg_catalog.int8 \
      FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)";
 
 const DOMAIN_SQL: &str = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c \
@@ -485,6 +487,14 @@ impl Lookup {
                     Want::Relation(name) => {
                         if cols.first() == Some(&Some(&b"t"[..])) {
                             catalog.temp_relations.insert(fold_name(name));
+                        }
+                        let oid = cols
+                            .get(1)
+                            .copied()
+                            .flatten()
+                            .and_then(|b| std::str::from_utf8(b).ok()?.parse::<u32>().ok());
+                        if let Some(oid) = oid {
+                            catalog.relation_oids.insert(fold_name(name), oid);
                         }
                     }
                     Want::Dependents(table, column) => dependents::on_row(

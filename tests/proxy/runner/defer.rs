@@ -40,6 +40,7 @@ async fn a_deferred_migration_exists_exactly_when_the_clients_transaction_commit
         login: "defer_client".into(),
         role: "defer_client".into(),
         search_path: "public".into(),
+        relation_oid: None,
         statement: "CREATE INDEX ON t (a)".into(),
         plan,
         event: "test".into(),
