@@ -153,6 +153,36 @@ async fn the_setting_from_the_startup_packet_is_followed() {
 }
 
 #[tokio::test]
+async fn schema_changes_with_backslashes_and_multibyte_text_pass_in_the_standard_reading() {
+    direct("postgres")
+        .await
+        .batch_execute("DROP TABLE IF EXISTS lx_ok1, lx_ok2")
+        .await
+        .unwrap();
+    let c = proxy().connect("postgres").await;
+    // Extended protocol (Parse at the start of a batch) and simple.
+    c.execute(
+        r"CREATE TABLE lx_ok1 (a text DEFAULT 'C:\dir' CHECK (a <> 'ā'))",
+        &[],
+    )
+    .await
+    .unwrap();
+    c.batch_execute(r"CREATE TABLE lx_ok2 (a text DEFAULT 'ソ'); SELECT 'é'")
+        .await
+        .unwrap();
+    let d: String = direct("postgres")
+        .await
+        .query_one(
+            "SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'lx_ok1'::regclass",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(d, r"'C:\dir'::text");
+}
+
+#[tokio::test]
 async fn a_string_pipelined_behind_a_change_of_the_setting_is_refused() {
     victim("lx_victim_pipe").await;
     direct("postgres")

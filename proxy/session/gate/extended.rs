@@ -25,7 +25,7 @@ impl Gate {
             return Verdict::Keep;
         };
         let sql = take_cstr(rest).map_or(&[][..], |(s, _)| s);
-        let reading = self.reading(state);
+        let reading = self.reading(boundary, state);
         let mut out = Vec::new();
         if boundary {
             self.pending_restore(true, state, &mut out);

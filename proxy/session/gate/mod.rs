@@ -429,11 +429,12 @@ impl Gate {
     /// nothing of the client's is still running before it (a statement that
     /// changes `standard_conforming_strings` or `client_encoding` is
     /// reported when the server is next idle; ddlgate's own requests change
-    /// neither). Read before the message pushes any group of its own.
-    fn reading(&self, state: &SessionState) -> Reading {
+    /// neither). `boundary`: the message starts a request (read before it
+    /// enters a batch or pushes any group of its own).
+    fn reading(&self, boundary: bool, state: &SessionState) -> Reading {
         Reading {
             lex: state.lexical,
-            sure: self.at_boundary() && self.groups.iter().all(Group::is_ours),
+            sure: boundary && self.groups.iter().all(Group::is_ours),
         }
     }
 

@@ -88,7 +88,7 @@ impl Gate {
     pub(super) fn on_query(&mut self, body: &[u8], state: &mut SessionState) -> Verdict {
         // A Query inside an extended batch (no Sync yet) is part of it.
         let boundary = self.at_boundary();
-        let reading = self.reading(state);
+        let reading = self.reading(boundary, state);
         let mut out = Vec::new();
         if boundary {
             self.pending_restore(false, state, &mut out);
