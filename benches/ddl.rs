@@ -7,6 +7,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ddlgate::ddl::fastpath::may_contain_ddl;
+use ddlgate::ddl::lexer::Lexical;
 use ddlgate::ddl::{Analyzer, Catalog, Mode, Policy, Who};
 
 const NON_DDL: &[(&str, &str)] = &[
@@ -51,9 +52,12 @@ const DDL: &[(&str, &str)] = &[
 fn fast_path(c: &mut Criterion) {
     let mut g = c.benchmark_group("non_ddl_fast_path");
     for (name, sql) in NON_DDL {
-        assert!(!may_contain_ddl(sql.as_bytes()), "{name}");
+        assert!(
+            !may_contain_ddl(sql.as_bytes(), Lexical::STANDARD),
+            "{name}"
+        );
         g.bench_function(*name, |b| {
-            b.iter(|| may_contain_ddl(black_box(sql.as_bytes())))
+            b.iter(|| may_contain_ddl(black_box(sql.as_bytes()), black_box(Lexical::STANDARD)))
         });
     }
     g.finish();
@@ -71,7 +75,7 @@ fn classify(c: &mut Criterion) {
         g.bench_function(*name, |b| {
             b.iter(|| {
                 let sql = black_box(sql.as_bytes());
-                assert!(may_contain_ddl(sql));
+                assert!(may_contain_ddl(sql, Lexical::STANDARD));
                 let mut a = Analyzer::default();
                 let stmts = a.analyze(sql, Mode::QueryString, false, 15, &catalog);
                 stmts

@@ -408,8 +408,10 @@ pub const TARGETS: &[Target] = &[
             let mut s = sql(rng);
             mutate(rng, &mut s);
             env.last.clone_from(&s);
-            let _ = crate::ddl::fastpath::may_contain_ddl(&s);
-            let _ = crate::ddl::lexer::redact(&s);
+            let lex = crate::ddl::lexer::Lexical::ALL[rng.random_range(0..8)];
+            let _ = crate::ddl::fastpath::may_contain_ddl(&s, lex);
+            let _ = crate::ddl::fastpath::may_contain_ddl_unsure(&s, lex);
+            let _ = crate::ddl::lexer::redact_in(&s, lex);
             let _ = crate::ddl::lexer::leading_comments(&s);
             let _ = crate::ddl::policy::override_rules(&s);
             let mut a = Analyzer::for_session(rng.random());
@@ -418,8 +420,13 @@ pub const TARGETS: &[Target] = &[
             } else {
                 Mode::Script
             };
-            for st in a.analyze(
+            let reading = crate::ddl::lexer::Reading {
+                lex,
+                sure: rng.random(),
+            };
+            for st in a.analyze_read(
                 &s,
+                reading,
                 mode,
                 rng.random(),
                 9 + rng.random_range(0..9),

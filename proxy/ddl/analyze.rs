@@ -6,7 +6,9 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 use super::fastpath::is_ddl_word;
-use super::lexer::{first_word, skip_trivia, split, word_at};
+use super::lexer::{
+    first_word, plain_literal_backslash, skip_trivia, split, word_at, Reading, Strings,
+};
 use super::op::{fold_name, ConstraintKind, Op};
 use super::plan::{self, Plan};
 use super::plpgsql::{self, Embedded};
@@ -33,6 +35,43 @@ pub enum Kind {
     Other,
 }
 
+/// Why ddlgate cannot judge a statement as the server will read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreadable {
+    /// A request still running may change `standard_conforming_strings` or
+    /// `client_encoding`, and the two readings split the text differently
+    /// (then the whole string is one such "statement").
+    Unsure,
+    /// A schema change with a backslash in a plain `'...'` literal while
+    /// `standard_conforming_strings` is off (or may be): ddlgate's parser,
+    /// and the runner's connection, read it as standard.
+    Backslash,
+    /// A schema change with non-ASCII text in a client-only encoding
+    /// (SJIS, BIG5, GBK, UHC, GB18030), which ddlgate's parser cannot read.
+    Encoding,
+}
+
+impl Unreadable {
+    /// Why, for the client's error.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Unreadable::Unsure => {
+                "a request sent before it is still running and may change \
+                 standard_conforming_strings or client_encoding, and the text reads differently \
+                 under them (a backslash in a quoted string, or multibyte text)"
+            }
+            Unreadable::Backslash => {
+                "it holds a backslash in a quoted string while standard_conforming_strings is \
+                 off (or may be), which ddlgate cannot read exactly"
+            }
+            Unreadable::Encoding => {
+                "it holds non-ASCII text in a client-only encoding (SJIS, BIG5, GBK, UHC, \
+                 GB18030), which ddlgate cannot read exactly"
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Analyzed {
     /// Where the statement is in the input (with its leading comments).
@@ -45,6 +84,9 @@ pub struct Analyzed {
     pub in_transaction: bool,
     /// The safe phased form, when every finding has one.
     pub plan: Option<Plan>,
+    /// The gate cannot read it as the server will: refused whatever the
+    /// policy says.
+    pub unreadable: Option<Unreadable>,
 }
 
 impl Analyzed {
@@ -180,6 +222,8 @@ impl Analyzer {
         f.renamed_to.clear();
     }
 
+    /// Analyzes `sql` read as a fresh session reads it (ddlgate's own SQL,
+    /// migration files); see [`Analyzer::analyze_read`].
     pub fn analyze(
         &mut self,
         sql: &[u8],
@@ -188,8 +232,44 @@ impl Analyzer {
         server_major: u32,
         catalog: &Catalog,
     ) -> Vec<Analyzed> {
+        self.analyze_read(
+            sql,
+            Reading::STANDARD,
+            mode,
+            session_in_tx,
+            server_major,
+            catalog,
+        )
+    }
+
+    /// Analyzes a session's `sql`, split as `reading` says the server reads
+    /// it. When the reading is not sure and another would split it
+    /// otherwise, the whole string is one statement marked
+    /// [`Unreadable::Unsure`]; a schema change the parser cannot read as
+    /// the server will is marked too.
+    pub fn analyze_read(
+        &mut self,
+        sql: &[u8],
+        reading: Reading,
+        mode: Mode,
+        session_in_tx: bool,
+        server_major: u32,
+        catalog: &Catalog,
+    ) -> Vec<Analyzed> {
+        if reading.ambiguous(sql) {
+            return vec![Analyzed {
+                range: 0..sql.len(),
+                kind: Kind::Other,
+                ops: Vec::new(),
+                read_by: None,
+                findings: Vec::new(),
+                in_transaction: self.explicit_block || session_in_tx,
+                plan: None,
+                unreadable: Some(Unreadable::Unsure),
+            }];
+        }
         self.explicit_block |= session_in_tx;
-        let pieces = split(sql);
+        let pieces = split(sql, reading.lex);
         let implicit = mode == Mode::QueryString && pieces.len() > 1;
         let mut out = Vec::with_capacity(pieces.len());
         for range in pieces {
@@ -204,7 +284,15 @@ impl Analyzer {
                 findings: Vec::new(),
                 in_transaction,
                 plan: None,
+                unreadable: None,
             };
+            if kind == Kind::Ddl {
+                a.unreadable = unreadable(text, reading);
+                if a.unreadable.is_some() {
+                    out.push(a);
+                    continue;
+                }
+            }
             match kind {
                 Kind::Begin => self.explicit_block = true,
                 Kind::End => {
@@ -467,6 +555,32 @@ impl Analyzer {
 
 /// SQL arrives in the client's encoding; keywords and names that matter
 /// here are ASCII, so a lossy decode classifies the same.
+/// Why a schema change's text cannot be read as the server reads it.
+fn unreadable(text: &[u8], reading: Reading) -> Option<Unreadable> {
+    let lex = reading.lex;
+    let backslash = memchr::memchr(b'\\', text).is_some();
+    if backslash {
+        let escape = lex.strings == Strings::Escape || !reading.sure;
+        // A DO body is read by the server's scanner too, and a body that
+        // sets the setting reads its later EXECUTE strings otherwise.
+        let is_do = first_word(text).eq_ignore_ascii_case(b"DO");
+        if (escape && (is_do || plain_literal_backslash(text, lex)))
+            || (is_do && contains_ignore_case(text, b"standard_conforming_strings"))
+        {
+            return Some(Unreadable::Backslash);
+        }
+    }
+    if lex.encoding.is_client_only() && !text.is_ascii() {
+        return Some(Unreadable::Encoding);
+    }
+    None
+}
+
+fn contains_ignore_case(text: &[u8], word: &[u8]) -> bool {
+    text.windows(word.len())
+        .any(|w| w.eq_ignore_ascii_case(word))
+}
+
 pub fn decode(bytes: &[u8]) -> Cow<'_, str> {
     String::from_utf8_lossy(bytes)
 }

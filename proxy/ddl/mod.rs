@@ -24,7 +24,7 @@ pub mod rules;
 pub mod schema;
 pub mod types;
 
-pub use analyze::{Analyzed, Analyzer, Created, Kind, Mode};
+pub use analyze::{Analyzed, Analyzer, Created, Kind, Mode, Unreadable};
 pub use policy::{Judgement, Policy, Who};
 pub use rule::{Decision, Finding, Lock, Rule};
 pub use rules::Catalog;

@@ -12,7 +12,20 @@
 //! reported as unknowable.
 
 use super::fastpath::is_ddl_word;
-use super::lexer::{first_word, next_token, statements};
+use super::lexer::{first_word, Lexical};
+
+/// A DO body is read as standard: the gate refuses a DO block holding a
+/// backslash whenever `standard_conforming_strings` is (or may be) off, so
+/// every body read here reads the same either way.
+const LEX: Lexical = Lexical::STANDARD;
+
+fn next_token(b: &[u8], pos: usize) -> Option<std::ops::Range<usize>> {
+    super::lexer::next_token(b, pos, LEX)
+}
+
+fn statements(b: &[u8]) -> super::lexer::Statements<'_> {
+    super::lexer::statements(b, LEX)
+}
 
 /// How deep DO blocks nested in EXECUTE strings are followed.
 const MAX_DEPTH: usize = 4;
@@ -244,7 +257,8 @@ fn fill_format(fmt: &str) -> Option<String> {
 }
 
 /// The string literal starting at `pos` (`'...'`, `E'...'`, `$tag$...$tag$`),
-/// decoded, and where it ends.
+/// decoded, and where it ends. A literal continued on another line is not
+/// read.
 fn literal_at(sql: &str, pos: usize) -> Option<(String, usize)> {
     let b = sql.as_bytes();
     let r = next_token(b, pos)?;
@@ -259,15 +273,18 @@ fn literal_at(sql: &str, pos: usize) -> Option<(String, usize)> {
     if tok.starts_with('\'') {
         return Some((unquote_standard(tok)?, r.end));
     }
-    if tok.eq_ignore_ascii_case("E") && b.get(r.end) == Some(&b'\'') {
-        let s = next_token(b, r.end)?;
-        return Some((unquote_escape(&sql[s.clone()])?, s.end));
+    if tok.starts_with(['e', 'E']) && tok[1..].starts_with('\'') {
+        return Some((unquote_escape(&tok[1..])?, r.end));
     }
     None
 }
 
 fn unquote_standard(tok: &str) -> Option<String> {
     let inner = tok.strip_prefix('\'')?.strip_suffix('\'')?;
+    // Quotes inside come in pairs, unless the literal was continued.
+    if inner.replace("''", "").contains('\'') {
+        return None;
+    }
     Some(inner.replace("''", "'"))
 }
 
@@ -287,8 +304,11 @@ fn unquote_escape(tok: &str) -> Option<String> {
                 c if c.is_ascii_digit() || c == 'x' || c == 'u' || c == 'U' => return None,
                 other => out.push(other),
             },
+            // A lone quote: the literal was continued on another line.
             '\'' => {
-                chars.next();
+                if chars.next()? != '\'' {
+                    return None;
+                }
                 out.push('\'');
             }
             c => out.push(c),

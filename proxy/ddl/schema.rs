@@ -11,7 +11,7 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 use super::analyze::decode;
-use super::lexer::{skip_trivia, split};
+use super::lexer::{skip_trivia, split, Lexical};
 use super::op::{fold_name, unquote};
 use super::rules::{Catalog, ColumnFacts};
 use super::types::SqlType;
@@ -31,7 +31,8 @@ pub fn read_schema(sql: &[u8]) -> Catalog {
         .flat_map(|l| l.iter().copied().chain(std::iter::once(b'\n')))
         .collect();
     let mut indexes = Vec::new();
-    for range in split(&sql) {
+    // pg_dump sets standard_conforming_strings = on in its output.
+    for range in split(&sql, Lexical::STANDARD) {
         let start = skip_trivia(&sql, range.start).min(range.end);
         let text = decode(&sql[start..range.end]);
         match Parser::parse_sql(&PostgreSqlDialect {}, &text) {

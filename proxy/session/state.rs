@@ -1,7 +1,9 @@
 //! What the proxy knows about a session once it is relaying: the transaction
-//! status from ReadyForQuery, the server's version, and how many requests
+//! status from ReadyForQuery, the server's version, how it reads SQL text
+//! (`standard_conforming_strings`, `client_encoding`), and how many requests
 //! still await their ReadyForQuery. The DDL gate decides with these.
 
+use crate::ddl::lexer::{Encoding, Lexical, Strings};
 use crate::protocol::backend::TxStatus;
 
 #[derive(Debug, Clone)]
@@ -21,6 +23,10 @@ pub struct SessionState {
     /// The session's `TimeZone`, from ParameterStatus: whether timestamp
     /// and timestamptz convert in place depends on it.
     pub time_zone: Option<String>,
+    /// How the server reads the session's SQL, from ParameterStatus
+    /// (`standard_conforming_strings`, reported at startup and whenever it
+    /// changes; `client_encoding`): the gate splits statements with it.
+    pub lexical: Lexical,
     /// The client sent Terminate: it expects nothing more, so ddlgate says
     /// nothing more to it (the upstream's close that follows is expected).
     pub client_terminated: bool,
@@ -36,6 +42,7 @@ impl Default for SessionState {
             client_utf8: true,
             client_terminated: false,
             time_zone: None,
+            lexical: Lexical::STANDARD,
         }
     }
 }
@@ -53,7 +60,7 @@ impl SessionState {
     }
 
     /// Takes in a ParameterStatus body (server_version, client_encoding,
-    /// TimeZone).
+    /// TimeZone, standard_conforming_strings).
     pub fn parameter_status(&mut self, body: &[u8]) {
         match crate::protocol::backend::parameter_status(body) {
             Some((b"server_version", v)) => {
@@ -63,6 +70,16 @@ impl SessionState {
                 self.client_utf8 = v.eq_ignore_ascii_case(b"UTF8")
                     || v.eq_ignore_ascii_case(b"UTF-8")
                     || v.eq_ignore_ascii_case(b"SQL_ASCII");
+                self.lexical.encoding = Encoding::of_client_encoding(v);
+            }
+            Some((b"standard_conforming_strings", v)) => {
+                // "on" or "off"; anything else is read the cautious way
+                // (backslashes escape, so quoted strings end earlier).
+                self.lexical.strings = if v.eq_ignore_ascii_case(b"on") {
+                    Strings::Standard
+                } else {
+                    Strings::Escape
+                };
             }
             Some((b"TimeZone", v)) => {
                 self.time_zone = Some(String::from_utf8_lossy(v).into_owned());
@@ -94,6 +111,23 @@ impl SessionState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn status(name: &str, value: &str) -> Vec<u8> {
+        [name.as_bytes(), b"\0", value.as_bytes(), b"\0"].concat()
+    }
+
+    #[test]
+    fn lexical_follows_parameter_status() {
+        let mut s = SessionState::default();
+        assert_eq!(s.lexical, Lexical::STANDARD);
+        s.parameter_status(&status("standard_conforming_strings", "off"));
+        assert_eq!(s.lexical, Lexical::ESCAPE);
+        s.parameter_status(&status("client_encoding", "SJIS"));
+        assert_eq!(s.lexical.encoding, Encoding::Sjis);
+        s.parameter_status(&status("standard_conforming_strings", "on"));
+        s.parameter_status(&status("client_encoding", "UTF8"));
+        assert_eq!(s.lexical, Lexical::STANDARD);
+    }
 
     #[test]
     fn server_major_reads_leading_digits() {

@@ -228,6 +228,67 @@ async fn the_attacker_replaces_the_sandbox_entry_point_between_two_calls() {
     );
 }
 
+/// Attack 3. The gate's lexer always reads '...' with standard_conforming_
+/// strings on; a client may turn it off, and then `\'` escapes a quote on
+/// the server. `SELECT 'a\''; TRUNCATE t; --'` is one SELECT to the gate
+/// (no DDL: forwarded unjudged) and SELECT + TRUNCATE to the server.
+#[tokio::test]
+async fn standard_conforming_strings_off_hides_a_statement_from_the_gate() {
+    let db = database();
+    let c = connect_as("adv_attacker", &db).await;
+    // Control: judged and blocked as written.
+    let e = c
+        .batch_execute("TRUNCATE t_atk")
+        .await
+        .expect_err("TRUNCATE is blocked");
+    assert_eq!(sqlstate(&e), "ZD001", "{e:?}");
+    c.batch_execute("SET standard_conforming_strings = off")
+        .await
+        .unwrap();
+    let r = c.batch_execute("SELECT 'a\\''; TRUNCATE t_atk; --'").await;
+    let n: i64 = direct(&db)
+        .await
+        .query_one("SELECT count(*) FROM t_atk", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 100, "the TRUNCATE ran without the gate judging it");
+    let e = r.expect_err("the hidden TRUNCATE is judged");
+    assert_eq!(sqlstate(&e), "ZD001", "{e:?}");
+}
+
+/// Attack 4. The lexer takes `'` right after an `E` as an escape string
+/// when the byte before the `E` is not a letter, digit or underscore; but
+/// `$` continues an identifier, so in `x$e'\'` PostgreSQL reads the
+/// identifier `x$e` and a standard string `'\'`, while the gate reads an
+/// E-string in which `\'` is an escaped quote. With a type named `x$e`
+/// (here a temporary domain, found first by PostgreSQL), `SELECT x$e'\';
+/// TRUNCATE t_atk; --'` is one SELECT to the gate and SELECT + TRUNCATE
+/// to the server; standard_conforming_strings stays on.
+#[tokio::test]
+async fn a_dollar_before_e_hides_a_statement_from_the_gate() {
+    let db = database();
+    let c = connect_as("adv_attacker", &db).await;
+    let e = c
+        .batch_execute("TRUNCATE t_atk")
+        .await
+        .expect_err("TRUNCATE is blocked");
+    assert_eq!(sqlstate(&e), "ZD001", "{e:?}");
+    c.batch_execute("CREATE DOMAIN pg_temp.\"x$e\" AS text")
+        .await
+        .unwrap();
+    let r = c.batch_execute("SELECT x$e'\\'; TRUNCATE t_atk; --'").await;
+    let n: i64 = direct(&db)
+        .await
+        .query_one("SELECT count(*) FROM t_atk", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 100, "the TRUNCATE ran without the gate judging it");
+    let e = r.expect_err("the hidden TRUNCATE is judged");
+    assert_eq!(sqlstate(&e), "ZD001", "{e:?}");
+}
+
 /// The attacker's schema `evil` with an `=` for (oid, oid) whose function
 /// steals once when it runs in the runner's session (and swallows the
 /// error it gets where a role change is refused), then compares.

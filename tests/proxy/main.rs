@@ -16,6 +16,7 @@ mod gate_locks;
 mod gate_lookup;
 mod gate_quiet;
 mod gate_rules;
+mod lexing;
 mod pacing;
 mod relay;
 mod runner;

@@ -3,7 +3,7 @@
 //! proxy runs on client SQL.
 
 use ddlgate::ddl::fastpath::may_contain_ddl;
-use ddlgate::ddl::lexer::{leading_comments, redact, split};
+use ddlgate::ddl::lexer::{leading_comments, redact, split, Lexical};
 use ddlgate::ddl::policy::override_rules;
 use ddlgate::ddl::{Analyzer, Catalog, Mode, Policy, Who};
 use rand::{Rng, SeedableRng};
@@ -101,11 +101,14 @@ fn random_input_never_panics() {
                 sql.extend_from_slice(PIECES[rng.random_range(0..PIECES.len())]);
             }
         }
-        let _ = may_contain_ddl(&sql);
+        let lex = Lexical::ALL[round as usize % Lexical::ALL.len()];
+        let _ = may_contain_ddl(&sql, lex);
+        let _ = ddlgate::ddl::lexer::redact_in(&sql, lex);
         let _ = redact(&sql);
         let _ = leading_comments(&sql);
         let _ = override_rules(&sql);
-        let _ = split(&sql);
+        let _ = split(&sql, Lexical::STANDARD);
+        let _ = split(&sql, Lexical::ESCAPE);
         let mode = if round % 2 == 0 {
             Mode::QueryString
         } else {

@@ -221,7 +221,7 @@ fn single_column(t: &Toks<'_>, a: usize, b: usize) -> Option<String> {
         let tok = t.tok(j);
         let prev = if j > a { t.tok(j - 1) } else { "" };
         let is_cast_type = prev == ":" || t.is(j.saturating_sub(1), "AS");
-        // `E'...'`, `interval '1 day'`: a prefix or a type, not a column.
+        // `interval '1 day'`: a type, not a column.
         let before_literal = t.tok(j + 1).starts_with('\'');
         if !is_ident(tok)
             || before_literal

@@ -4,7 +4,7 @@
 
 use std::ops::Range;
 
-use crate::ddl::lexer::next_token;
+use crate::ddl::lexer::{next_token, Lexical};
 use crate::ddl::op::unquote;
 
 /// A statement's tokens (whitespace and comments skipped).
@@ -17,7 +17,9 @@ impl<'a> Toks<'a> {
     pub fn new(sql: &'a str) -> Self {
         let mut t = Vec::new();
         let mut pos = 0;
-        while let Some(r) = next_token(sql.as_bytes(), pos) {
+        // A statement the gate plans reads the same as standard: one with a
+        // backslash in a plain literal is refused when it may not.
+        while let Some(r) = next_token(sql.as_bytes(), pos, Lexical::STANDARD) {
             pos = r.end;
             t.push(r);
         }
@@ -118,8 +120,12 @@ impl<'a> Toks<'a> {
 
 /// An identifier token: a word or a quoted identifier.
 pub fn is_ident(tok: &str) -> bool {
-    tok.starts_with('"')
-        || tok
+    if tok.starts_with('"') {
+        return true;
+    }
+    // A prefixed string (`E'...'`, `B'...'`, `U&'...'`) is one token.
+    !tok.contains('\'')
+        && tok
             .chars()
             .next()
             .is_some_and(|c| c.is_alphabetic() || c == '_')

@@ -373,7 +373,8 @@ impl Gate {
         one(sql::guard_sql(timeout).as_bytes(), &[]);
         one(confirm_sql(&marker).as_bytes(), &[reg.token.as_bytes()]);
         for step in now {
-            for range in lexer::split(step.sql.as_bytes()) {
+            // ddlgate's own SQL.
+            for range in lexer::split(step.sql.as_bytes(), lexer::Lexical::STANDARD) {
                 one(&step.sql.as_bytes()[range], &[]);
             }
         }

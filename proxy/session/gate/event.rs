@@ -12,7 +12,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use crate::ddl::lexer::redact;
+use crate::ddl::lexer::{redact, redact_in, Reading};
 use crate::ddl::{Decision, Finding, Lock};
 use crate::telemetry::audit::Audit;
 use crate::telemetry::decisions;
@@ -109,6 +109,19 @@ pub fn next_id() -> String {
             .map_or(0, |d| d.as_millis())
     });
     format!("{start:x}-{}", SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+/// [`statement_text`] of a session's statement, its literals read as the
+/// server reads them. When that reading is not sure and another could take
+/// part of a literal for code, only the statement's length is kept.
+pub fn statement_text_read(sql: &[u8], redact_literals: bool, reading: Reading) -> String {
+    if !redact_literals {
+        return statement_text(sql, false);
+    }
+    if reading.sure || crate::ddl::lexer::reads_alike(sql) {
+        return redact_in(sql, reading.lex);
+    }
+    format!("<{} bytes, not read>", sql.len())
 }
 
 /// Statement text for the record, literals redacted when configured.

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use crate::ddl::fastpath::may_contain_ddl;
 use crate::ddl::Mode;
 use crate::protocol::backend::TxStatus;
 use crate::protocol::frame::take_cstr;
@@ -26,6 +25,7 @@ impl Gate {
             return Verdict::Keep;
         };
         let sql = take_cstr(rest).map_or(&[][..], |(s, _)| s);
+        let reading = self.reading(boundary, state);
         let mut out = Vec::new();
         if boundary {
             self.pending_restore(true, state, &mut out);
@@ -39,7 +39,7 @@ impl Gate {
             self.batch_opened =
                 first.eq_ignore_ascii_case(b"BEGIN") || first.eq_ignore_ascii_case(b"START");
         }
-        if !self.enabled() || !may_contain_ddl(sql) {
+        if !self.enabled() || !super::query::may_contain_ddl_read(sql, reading) {
             self.statements.remove(name);
             if crate::ddl::lexer::first_word(sql).eq_ignore_ascii_case(b"COPY") {
                 if let Some(b) = self.batch_unit_mut() {
@@ -59,12 +59,12 @@ impl Gate {
             return self.deferred_parse(registered, out);
         }
         if after_begin && name.is_empty() {
-            if let Some(v) = self.after_batch_begin(sql, state) {
+            if let Some(v) = self.after_batch_begin(sql, reading, state) {
                 return v;
             }
         }
         if boundary {
-            if let Some(v) = self.lookup_first(sql, &mut out, state) {
+            if let Some(v) = self.lookup_first(sql, reading, &mut out, state) {
                 // Scanned again from the same place, at a boundary again
                 // once the lookup is answered.
                 return v;
@@ -73,7 +73,7 @@ impl Gate {
         let in_tx = state.tx != TxStatus::Idle;
         // Deferred only as the unnamed statement at the start of a batch.
         let may_migrate = boundary && (name.is_empty() || !in_tx);
-        let mut j = self.judge(sql, Mode::QueryString, in_tx, may_migrate, state);
+        let mut j = self.judge(sql, reading, Mode::QueryString, in_tx, may_migrate, state);
         self.statements.remove(name);
         self.migrations.remove(name);
         if let Some(pending) = j.defer.take() {
@@ -145,7 +145,12 @@ impl Gate {
     /// the statement starts a batch of its own, inside the block, where it
     /// can be looked up and deferred. (Only a BEGIN goes first: it cannot
     /// fail, so the Sync changes nothing about what the batch skips.)
-    fn after_batch_begin(&mut self, sql: &[u8], state: &mut SessionState) -> Option<Verdict> {
+    fn after_batch_begin(
+        &mut self,
+        sql: &[u8],
+        reading: crate::ddl::lexer::Reading,
+        state: &mut SessionState,
+    ) -> Option<Verdict> {
         let who = crate::ddl::Who {
             user: &self.who.user,
             database: &self.who.database,
@@ -156,6 +161,7 @@ impl Gate {
                 == crate::ddl::policy::InTransaction::Defer
             && super::lookup::plannable_first(
                 sql,
+                reading,
                 state.server_major().unwrap_or(super::ASSUMED_MAJOR),
             );
         if !defer {

@@ -37,11 +37,20 @@ impl Gate {
 
     /// The client's backfill the first statement of `sql` is, if the
     /// transaction set its column's default to the same value.
-    pub(super) fn fill_of(&self, sql: &[u8], state: &SessionState) -> Option<(FillNulls, usize)> {
-        if state.tx != TxStatus::InTransaction || self.tx_defaults.is_empty() {
+    pub(super) fn fill_of(
+        &self,
+        sql: &[u8],
+        reading: lexer::Reading,
+        state: &SessionState,
+    ) -> Option<(FillNulls, usize)> {
+        // Its first statement must be where the server will find it.
+        if state.tx != TxStatus::InTransaction
+            || self.tx_defaults.is_empty()
+            || reading.ambiguous(sql)
+        {
             return None;
         }
-        let first = lexer::statements(sql).next()?;
+        let first = lexer::statements(sql, reading.lex).next()?;
         let f = fill_nulls(std::str::from_utf8(&sql[first.clone()]).ok()?)?;
         self.tx_defaults
             .iter()
@@ -87,7 +96,7 @@ impl Gate {
         if self.fills.is_empty() || exempt {
             return;
         }
-        let names = names_in(sql);
+        let names = names_in(sql, state.lexical);
         let (due, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.fills)
             .into_iter()
             .partition(|f| names.iter().any(|n| *n == bare(&f.folded)));
@@ -136,10 +145,10 @@ fn bare(folded: &str) -> &str {
 
 /// Every identifier-like token of `sql`, as stored (a cheap superset of
 /// the tables it names).
-fn names_in(sql: &[u8]) -> Vec<String> {
+fn names_in(sql: &[u8], lex: lexer::Lexical) -> Vec<String> {
     let mut out = Vec::new();
     let mut pos = 0;
-    while let Some(r) = lexer::next_token(sql, pos) {
+    while let Some(r) = lexer::next_token(sql, pos, lex) {
         pos = r.end;
         if let Ok(tok) = std::str::from_utf8(&sql[r]) {
             let c = tok.as_bytes()[0];

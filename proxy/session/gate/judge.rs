@@ -4,7 +4,7 @@
 use crate::config::ddl::GateMode;
 use crate::config::ClientWait;
 use crate::ddl::analyze::Kind as StmtKind;
-use crate::ddl::lexer::first_word;
+use crate::ddl::lexer::{first_word, Reading};
 use crate::ddl::op::fold_name;
 use crate::ddl::policy::InTransaction;
 use crate::ddl::{Analyzed, Decision, Finding, Judgement, Mode, Rule, Who};
@@ -49,6 +49,7 @@ impl Gate {
     pub(super) fn judge(
         &mut self,
         sql: &[u8],
+        reading: Reading,
         mode: Mode,
         in_tx: bool,
         may_migrate: bool,
@@ -61,7 +62,9 @@ impl Gate {
         catalog.time_zone.clone_from(&state.time_zone);
         let lookup_error = self.lookup_error.take();
         self.looked_up.clear();
-        let stmts = self.analyzer.analyze(sql, mode, in_tx, major, &catalog);
+        let stmts = self
+            .analyzer
+            .analyze_read(sql, reading, mode, in_tx, major, &catalog);
         let runtime = self.runtime.clone();
         let ddl = &runtime.settings.ddl;
         let observe = ddl.mode == GateMode::Observe;
@@ -104,12 +107,16 @@ impl Gate {
         let control = stmts
             .iter()
             .position(|a| matches!(a.kind, StmtKind::Begin | StmtKind::End));
+        // Nothing is split or opened around a string with a statement
+        // ddlgate cannot read: it is refused where it stands.
+        let unreadable = stmts.iter().any(|a| a.unreadable.is_some());
         let plannable = |a: &Analyzed| {
             a.kind == StmtKind::Ddl
                 && !a.findings.is_empty()
                 && a.findings.iter().all(|f| crate::ddl::plan::covers(f.rule))
         };
-        let may_defer = splittable
+        let may_defer = !unreadable
+            && splittable
             && may_migrate
             && !observe
             && self.runner.is_some()
@@ -141,6 +148,24 @@ impl Gate {
         for (i, a) in stmts.iter().enumerate() {
             if split_at == Some(i) {
                 j.split = Some(i);
+                break;
+            }
+            if let Some(why) = a.unreadable {
+                let text = &sql[a.range.clone()];
+                let judgement = crate::ddl::Judgement {
+                    judged: Vec::new(),
+                    ignored_overrides: Vec::new(),
+                };
+                let mut e = self.event(Kind::Blocked, text, a, &judgement, server_version);
+                e.decision = Decision::Block;
+                e.statement = event::statement_text_read(text, ddl.redact_literals, reading);
+                e.lookup_error.clone_from(&lookup_error);
+                event::emit(&e, self.runtime.audit.as_deref());
+                if observe {
+                    // Recorded, run as sent: observe mode never stops.
+                    continue;
+                }
+                j.stop = Some((i, e.id.clone(), unreadable_report(&e.id, why)));
                 break;
             }
             match a.kind {
@@ -177,6 +202,7 @@ impl Gate {
                         decision = Decision::Warn;
                     }
                     let mut e = self.event(Kind::of(decision), text, a, &judgement, server_version);
+                    e.statement = event::statement_text_read(text, ddl.redact_literals, reading);
                     e.lookup_error.clone_from(&lookup_error);
                     let deferrable = a.in_transaction
                         && in_transaction == InTransaction::Defer
@@ -554,6 +580,32 @@ fn warn_report(findings: &[Finding], judgement: &Judgement) -> Report {
             .collect::<Vec<_>>()
             .join("\n"),
     )
+}
+
+/// The refusal of a statement ddlgate cannot read as the server will.
+fn unreadable_report(id: &str, why: crate::ddl::Unreadable) -> Report {
+    let hint = match why {
+        crate::ddl::Unreadable::Unsure => {
+            "Send it again once the requests before it have answered; or write the string \
+             without backslashes (E'...' strings, or standard_conforming_strings = on)."
+        }
+        crate::ddl::Unreadable::Backslash => {
+            "Write the literal as E'...' (backslash escapes) or set standard_conforming_strings \
+             = on for the statement."
+        }
+        crate::ddl::Unreadable::Encoding => "Send schema changes with client_encoding UTF8.",
+    };
+    Report::new(
+        Severity::Error,
+        sqlstate::DDL_BLOCKED,
+        format!(
+            "ddlgate refused this query string: it cannot tell how the server splits or reads \
+             it: {}",
+            why.reason()
+        ),
+    )
+    .with_detail(format!("event {id}"))
+    .with_hint(hint.to_owned())
 }
 
 /// Advice with no exact SQL behind it, as SQL comments: a hint is always a

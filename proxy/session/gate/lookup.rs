@@ -16,6 +16,7 @@
 //! Names travel as Bind parameters, never inside SQL.
 
 use crate::ddl::dependents;
+use crate::ddl::lexer::Reading;
 
 use crate::ddl::op::{fold_name, unquote, ConstraintKind, Op, Volatility};
 use crate::ddl::rules::constraints::qualify_index;
@@ -203,16 +204,23 @@ impl Want {
 /// The facts that could change the decision on `sql`.
 /// Whether the first statement of `sql` is one ddlgate has a plan for
 /// (it may become a migration).
-pub fn plannable_first(sql: &[u8], major: u32) -> bool {
+pub fn plannable_first(sql: &[u8], reading: Reading, major: u32) -> bool {
     Analyzer::findings_only()
-        .analyze(sql, Mode::QueryString, true, major, &Catalog::default())
+        .analyze_read(
+            sql,
+            reading,
+            Mode::QueryString,
+            true,
+            major,
+            &Catalog::default(),
+        )
         .first()
         .is_some_and(|s| {
             !s.findings.is_empty() && s.findings.iter().all(|f| crate::ddl::plan::covers(f.rule))
         })
 }
 
-pub fn wanted(sql: &[u8], major: u32) -> Vec<Want> {
+pub fn wanted(sql: &[u8], reading: Reading, major: u32) -> Vec<Want> {
     let mut out: Vec<Want> = Vec::new();
     let mut add = |w: Want| {
         // A name that did not decode is not the client's name: looked up,
@@ -226,7 +234,7 @@ pub fn wanted(sql: &[u8], major: u32) -> Vec<Want> {
         }
     };
     // A client's backfill ddlgate may defer runs as the session's role.
-    let first_fill = crate::ddl::lexer::statements(sql)
+    let first_fill = crate::ddl::lexer::statements(sql, reading.lex)
         .next()
         .and_then(|r| std::str::from_utf8(&sql[r]).ok())
         .filter(|s| crate::ddl::lexer::first_word(s.as_bytes()).eq_ignore_ascii_case(b"UPDATE"))
@@ -234,8 +242,9 @@ pub fn wanted(sql: &[u8], major: u32) -> Vec<Want> {
     if first_fill.is_some() {
         add(Want::Session);
     }
-    let stmts = Analyzer::findings_only().analyze(
+    let stmts = Analyzer::findings_only().analyze_read(
         sql,
+        reading,
         Mode::QueryString,
         false,
         major,
@@ -587,6 +596,7 @@ mod tests {
             b"ALTER TABLE t ALTER COLUMN \"V\" TYPE text, ALTER COLUMN a SET NOT NULL; \
               ALTER TABLE t ALTER COLUMN a SET NOT NULL; ALTER TABLE t ADD COLUMN x int; \
               ALTER TABLE p ATTACH PARTITION p2 FOR VALUES IN (1)",
+            Reading::STANDARD,
             15,
         );
         // The first statement may become a migration: the session's facts
@@ -606,12 +616,18 @@ mod tests {
             ]
         );
         // Names that did not decode (a LATIN1 client's bytes) are not looked up.
-        assert!(wanted(b"DROP TABLE caf\xe9", 15).is_empty());
+        assert!(wanted(b"DROP TABLE caf\xe9", Reading::STANDARD, 15).is_empty());
         // No finding: nothing to look up. A finding: whether its objects exist.
-        assert!(wanted(b"ALTER TABLE t ADD COLUMN x int; SELECT 1", 15).is_empty());
+        assert!(wanted(
+            b"ALTER TABLE t ADD COLUMN x int; SELECT 1",
+            Reading::STANDARD,
+            15
+        )
+        .is_empty());
         assert_eq!(
             wanted(
                 b"DROP TABLE IF EXISTS t; ALTER TABLE u DROP COLUMN IF EXISTS c",
+                Reading::STANDARD,
                 15
             ),
             vec![

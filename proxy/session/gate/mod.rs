@@ -42,6 +42,7 @@ use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
+use crate::ddl::lexer::Reading;
 use crate::ddl::{Analyzer, Catalog, Created};
 use crate::process::Runtime;
 use crate::protocol::backend::Report;
@@ -422,6 +423,20 @@ impl Gate {
     fn sync_outstanding(&self, state: &mut SessionState) {
         let waiting = matches!(self.request, Request::Held(Hold::Wait(_)));
         state.outstanding = self.groups.len() as u32 + u32::from(waiting);
+    }
+
+    /// How the server will read the SQL of the client message at hand: as
+    /// the session's ParameterStatus last said, and sure of it only when
+    /// nothing of the client's is still running before it (a statement that
+    /// changes `standard_conforming_strings` or `client_encoding` is
+    /// reported when the server is next idle; ddlgate's own requests change
+    /// neither). `boundary`: the message starts a request (read before it
+    /// enters a batch or pushes any group of its own).
+    fn reading(&self, boundary: bool, state: &SessionState) -> Reading {
+        Reading {
+            lex: state.lexical,
+            sure: boundary && self.groups.iter().all(Group::is_ours),
+        }
     }
 
     /// The next client message starts a request.

@@ -6,7 +6,8 @@
 use tokio::time::Instant;
 
 use super::{encode, keep_after, lookup, sql, Gate, Group, Hold, Stopped, Unit, ASSUMED_MAJOR};
-use crate::ddl::fastpath::may_contain_ddl;
+use crate::ddl::fastpath::{may_contain_ddl, may_contain_ddl_unsure};
+use crate::ddl::lexer::Reading;
 use crate::ddl::Mode;
 use crate::protocol::backend::TxStatus;
 use crate::protocol::frame::{put_frame, take_cstr};
@@ -21,6 +22,7 @@ impl Gate {
     pub(super) fn lookup_first(
         &mut self,
         sql: &[u8],
+        reading: Reading,
         before: &mut Vec<u8>,
         state: &mut SessionState,
     ) -> Option<Verdict> {
@@ -29,7 +31,7 @@ impl Gate {
         }
         let major = state.server_major().unwrap_or(ASSUMED_MAJOR);
         let runner = self.runner.is_some();
-        let wants: Vec<_> = lookup::wanted(sql, major)
+        let wants: Vec<_> = lookup::wanted(sql, reading, major)
             .into_iter()
             .filter(|w| !self.looked_up.contains(w))
             .filter(|w| runner || *w != lookup::Want::Session)
@@ -86,6 +88,7 @@ impl Gate {
     pub(super) fn on_query(&mut self, body: &[u8], state: &mut SessionState) -> Verdict {
         // A Query inside an extended batch (no Sync yet) is part of it.
         let boundary = self.at_boundary();
+        let reading = self.reading(boundary, state);
         let mut out = Vec::new();
         if boundary {
             self.pending_restore(false, state, &mut out);
@@ -102,9 +105,9 @@ impl Gate {
         };
         let sql = &full[base..];
         if boundary && self.enabled() {
-            if let Some((fill, end)) = self.fill_of(sql, state) {
+            if let Some((fill, end)) = self.fill_of(sql, reading, state) {
                 // It runs as the session's role: read it first.
-                if let Some(v) = self.lookup_first(sql, &mut out, state) {
+                if let Some(v) = self.lookup_first(sql, reading, &mut out, state) {
                     return v;
                 }
                 if let Some(p) = self.defer_fill(fill, &sql[..end], state) {
@@ -112,14 +115,14 @@ impl Gate {
                         offset: base,
                         ended: false,
                     });
-                    let after = crate::ddl::lexer::statements(sql)
+                    let after = crate::ddl::lexer::statements(sql, reading.lex)
                         .nth(1)
                         .map(|r| base + r.start);
                     return self.register(p, after, false, state, out);
                 }
             }
         }
-        if !self.enabled() || !may_contain_ddl(sql) {
+        if !self.enabled() || !may_contain_ddl_read(sql, reading) {
             self.script = None;
             if boundary {
                 self.materialize(sql, false, state, &mut out);
@@ -132,12 +135,12 @@ impl Gate {
             return keep_after(out);
         }
         if boundary {
-            if let Some(v) = self.lookup_first(sql, &mut out, state) {
+            if let Some(v) = self.lookup_first(sql, reading, &mut out, state) {
                 return v;
             }
         }
         let in_tx = state.tx != TxStatus::Idle;
-        let mut j = self.judge(sql, Mode::QueryString, in_tx, boundary, state);
+        let mut j = self.judge(sql, reading, Mode::QueryString, in_tx, boundary, state);
         if boundary {
             let alone = j.stmts.len() == 1;
             let exempt = alone
@@ -235,5 +238,16 @@ impl Gate {
             sql::restore_query(self.lock_timeout(), out);
             self.push(Group::Proxy { restore: true }, state);
         }
+    }
+}
+
+/// The fast path's check, with the session's reading: split as the server
+/// will (sure), or as any reading it could be in (not sure).
+#[inline]
+pub(super) fn may_contain_ddl_read(sql: &[u8], reading: Reading) -> bool {
+    if reading.sure {
+        may_contain_ddl(sql, reading.lex)
+    } else {
+        may_contain_ddl_unsure(sql, reading.lex)
     }
 }
