@@ -71,15 +71,15 @@ const DEFERRABLE_TRIGGER_SQL: &str = "SELECT pg_catalog.format('%I on %s', t.tgn
 /// caller is inside the step's transaction, already the submitter (`SET
 /// LOCAL ROLE`); the session's search_path is the runner's again after.
 async fn create(db: &Client, path: &str, create: &str) -> Result<(), RunnerError> {
-    db.execute(
-        "SELECT pg_catalog.set_config('search_path', $1::pg_catalog.text, true)",
-        &[&path],
-    )
-    .await?;
-    let created = db.batch_execute(create).await;
-    db.batch_execute(&format!("SET LOCAL search_path = {RUNNER_PATH}"))
-        .await?;
-    created.map_err(|e| {
+    // One round trip: the path as a literal (quoted, never interpreted).
+    // Run in the step's transaction, so an error leaves no setting behind.
+    db.batch_execute(&format!(
+        "SELECT pg_catalog.set_config('search_path', {}, true); {create}; \
+         SET LOCAL search_path = {RUNNER_PATH}",
+        literal(path)
+    ))
+    .await
+    .map_err(|e| {
         let e = RunnerError::from_db(e);
         match e.failure().sqlstate.as_str() {
             // No TEMP on the database, or no USAGE on plpgsql.

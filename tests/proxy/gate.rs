@@ -260,7 +260,7 @@ async fn warnings_overrides_and_the_audit_log() {
     direct("postgres")
         .await
         .batch_execute(
-            "DO $$ BEGIN CREATE ROLE gate_user LOGIN; \
+            "DO $$ BEGIN CREATE ROLE gate_user LOGIN PASSWORD 'role-secret'; \
              EXCEPTION WHEN duplicate_object THEN NULL; END $$",
         )
         .await

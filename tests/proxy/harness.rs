@@ -19,6 +19,10 @@ use tokio_postgres::{Client, NoTls};
 pub const MD5_PASSWORD: &str = "md5-secret";
 pub const SCRAM_PASSWORD: &str = "scram-secret";
 pub const PLAIN_PASSWORD: &str = "plain-secret";
+/// Every role the tests make logs in over TCP with SCRAM and this password
+/// (but the harness's superuser, `postgres`, and the roles above, each
+/// with its own method).
+pub const ROLE_PASSWORD: &str = "role-secret";
 
 /// A CA and a server certificate for localhost/127.0.0.1 signed by it.
 pub struct Certs {
@@ -78,8 +82,8 @@ extern "C" fn stop_cluster() {
 }
 
 /// Port and binaries of the shared cluster, which accepts TLS and has users
-/// for each password method; every member of `scram_group` (directly or
-/// not) logs in over TCP with SCRAM.
+/// for each password method; every other role but `postgres` logs in over
+/// TCP with SCRAM (`ROLE_PASSWORD` unless its test says otherwise).
 pub struct ClusterInfo {
     pub port: u16,
     pub bin_dir: PathBuf,
@@ -94,8 +98,8 @@ pub fn cluster() -> &'static ClusterInfo {
                    host all md5_user 127.0.0.1/32 md5\n\
                    host all scram_user 127.0.0.1/32 scram-sha-256\n\
                    host all plain_user 127.0.0.1/32 password\n\
-                   host all +scram_group 127.0.0.1/32 scram-sha-256\n\
-                   host all all 127.0.0.1/32 trust\n";
+                   host all postgres 127.0.0.1/32 trust\n\
+                   host all all 127.0.0.1/32 scram-sha-256\n";
         let cluster = PgCluster::start(ClusterOptions {
             conf: vec![],
             hba: Some(hba.into()),
@@ -205,7 +209,7 @@ impl Proxy {
     /// A libpq-style connection string through this proxy.
     pub fn conninfo(&self, user: &str, db: &str) -> String {
         format!(
-            "host=127.0.0.1 port={} user={user} dbname={db}",
+            "host=127.0.0.1 port={} user={user} dbname={db} password={ROLE_PASSWORD}",
             self.port()
         )
     }
@@ -247,7 +251,7 @@ pub async fn backend_pid(client: &Client) -> i32 {
 /// A direct connection to the cluster, not through ddlgate.
 pub async fn direct(user: &str) -> Client {
     connect(&format!(
-        "host=127.0.0.1 port={} user={user} dbname=postgres",
+        "host=127.0.0.1 port={} user={user} dbname=postgres password={ROLE_PASSWORD}",
         cluster().port
     ))
     .await

@@ -176,6 +176,9 @@ impl Gate {
         {
             p.after_commit = true;
             p.submission.plan.table = Some(referenced);
+            // The OID the session read was the referencing table's; the
+            // referenced one was resolved by the deferral it queues behind.
+            p.submission.relation_oid = None;
         }
     }
 

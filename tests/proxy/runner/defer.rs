@@ -29,7 +29,7 @@ async fn a_deferred_migration_exists_exactly_when_the_clients_transaction_commit
     psql_db(
         &db,
         "DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'defer_client') \
-         THEN CREATE ROLE defer_client LOGIN; END IF; END$$; GRANT ALL ON t TO defer_client",
+         THEN CREATE ROLE defer_client LOGIN PASSWORD 'role-secret'; END IF; END$$; GRANT ALL ON t TO defer_client",
     );
     let mut runner = direct(&db).await;
     store::ensure_schema(&mut runner).await.unwrap();
@@ -57,8 +57,9 @@ async fn a_deferred_migration_exists_exactly_when_the_clients_transaction_commit
     );
 
     let client = connect(&format!(
-        "host=127.0.0.1 port={} user=defer_client dbname={db}",
-        cluster().port
+        "host=127.0.0.1 port={} user=defer_client dbname={db} password={}",
+        cluster().port,
+        crate::harness::ROLE_PASSWORD
     ))
     .await;
     // Nothing else in the schema is the client's.

@@ -101,7 +101,8 @@ fn psql_to(proxy: &Proxy, user: &str, db: &str) -> Command {
     let mut c = Command::new(cluster().bin_dir.join("psql"));
     c.args(["-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p"])
         .arg(proxy.port().to_string())
-        .args(["-U", user, "-d", db]);
+        .args(["-U", user, "-d", db])
+        .env("PGPASSWORD", crate::harness::ROLE_PASSWORD);
     c
 }
 

@@ -126,12 +126,13 @@ async fn a_role_without_the_privilege_gets_postgres_own_error() {
     psql_db(
         &db,
         "DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'intruder') THEN
-             CREATE ROLE intruder LOGIN; END IF; END$$;
+             CREATE ROLE intruder LOGIN PASSWORD 'role-secret'; END IF; END$$;
          GRANT SELECT ON t TO intruder;",
     );
     let direct = connect(&format!(
-        "host=127.0.0.1 port={} user=intruder dbname={db}",
-        cluster().port
+        "host=127.0.0.1 port={} user=intruder dbname={db} password={}",
+        cluster().port,
+        crate::harness::ROLE_PASSWORD
     ))
     .await;
     let want = direct

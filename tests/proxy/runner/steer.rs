@@ -76,7 +76,7 @@ async fn cancel_from_the_console_stops_a_waiting_build_and_drops_its_index() {
         "rc",
         "CREATE TABLE w (v int); INSERT INTO w SELECT generate_series(1, 1000);
          DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'async_submitter') THEN
-             CREATE ROLE async_submitter LOGIN; END IF; END$$;
+             CREATE ROLE async_submitter LOGIN PASSWORD 'role-secret'; END IF; END$$;
          ALTER TABLE w OWNER TO async_submitter; GRANT CREATE ON SCHEMA public TO async_submitter;",
     );
     // An open transaction that has written: CREATE INDEX CONCURRENTLY
