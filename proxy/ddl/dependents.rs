@@ -89,22 +89,22 @@ pub const SQL: &str = "WITH col AS (\
   SELECT a.attrelid AS rel, a.attnum AS num, a.attname, a.attnotnull, a.attstattarget, \
          a.attidentity, a.attgenerated, a.attacl, a.attinhcount, \
          c.relkind, c.relispartition, n.nspname, c.relname \
-    FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid = a.attrelid \
-    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-   WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attname = $2 AND NOT a.attisdropped) \
+    FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) a.attrelid \
+    JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace \
+   WHERE a.attrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1) AND a.attname OPERATOR(pg_catalog.=) $2 AND NOT a.attisdropped) \
 SELECT 'column', pg_catalog.format('%I.%I', col.nspname, col.relname), \
        pg_catalog.pg_get_expr(d.adbin, d.adrelid), pg_catalog.quote_ident(col.attname), \
        CASE WHEN col.attnotnull THEN 'n' ELSE '' END, \
        pg_catalog.quote_literal(pg_catalog.col_description(col.rel, col.num)), \
        pg_catalog.concat(pg_catalog.quote_ident(col.nspname), ' ', \
-                         NULLIF(col.attstattarget, -1)::text) \
-  FROM col LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = col.rel AND d.adnum = col.num \
+                         CASE WHEN col.attstattarget OPERATOR(pg_catalog.<>) -1 THEN col.attstattarget END::pg_catalog.text) \
+  FROM col LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid OPERATOR(pg_catalog.=) col.rel AND d.adnum OPERATOR(pg_catalog.=) col.num \
 UNION ALL \
 SELECT 'sequence', pg_catalog.format('%I.%I', sn.nspname, s.relname), NULL, NULL, NULL, NULL, NULL \
-  FROM col JOIN pg_catalog.pg_depend dp ON dp.refobjid = col.rel AND dp.refobjsubid = col.num \
-   AND dp.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND dp.deptype = 'a' \
-  JOIN pg_catalog.pg_class s ON s.oid = dp.objid AND s.relkind = 'S' \
-  JOIN pg_catalog.pg_namespace sn ON sn.oid = s.relnamespace \
+  FROM col JOIN pg_catalog.pg_depend dp ON dp.refobjid OPERATOR(pg_catalog.=) col.rel AND dp.refobjsubid OPERATOR(pg_catalog.=) col.num \
+   AND dp.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass AND dp.deptype OPERATOR(pg_catalog.=) 'a' \
+  JOIN pg_catalog.pg_class s ON s.oid OPERATOR(pg_catalog.=) dp.objid AND s.relkind OPERATOR(pg_catalog.=) 'S' \
+  JOIN pg_catalog.pg_namespace sn ON sn.oid OPERATOR(pg_catalog.=) s.relnamespace \
 UNION ALL \
 SELECT 'index', pg_catalog.quote_ident(ic.relname), pg_catalog.pg_get_indexdef(i.indexrelid), \
        pg_catalog.quote_ident(k.conname), \
@@ -112,59 +112,59 @@ SELECT 'index', pg_catalog.quote_ident(ic.relname), pg_catalog.pg_get_indexdef(i
               CASE WHEN k.condeferred THEN 'D' END, CASE WHEN i.indisclustered THEN 'c' END, \
               CASE WHEN i.indisreplident THEN 'r' END), \
        pg_catalog.quote_literal(pg_catalog.obj_description(i.indexrelid, 'pg_class')), \
-       (SELECT ts.spcname::text FROM pg_catalog.pg_tablespace ts WHERE ts.oid = ic.reltablespace) \
-  FROM col JOIN pg_catalog.pg_index i ON i.indrelid = col.rel \
-  JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid \
-  LEFT JOIN pg_catalog.pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = col.rel \
-       AND k.contype IN ('p', 'u', 'x') \
- WHERE col.num = ANY (i.indkey) OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend x \
-       WHERE x.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND x.objid = i.indexrelid \
-         AND x.refobjid = col.rel AND x.refobjsubid = col.num) \
+       (SELECT ts.spcname::pg_catalog.text FROM pg_catalog.pg_tablespace ts WHERE ts.oid OPERATOR(pg_catalog.=) ic.reltablespace) \
+  FROM col JOIN pg_catalog.pg_index i ON i.indrelid OPERATOR(pg_catalog.=) col.rel \
+  JOIN pg_catalog.pg_class ic ON ic.oid OPERATOR(pg_catalog.=) i.indexrelid \
+  LEFT JOIN pg_catalog.pg_constraint k ON k.conindid OPERATOR(pg_catalog.=) i.indexrelid AND k.conrelid OPERATOR(pg_catalog.=) col.rel \
+       AND k.contype OPERATOR(pg_catalog.=) ANY ('{p,u,x}'::pg_catalog.\"char\"[]) \
+ WHERE col.num OPERATOR(pg_catalog.=) ANY (i.indkey) OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend x \
+       WHERE x.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass AND x.objid OPERATOR(pg_catalog.=) i.indexrelid \
+         AND x.refobjid OPERATOR(pg_catalog.=) col.rel AND x.refobjsubid OPERATOR(pg_catalog.=) col.num) \
 UNION ALL \
 SELECT 'constraint', pg_catalog.quote_ident(k.conname), pg_catalog.pg_get_constraintdef(k.oid), \
-       NULL, k.contype::text, \
+       NULL, k.contype::pg_catalog.text, \
        pg_catalog.quote_literal(pg_catalog.obj_description(k.oid, 'pg_constraint')), NULL \
-  FROM col JOIN pg_catalog.pg_constraint k ON k.conrelid = col.rel AND k.contype IN ('c', 'f') \
- WHERE col.num = ANY (k.conkey) \
+  FROM col JOIN pg_catalog.pg_constraint k ON k.conrelid OPERATOR(pg_catalog.=) col.rel AND k.contype OPERATOR(pg_catalog.=) ANY ('{c,f}'::pg_catalog.\"char\"[]) \
+ WHERE col.num OPERATOR(pg_catalog.=) ANY (k.conkey) \
 UNION ALL \
 SELECT 'referencing', pg_catalog.quote_ident(k.conname), pg_catalog.pg_get_constraintdef(k.oid), \
        pg_catalog.format('%I.%I', rn.nspname, r.relname), NULL, \
        pg_catalog.quote_literal(pg_catalog.obj_description(k.oid, 'pg_constraint')), NULL \
-  FROM col JOIN pg_catalog.pg_constraint k ON k.confrelid = col.rel AND k.contype = 'f' \
-       AND k.conparentid = 0 \
-  JOIN pg_catalog.pg_class r ON r.oid = k.conrelid \
-  JOIN pg_catalog.pg_namespace rn ON rn.oid = r.relnamespace \
- WHERE col.num = ANY (k.confkey) \
+  FROM col JOIN pg_catalog.pg_constraint k ON k.confrelid OPERATOR(pg_catalog.=) col.rel AND k.contype OPERATOR(pg_catalog.=) 'f' \
+       AND k.conparentid OPERATOR(pg_catalog.=) 0 \
+  JOIN pg_catalog.pg_class r ON r.oid OPERATOR(pg_catalog.=) k.conrelid \
+  JOIN pg_catalog.pg_namespace rn ON rn.oid OPERATOR(pg_catalog.=) r.relnamespace \
+ WHERE col.num OPERATOR(pg_catalog.=) ANY (k.confkey) \
 UNION ALL \
-SELECT 'blocker', CASE WHEN dp.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass \
-         THEN (SELECT CASE v.relkind WHEN 'm' THEN 'materialized view ' ELSE 'view ' END \
-                      || pg_catalog.format('%I.%I', vn.nspname, v.relname) \
-                 FROM pg_catalog.pg_rewrite w JOIN pg_catalog.pg_class v ON v.oid = w.ev_class \
-                 JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace WHERE w.oid = dp.objid) \
+SELECT 'blocker', CASE WHEN dp.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_rewrite'::pg_catalog.regclass \
+         THEN (SELECT CASE WHEN v.relkind OPERATOR(pg_catalog.=) 'm' THEN 'materialized view ' ELSE 'view ' END \
+                      OPERATOR(pg_catalog.||) pg_catalog.format('%I.%I', vn.nspname, v.relname) \
+                 FROM pg_catalog.pg_rewrite w JOIN pg_catalog.pg_class v ON v.oid OPERATOR(pg_catalog.=) w.ev_class \
+                 JOIN pg_catalog.pg_namespace vn ON vn.oid OPERATOR(pg_catalog.=) v.relnamespace WHERE w.oid OPERATOR(pg_catalog.=) dp.objid) \
          ELSE pg_catalog.pg_describe_object(dp.classid, dp.objid, dp.objsubid) END, \
        NULL, NULL, NULL, NULL, NULL \
   FROM col JOIN pg_catalog.pg_depend dp \
-    ON dp.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass \
-   AND dp.refobjid = col.rel AND dp.refobjsubid = col.num \
- WHERE NOT (dp.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND EXISTS (\
-            SELECT 1 FROM pg_catalog.pg_attrdef ad WHERE ad.oid = dp.objid AND ad.adnum = col.num)) \
-   AND NOT (dp.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND EXISTS (\
-            SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.oid = dp.objid \
-               AND k.contype IN ('c', 'f', 'p', 'u'))) \
-   AND NOT (dp.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND EXISTS (\
-            SELECT 1 FROM pg_catalog.pg_class k WHERE k.oid = dp.objid \
-               AND (k.relkind = 'i' OR (k.relkind = 'S' AND dp.deptype = 'a')))) \
+    ON dp.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass \
+   AND dp.refobjid OPERATOR(pg_catalog.=) col.rel AND dp.refobjsubid OPERATOR(pg_catalog.=) col.num \
+ WHERE NOT (dp.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND EXISTS (\
+            SELECT 1 FROM pg_catalog.pg_attrdef ad WHERE ad.oid OPERATOR(pg_catalog.=) dp.objid AND ad.adnum OPERATOR(pg_catalog.=) col.num)) \
+   AND NOT (dp.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_constraint'::pg_catalog.regclass AND EXISTS (\
+            SELECT 1 FROM pg_catalog.pg_constraint k WHERE k.oid OPERATOR(pg_catalog.=) dp.objid \
+               AND k.contype OPERATOR(pg_catalog.=) ANY ('{c,f,p,u}'::pg_catalog.\"char\"[]))) \
+   AND NOT (dp.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass AND EXISTS (\
+            SELECT 1 FROM pg_catalog.pg_class k WHERE k.oid OPERATOR(pg_catalog.=) dp.objid \
+               AND (k.relkind OPERATOR(pg_catalog.=) 'i' OR (k.relkind OPERATOR(pg_catalog.=) 'S' AND dp.deptype OPERATOR(pg_catalog.=) 'a')))) \
 UNION ALL \
 SELECT 'blocker', b, NULL, NULL, NULL, NULL, NULL FROM col, LATERAL (VALUES \
-   (CASE WHEN col.attidentity <> '' THEN 'the column is an identity column' END), \
-   (CASE WHEN col.attgenerated <> '' THEN 'the column is a generated column' END), \
+   (CASE WHEN col.attidentity OPERATOR(pg_catalog.<>) '' THEN 'the column is an identity column' END), \
+   (CASE WHEN col.attgenerated OPERATOR(pg_catalog.<>) '' THEN 'the column is a generated column' END), \
    (CASE WHEN col.attacl IS NOT NULL THEN 'privileges granted on the column' END), \
-   (CASE WHEN col.relkind = 'p' OR col.relispartition OR col.attinhcount > 0 \
-         OR EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h WHERE h.inhparent = col.rel) \
+   (CASE WHEN col.relkind OPERATOR(pg_catalog.=) 'p' OR col.relispartition OR col.attinhcount > 0 \
+         OR EXISTS (SELECT 1 FROM pg_catalog.pg_inherits h WHERE h.inhparent OPERATOR(pg_catalog.=) col.rel) \
          THEN 'the table has partitions or inheritance parents or children' END), \
-   (CASE WHEN col.relkind <> 'r' AND col.relkind <> 'p' THEN 'it is not a table' END), \
+   (CASE WHEN col.relkind OPERATOR(pg_catalog.<>) 'r' AND col.relkind OPERATOR(pg_catalog.<>) 'p' THEN 'it is not a table' END), \
    (CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_publication_tables pt \
-              WHERE pt.schemaname = col.nspname AND pt.tablename = col.relname) \
+              WHERE pt.schemaname OPERATOR(pg_catalog.=) col.nspname AND pt.tablename OPERATOR(pg_catalog.=) col.relname) \
          THEN 'the table is published for logical replication (its subscribers have no \
               column for the new one)' END)) v(b) \
  WHERE b IS NOT NULL";

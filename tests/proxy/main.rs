@@ -7,7 +7,6 @@ mod examples;
 mod harness;
 mod raw;
 
-mod adversary;
 mod auth;
 mod errors;
 mod gate;

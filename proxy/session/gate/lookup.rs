@@ -40,7 +40,7 @@ const RELATION_SQL: &str = "SELECT c.relpersistence OPERATOR(pg_catalog.=) 't', 
      FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)";
 
 const DOMAIN_SQL: &str = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c \
-     WHERE c.contypid = pg_catalog.to_regtype($1))";
+     WHERE c.contypid OPERATOR(pg_catalog.=) pg_catalog.to_regtype($1))";
 
 /// Type names that are never domains, so need no lookup.
 const BUILTIN_TYPES: &[&str] = &[
@@ -72,27 +72,33 @@ const BUILTIN_TYPES: &[&str] = &[
 ];
 
 /// True only if the name exists and no overload of it is volatile.
-const FUNCTION_SQL: &str =
-    "SELECT pg_catalog.bool_and(p.provolatile <> 'v') FROM pg_catalog.pg_proc p \
-     WHERE p.proname = $1";
+const FUNCTION_SQL: &str = "SELECT pg_catalog.bool_and(p.provolatile OPERATOR(pg_catalog.<>) 'v') \
+     FROM pg_catalog.pg_proc p WHERE p.proname OPERATOR(pg_catalog.=) $1";
 
 /// A column's type; whether a validated `CHECK (col IS NOT NULL)` proves it
 /// has no NULLs; whether it is NOT NULL; whether any CHECK uses it; whether
 /// any index uses it; its collation.
 const COLUMN_SQL: &str = "SELECT pg_catalog.format_type(a.atttypid, a.atttypmod), \
-     EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c WHERE c.conrelid = a.attrelid \
-     AND c.contype = 'c' AND c.convalidated AND pg_catalog.pg_get_constraintdef(c.oid) = \
-     'CHECK ((' || pg_catalog.quote_ident(a.attname) || ' IS NOT NULL))'), \
+     EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c \
+     WHERE c.conrelid OPERATOR(pg_catalog.=) a.attrelid \
+     AND c.contype OPERATOR(pg_catalog.=) 'c' AND c.convalidated \
+     AND pg_catalog.pg_get_constraintdef(c.oid) OPERATOR(pg_catalog.=) \
+     pg_catalog.concat('CHECK ((', pg_catalog.quote_ident(a.attname), ' IS NOT NULL))')), \
      a.attnotnull, \
-     EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c WHERE c.conrelid = a.attrelid \
-     AND c.contype = 'c' AND a.attnum = ANY (c.conkey)), \
-     EXISTS (SELECT 1 FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class i ON i.oid = d.objid \
-     WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass \
-     AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass \
-     AND d.refobjid = a.attrelid AND d.refobjsubid = a.attnum AND i.relkind IN ('i', 'I')), \
-     coalesce((SELECT l.collname FROM pg_catalog.pg_collation l WHERE l.oid = a.attcollation), '') \
-     FROM pg_catalog.pg_attribute a WHERE a.attrelid = pg_catalog.to_regclass($1) \
-     AND a.attname = $2 AND NOT a.attisdropped";
+     EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c \
+     WHERE c.conrelid OPERATOR(pg_catalog.=) a.attrelid \
+     AND c.contype OPERATOR(pg_catalog.=) 'c' AND a.attnum OPERATOR(pg_catalog.=) ANY (c.conkey)), \
+     EXISTS (SELECT 1 FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class i \
+     ON i.oid OPERATOR(pg_catalog.=) d.objid \
+     WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass \
+     AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass \
+     AND d.refobjid OPERATOR(pg_catalog.=) a.attrelid \
+     AND d.refobjsubid OPERATOR(pg_catalog.=) a.attnum \
+     AND i.relkind OPERATOR(pg_catalog.=) ANY ('{i,I}'::pg_catalog.\"char\"[])), \
+     COALESCE((SELECT l.collname FROM pg_catalog.pg_collation l \
+     WHERE l.oid OPERATOR(pg_catalog.=) a.attcollation), '') \
+     FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1) \
+     AND a.attname OPERATOR(pg_catalog.=) $2 AND NOT a.attisdropped";
 
 const PARTITIONS: &[u8] = b"ddlgate_lookup_partitions";
 
@@ -102,20 +108,23 @@ const PARTITIONS: &[u8] = b"ddlgate_lookup_partitions";
 const PARTITIONS_SQL: &str = "SELECT CASE WHEN d.oid IS NOT NULL \
      THEN pg_catalog.format('%I.%I', n.nspname, d.relname) END, \
      CASE WHEN d.oid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l \
-     WHERE l.locktype = 'relation' AND l.relation = d.oid AND l.mode = 'AccessExclusiveLock' \
-     AND l.pid <> pg_catalog.pg_backend_pid()) THEN pg_catalog.pg_relation_size(d.oid) END, \
+     WHERE l.locktype OPERATOR(pg_catalog.=) 'relation' AND l.relation OPERATOR(pg_catalog.=) d.oid \
+     AND l.mode OPERATOR(pg_catalog.=) 'AccessExclusiveLock' \
+     AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()) \
+     THEN pg_catalog.pg_relation_size(d.oid) END, \
      pg_catalog.pg_get_partkeydef(p.partrelid) \
      FROM pg_catalog.pg_partitioned_table p \
-     LEFT JOIN pg_catalog.pg_class d ON d.oid = p.partdefid \
-     LEFT JOIN pg_catalog.pg_namespace n ON n.oid = d.relnamespace \
-     WHERE p.partrelid = pg_catalog.to_regclass($1)";
+     LEFT JOIN pg_catalog.pg_class d ON d.oid OPERATOR(pg_catalog.=) p.partdefid \
+     LEFT JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) d.relnamespace \
+     WHERE p.partrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)";
 
 const INDEX_NOT_NULL: &[u8] = b"ddlgate_lookup_index_not_null";
 /// True when every column of the index is NOT NULL already.
 const INDEX_NOT_NULL_SQL: &str =
     "SELECT pg_catalog.bool_and(a.attnotnull) FROM pg_catalog.pg_index i \
-     JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) \
-     WHERE i.indexrelid = pg_catalog.to_regclass($1)";
+     JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid \
+     AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey) \
+     WHERE i.indexrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)";
 
 const DEPENDENTS: &[u8] = b"ddlgate_lookup_dependents";
 
@@ -143,20 +152,24 @@ pub struct SessionFacts {
 
 const ACCESS_METHOD: &[u8] = b"ddlgate_lookup_access_method";
 const ACCESS_METHOD_SQL: &str = "SELECT a.amname FROM pg_catalog.pg_class c \
-     JOIN pg_catalog.pg_am a ON a.oid = c.relam WHERE c.oid = pg_catalog.to_regclass($1)";
+     JOIN pg_catalog.pg_am a ON a.oid OPERATOR(pg_catalog.=) c.relam \
+     WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)";
 
 /// Heap size of plain tables and materialized views; NULL for partitioned
 /// tables (their data is in the partitions) and anything else. Reading the
 /// size opens the table (ACCESS SHARE), which would queue behind an ACCESS
 /// EXCLUSIVE lock held or awaited by another session: then the size is
 /// NULL (unknown), rather than the lookup waiting.
-const SIZE_SQL: &str = "SELECT CASE WHEN c.relkind IN ('r', 'm') AND NOT EXISTS (\
-     SELECT 1 FROM pg_catalog.pg_locks l WHERE l.locktype = 'relation' AND l.relation = c.oid \
-     AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d \
-     WHERE d.datname = pg_catalog.current_database()) \
-     AND l.mode = 'AccessExclusiveLock' AND l.pid <> pg_catalog.pg_backend_pid()) \
+const SIZE_SQL: &str = "SELECT CASE WHEN c.relkind OPERATOR(pg_catalog.=) \
+     ANY ('{r,m}'::pg_catalog.\"char\"[]) AND NOT EXISTS (\
+     SELECT 1 FROM pg_catalog.pg_locks l WHERE l.locktype OPERATOR(pg_catalog.=) 'relation' \
+     AND l.relation OPERATOR(pg_catalog.=) c.oid \
+     AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d \
+     WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()) \
+     AND l.mode OPERATOR(pg_catalog.=) 'AccessExclusiveLock' \
+     AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()) \
      THEN pg_catalog.pg_relation_size(c.oid) END \
-     FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)";
+     FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)";
 
 /// One fact to read.
 #[derive(Debug, Clone, PartialEq, Eq)]

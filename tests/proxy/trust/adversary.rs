@@ -1,136 +1,10 @@
 //! Attacks an adversarial review found against the first sandbox (each
-//! worked then, each must fail now). Same setup as `trust`: a
-//! non-superuser runner granted two application roles, SCRAM for all of
-//! them. An attack that works leaves the owner's secret in `loot`.
+//! worked then, each must fail now).
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use ddlgate::config::RunnerSettings;
-
-use crate::harness::{cluster, psql_admin, psql_in, settings, sqlstate, Proxy};
-
-const PASSWORD: &str = "adv-secret";
-
-fn roles() {
-    static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        psql_admin(
-            cluster(),
-            &format!(
-                "SET password_encryption = 'scram-sha-256';
-                 CREATE ROLE adv_owner LOGIN PASSWORD '{PASSWORD}' IN ROLE scram_group;
-                 CREATE ROLE adv_attacker LOGIN PASSWORD '{PASSWORD}' IN ROLE scram_group;
-                 CREATE ROLE adv_runner LOGIN PASSWORD '{PASSWORD}' IN ROLE scram_group;
-                 GRANT adv_owner, adv_attacker TO adv_runner;"
-            ),
-        );
-    });
-}
-
-fn proxy() -> &'static Proxy {
-    static PROXY: OnceLock<Proxy> = OnceLock::new();
-    PROXY.get_or_init(|| {
-        roles();
-        let mut s = settings();
-        let mut r = RunnerSettings::for_user("adv_runner");
-        r.password = Some(PASSWORD.into());
-        r.poll_interval = Duration::from_millis(200);
-        r.retry_backoff = Duration::from_millis(50);
-        s.runner = Some(r);
-        s.admin_roles = vec!["postgres".into()];
-        Proxy::start(s)
-    })
-}
-
-/// A fresh database: `secret` (adv_owner's, one row, nobody else may read
-/// it), `loot` (anyone may write it), `t_atk` (adv_attacker's, 100 rows),
-/// and `steal()`, owned by the attacker: becomes the owner, copies the
-/// secret, becomes the attacker again. Run directly by the attacker it
-/// fails (the attacker is not a member of adv_owner).
-fn database() -> String {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    roles();
-    let db = format!("adv_{}", NEXT.fetch_add(1, Ordering::Relaxed));
-    psql_admin(cluster(), &format!("CREATE DATABASE {db}"));
-    psql_admin(
-        cluster(),
-        &format!("GRANT CREATE ON DATABASE {db} TO adv_runner"),
-    );
-    psql_in(
-        cluster(),
-        &db,
-        "GRANT CREATE ON SCHEMA public TO adv_owner, adv_attacker;
-         CREATE TABLE secret (x int); INSERT INTO secret VALUES (42);
-         ALTER TABLE secret OWNER TO adv_owner;
-         CREATE TABLE loot (x int); GRANT ALL ON loot TO PUBLIC;
-         CREATE TABLE t_atk (id int PRIMARY KEY, v int);
-         INSERT INTO t_atk SELECT g, g FROM generate_series(1, 100) g;
-         ALTER TABLE t_atk OWNER TO adv_attacker;
-         CREATE FUNCTION steal() RETURNS int LANGUAGE plpgsql AS $$
-         BEGIN
-           PERFORM set_config('role', 'adv_owner', true);
-           INSERT INTO public.loot SELECT x FROM public.secret;
-           PERFORM set_config('role', 'adv_attacker', true);
-           RETURN 1;
-         END $$;
-         ALTER FUNCTION steal() OWNER TO adv_attacker;",
-    );
-    db
-}
-
-async fn direct(db: &str) -> tokio_postgres::Client {
-    crate::harness::connect(&format!(
-        "host=127.0.0.1 port={} user=postgres dbname={db}",
-        cluster().port
-    ))
-    .await
-}
-
-/// The attacker straight to PostgreSQL (no ddlgate).
-async fn direct_as_attacker(db: &str) -> tokio_postgres::Client {
-    crate::harness::connect(&format!(
-        "host=127.0.0.1 port={} user=adv_attacker password={PASSWORD} dbname={db}",
-        cluster().port
-    ))
-    .await
-}
-
-async fn connect_as(user: &str, db: &str) -> tokio_postgres::Client {
-    crate::harness::connect(&format!(
-        "host=127.0.0.1 port={} user={user} password={PASSWORD} dbname={db}",
-        proxy().port()
-    ))
-    .await
-}
-
-async fn looted(db: &str) -> Vec<i32> {
-    direct(db)
-        .await
-        .query("SELECT x FROM loot", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect()
-}
-
-async fn migrations(db: &str) -> Vec<(String, String, Option<String>)> {
-    direct(db)
-        .await
-        .query(
-            "SELECT statement, status, error FROM ddlgate.migrations ORDER BY id",
-            &[],
-        )
-        .await
-        .map(|rows| {
-            rows.iter()
-                .map(|r| (r.get(0), r.get(1), r.get(2)))
-                .collect()
-        })
-        .unwrap_or_default()
-}
+use super::{connect_as, database, direct, direct_as_attacker, looted, migrations, proxy};
+use crate::harness::{cluster, psql_in, sqlstate};
 
 /// Control: the attacker alone cannot run `steal()`.
 #[tokio::test]
@@ -140,7 +14,7 @@ async fn control_the_attacker_cannot_steal_directly() {
     let e = c
         .batch_execute("SELECT steal()")
         .await
-        .expect_err("not a member of adv_owner");
+        .expect_err("not a member of trust_owner");
     assert_eq!(sqlstate(&e), "42501", "{e:?}");
     let e = c
         .batch_execute("SELECT * FROM secret")
@@ -168,9 +42,9 @@ async fn a_holdable_cursor_runs_the_attackers_query_at_commit_as_the_runner() {
            END IF;
            RETURN true;
          END $$;
-         ALTER FUNCTION hold(int) OWNER TO adv_attacker;",
+         ALTER FUNCTION hold(int) OWNER TO trust_attacker;",
     );
-    let c = connect_as("adv_attacker", &db).await;
+    let c = connect_as("trust_attacker", &db).await;
     let _ = c
         .batch_execute("ALTER TABLE t_atk ADD CONSTRAINT t_atk_ck CHECK (hold(v))")
         .await;
@@ -199,7 +73,7 @@ async fn the_attacker_replaces_the_sandbox_entry_point_between_two_calls() {
         &db,
         "CREATE FUNCTION swap() RETURNS boolean LANGUAGE plpgsql AS $$
          BEGIN
-           IF session_user::text = 'adv_runner' AND coalesce((SELECT p.prosecdef FROM pg_proc p
+           IF session_user::text = 'trust_runner' AND coalesce((SELECT p.prosecdef FROM pg_proc p
                 WHERE p.oid = to_regprocedure('pg_temp.ddlgate_exec(text)')), false) THEN
              EXECUTE $f$CREATE OR REPLACE FUNCTION pg_temp.ddlgate_exec(sql pg_catalog.text)
                RETURNS pg_catalog.int8 LANGUAGE plpgsql AS $b$
@@ -211,13 +85,13 @@ async fn the_attacker_replaces_the_sandbox_entry_point_between_two_calls() {
            END IF;
            RETURN true;
          END $$;
-         ALTER FUNCTION swap() OWNER TO adv_attacker;
+         ALTER FUNCTION swap() OWNER TO trust_attacker;
          ALTER TABLE t_atk ENABLE ROW LEVEL SECURITY;
          ALTER TABLE t_atk FORCE ROW LEVEL SECURITY;
          CREATE POLICY t_atk_all ON t_atk USING (swap()) WITH CHECK (true);
-         ALTER TABLE t_atk OWNER TO adv_attacker;",
+         ALTER TABLE t_atk OWNER TO trust_attacker;",
     );
-    let c = connect_as("adv_attacker", &db).await;
+    let c = connect_as("trust_attacker", &db).await;
     let _ = c
         .batch_execute("ALTER TABLE t_atk ADD COLUMN c timestamptz DEFAULT clock_timestamp()")
         .await;
@@ -235,7 +109,7 @@ async fn the_attacker_replaces_the_sandbox_entry_point_between_two_calls() {
 #[tokio::test]
 async fn standard_conforming_strings_off_hides_a_statement_from_the_gate() {
     let db = database();
-    let c = connect_as("adv_attacker", &db).await;
+    let c = connect_as("trust_attacker", &db).await;
     // Control: judged and blocked as written.
     let e = c
         .batch_execute("TRUNCATE t_atk")
@@ -268,7 +142,7 @@ async fn standard_conforming_strings_off_hides_a_statement_from_the_gate() {
 #[tokio::test]
 async fn a_dollar_before_e_hides_a_statement_from_the_gate() {
     let db = database();
-    let c = connect_as("adv_attacker", &db).await;
+    let c = connect_as("trust_attacker", &db).await;
     let e = c
         .batch_execute("TRUNCATE t_atk")
         .await
@@ -296,12 +170,12 @@ fn evil_operator(db: &str) {
     psql_in(
         cluster(),
         db,
-        "CREATE SCHEMA evil AUTHORIZATION adv_attacker;
+        "CREATE SCHEMA evil AUTHORIZATION trust_attacker;
          CREATE TABLE oplog (q text); GRANT ALL ON oplog TO PUBLIC;
-         SET ROLE adv_attacker;
+         SET ROLE trust_attacker;
          CREATE FUNCTION evil.oideq(oid, oid) RETURNS boolean LANGUAGE plpgsql AS $$
          BEGIN
-           IF session_user::text = 'adv_runner'
+           IF session_user::text = 'trust_runner'
               AND NOT EXISTS (SELECT 1 FROM public.loot) THEN
              BEGIN
                PERFORM public.steal();
@@ -326,7 +200,7 @@ fn evil_operator(db: &str) {
 async fn an_operator_earlier_in_the_search_path_runs_in_the_backfills_start() {
     let db = database();
     evil_operator(&db);
-    let c = connect_as("adv_attacker", &db).await;
+    let c = connect_as("trust_attacker", &db).await;
     c.batch_execute("SET search_path = evil, public, pg_catalog")
         .await
         .unwrap();
@@ -357,7 +231,7 @@ async fn an_operator_earlier_in_the_search_path_runs_in_the_backfills_start() {
 async fn an_operator_earlier_in_the_search_path_runs_after_a_failed_build() {
     let db = database();
     evil_operator(&db);
-    let c = connect_as("adv_attacker", &db).await;
+    let c = connect_as("trust_attacker", &db).await;
     c.batch_execute("SET search_path = evil, public, pg_catalog")
         .await
         .unwrap();
@@ -393,14 +267,14 @@ async fn cancel_of_a_not_valid_constraint_runs_sql_from_its_quoted_names() {
     psql_in(
         cluster(),
         &db,
-        "SET ROLE adv_attacker;
+        "SET ROLE trust_attacker;
          CREATE TABLE \"a ADD CONSTRAINT b\" (id int PRIMARY KEY, v int);
          INSERT INTO \"a ADD CONSTRAINT b\" SELECT g, g FROM generate_series(1, 200) g;
          CREATE TABLE \"a DROP CONSTRAINT IF EXISTS \" (x int);
          CREATE FUNCTION slow(int) RETURNS boolean LANGUAGE sql AS 'SELECT pg_sleep(0.05) IS NOT NULL';",
     );
-    let c = connect_as("adv_attacker", &db).await;
-    let name = "\" OWNER TO CURRENT_USER;SET ROLE adv_owner;INSERT INTO public.loot SELECT x FROM public.secret;--\"";
+    let c = connect_as("trust_attacker", &db).await;
+    let name = "\" OWNER TO CURRENT_USER;SET ROLE trust_owner;INSERT INTO public.loot SELECT x FROM public.secret;--\"";
     let sql = format!("ALTER TABLE \"a ADD CONSTRAINT b\" ADD CONSTRAINT {name} CHECK (slow(v))");
     let submit = tokio::spawn(async move { c.batch_execute(&sql).await });
     // Wait for the VALIDATE step to run, then an operator cancels.
