@@ -475,14 +475,7 @@ async fn lock_key(db: &mut tokio_postgres::Client, s: &Submission) -> i64 {
             .get(0);
         tx.batch_execute("SET LOCAL search_path = pg_catalog, pg_temp")
             .await?;
-        let row = tx
-            .query_one(
-                "SELECT coalesce((SELECT i.indrelid FROM pg_catalog.pg_index i \
-                 WHERE i.indexrelid = $1::pg_catalog.oid), $1::pg_catalog.oid)",
-                &[&named],
-            )
-            .await?;
-        Ok::<_, tokio_postgres::Error>(row.get::<_, Option<u32>>(0))
+        steps::table_of(&tx, named).await
     };
     let oid = resolve.await.ok().flatten();
     store::table_lock_key(oid.unwrap_or(0))

@@ -125,17 +125,8 @@ pub(super) async fn replaced(db: &Client, m: &Migration) -> Result<Option<String
     db.batch_execute(&format!("BEGIN; SET LOCAL ROLE {}", quote_ident(&m.role)))
         .await?;
     let now = async {
-        let Some(oid) = resolve(db, m, table).await? else {
-            return Ok(None);
-        };
-        let row = db
-            .query_one(
-                "SELECT COALESCE((SELECT i.indrelid FROM pg_catalog.pg_index i \
-                 WHERE i.indexrelid = $1::pg_catalog.oid), $1::pg_catalog.oid)",
-                &[&oid],
-            )
-            .await?;
-        Ok::<_, RunnerError>(row.get::<_, Option<u32>>(0))
+        let named = resolve(db, m, table).await?;
+        Ok::<_, RunnerError>(table_of(db, named).await?)
     }
     .await;
     db.batch_execute(&format!("ROLLBACK; {BECOME_RUNNER}"))
@@ -147,6 +138,25 @@ pub(super) async fn replaced(db: &Client, m: &Migration) -> Result<Option<String
         )),
         _ => None,
     })
+}
+
+/// The table a relation is, or belongs to (an index's): what one
+/// relation's migrations serialise on. Run with the runner's search_path.
+pub(super) async fn table_of(
+    db: &impl tokio_postgres::GenericClient,
+    relation: Option<u32>,
+) -> Result<Option<u32>, tokio_postgres::Error> {
+    let Some(oid) = relation else {
+        return Ok(None);
+    };
+    let row = db
+        .query_one(
+            "SELECT COALESCE((SELECT i.indrelid FROM pg_catalog.pg_index i \
+             WHERE i.indexrelid = $1::pg_catalog.oid), $1::pg_catalog.oid)",
+            &[&oid],
+        )
+        .await?;
+    row.try_get(0)
 }
 
 /// Runs one statement of the plan's, as written (one Parse: never more

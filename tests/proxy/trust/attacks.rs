@@ -2,9 +2,7 @@
 
 use std::time::Duration;
 
-use ddlgate::config::RunnerSettings;
-
-use super::{connect_as, database, direct, looted, PASSWORD};
+use super::{connect_as, database, direct, looted, through, trust_settings, PASSWORD};
 use crate::harness::{cluster, psql_in, settings, sqlstate, Proxy};
 use crate::raw;
 
@@ -273,14 +271,7 @@ async fn large_messages_held_at_once_stay_within_the_total() {
 #[tokio::test]
 async fn a_lock_someone_else_holds_is_shown_and_bounds_the_clients_wait() {
     let db = database();
-    let mut s = settings();
-    let mut r = RunnerSettings::for_user("trust_runner");
-    r.password = Some(PASSWORD.into());
-    r.poll_interval = Duration::from_millis(200);
-    r.queued_wait_timeout = Duration::from_secs(2);
-    s.runner = Some(r);
-    s.admin_roles = vec!["postgres".into()];
-    let p = Proxy::start(s);
+    let p = Proxy::start(trust_settings(Duration::from_secs(2)));
     // Any role may take the advisory lock that serialises a table's
     // migrations: here the attacker, directly.
     let holder = crate::harness::connect(&format!(
@@ -297,11 +288,7 @@ async fn a_lock_someone_else_holds_is_shown_and_bounds_the_clients_wait() {
         .await
         .unwrap()
         .get(0);
-    let c = crate::harness::connect(&format!(
-        "host=127.0.0.1 port={} user=trust_owner password={PASSWORD} dbname={db}",
-        p.port()
-    ))
-    .await;
+    let c = through(&p, "trust_owner", &db).await;
     let e = c
         .batch_execute("CREATE INDEX secret_x ON secret (x)")
         .await
@@ -355,13 +342,7 @@ async fn a_lock_someone_else_holds_is_shown_and_bounds_the_clients_wait() {
 #[tokio::test]
 async fn a_table_replaced_while_its_migration_waited_is_not_touched() {
     let db = database();
-    let mut s = settings();
-    let mut r = RunnerSettings::for_user("trust_runner");
-    r.password = Some(PASSWORD.into());
-    r.poll_interval = Duration::from_millis(200);
-    r.queued_wait_timeout = Duration::from_secs(1);
-    s.runner = Some(r);
-    let p = Proxy::start(s);
+    let p = Proxy::start(trust_settings(Duration::from_secs(1)));
     let holder = direct(&db).await;
     holder
         .batch_execute(
@@ -369,11 +350,7 @@ async fn a_table_replaced_while_its_migration_waited_is_not_touched() {
         )
         .await
         .unwrap();
-    let c = crate::harness::connect(&format!(
-        "host=127.0.0.1 port={} user=trust_owner password={PASSWORD} dbname={db}",
-        p.port()
-    ))
-    .await;
+    let c = through(&p, "trust_owner", &db).await;
     let e = c
         .batch_execute("CREATE INDEX secret_x ON secret (x)")
         .await

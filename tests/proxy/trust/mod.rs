@@ -36,20 +36,34 @@ fn roles() {
     });
 }
 
-/// A ddlgate whose runner is `trust_runner`.
+/// Settings of a ddlgate whose runner is `trust_runner`, a client's wait
+/// for a queued migration bounded by `queued_wait`.
+fn trust_settings(queued_wait: Duration) -> ddlgate::config::Settings {
+    roles();
+    let mut s = settings();
+    let mut r = RunnerSettings::for_user("trust_runner");
+    r.password = Some(PASSWORD.into());
+    r.poll_interval = Duration::from_millis(200);
+    r.retry_backoff = Duration::from_millis(50);
+    r.queued_wait_timeout = queued_wait;
+    s.runner = Some(r);
+    s.admin_roles = vec!["postgres".into()];
+    s
+}
+
+/// One such ddlgate for the tests that need no other settings.
 fn proxy() -> &'static Proxy {
     static PROXY: OnceLock<Proxy> = OnceLock::new();
-    PROXY.get_or_init(|| {
-        roles();
-        let mut s = settings();
-        let mut r = RunnerSettings::for_user("trust_runner");
-        r.password = Some(PASSWORD.into());
-        r.poll_interval = Duration::from_millis(200);
-        r.retry_backoff = Duration::from_millis(50);
-        s.runner = Some(r);
-        s.admin_roles = vec!["postgres".into()];
-        Proxy::start(s)
-    })
+    PROXY.get_or_init(|| Proxy::start(trust_settings(Duration::from_secs(60))))
+}
+
+/// `user` through `p` into `db`.
+async fn through(p: &Proxy, user: &str, db: &str) -> tokio_postgres::Client {
+    crate::harness::connect(&format!(
+        "host=127.0.0.1 port={} user={user} password={PASSWORD} dbname={db}",
+        p.port()
+    ))
+    .await
 }
 
 /// A fresh database: `secret` (trust_owner's, one row), `loot` (anyone may
@@ -112,11 +126,7 @@ async fn direct(db: &str) -> tokio_postgres::Client {
 }
 
 async fn connect_as(user: &str, db: &str) -> tokio_postgres::Client {
-    crate::harness::connect(&format!(
-        "host=127.0.0.1 port={} user={user} password={PASSWORD} dbname={db}",
-        proxy().port()
-    ))
-    .await
+    through(proxy(), user, db).await
 }
 
 /// What `loot` holds, read directly as the superuser.
