@@ -14,6 +14,7 @@ pub mod analyze;
 pub mod dependents;
 pub mod fastpath;
 pub mod lexer;
+pub mod lexical;
 pub mod op;
 pub mod plan;
 pub mod plpgsql;

@@ -26,21 +26,8 @@ use crate::ddl::{Analyzer, Catalog, Mode};
 use crate::protocol::backend::{data_row, error_field};
 use crate::protocol::frontend;
 
-const COLUMN: &[u8] = b"ddlgate_lookup_column";
-const SIZE: &[u8] = b"ddlgate_lookup_size";
-const FUNCTION: &[u8] = b"ddlgate_lookup_function";
-
-const DOMAIN: &[u8] = b"ddlgate_lookup_domain";
-const RELATION: &[u8] = b"ddlgate_lookup_relation";
-
-/// A row if the relation exists.
-const RELATION_SQL: &str = "SELECT c.relpersistence OPERATOR(pg_catalog.=) 't', \
-     COALESCE((SELECT i.indrelid FROM pg_catalog.pg_index i \
-       WHERE i.indexrelid OPERATOR(pg_catalog.=) c.oid), c.oid)::pg_catalog.int8 \
-     FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)";
-
-const DOMAIN_SQL: &str = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c \
-     WHERE c.contypid OPERATOR(pg_catalog.=) pg_catalog.to_regtype($1))";
+mod sql;
+use sql::*;
 
 /// Type names that are never domains, so need no lookup.
 const BUILTIN_TYPES: &[&str] = &[
@@ -71,74 +58,6 @@ const BUILTIN_TYPES: &[&str] = &[
     "name",
 ];
 
-/// True only if the name exists and no overload of it is volatile.
-const FUNCTION_SQL: &str = "SELECT pg_catalog.bool_and(p.provolatile OPERATOR(pg_catalog.<>) 'v') \
-     FROM pg_catalog.pg_proc p WHERE p.proname OPERATOR(pg_catalog.=) $1";
-
-/// A column's type; whether a validated `CHECK (col IS NOT NULL)` proves it
-/// has no NULLs; whether it is NOT NULL; whether any CHECK uses it; whether
-/// any index uses it; its collation.
-const COLUMN_SQL: &str = "SELECT pg_catalog.format_type(a.atttypid, a.atttypmod), \
-     EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c \
-     WHERE c.conrelid OPERATOR(pg_catalog.=) a.attrelid \
-     AND c.contype OPERATOR(pg_catalog.=) 'c' AND c.convalidated \
-     AND pg_catalog.pg_get_constraintdef(c.oid) OPERATOR(pg_catalog.=) \
-     pg_catalog.concat('CHECK ((', pg_catalog.quote_ident(a.attname), ' IS NOT NULL))')), \
-     a.attnotnull, \
-     EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c \
-     WHERE c.conrelid OPERATOR(pg_catalog.=) a.attrelid \
-     AND c.contype OPERATOR(pg_catalog.=) 'c' AND a.attnum OPERATOR(pg_catalog.=) ANY (c.conkey)), \
-     EXISTS (SELECT 1 FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class i \
-     ON i.oid OPERATOR(pg_catalog.=) d.objid \
-     WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass \
-     AND d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass \
-     AND d.refobjid OPERATOR(pg_catalog.=) a.attrelid \
-     AND d.refobjsubid OPERATOR(pg_catalog.=) a.attnum \
-     AND i.relkind OPERATOR(pg_catalog.=) ANY ('{i,I}'::pg_catalog.\"char\"[])), \
-     COALESCE((SELECT l.collname FROM pg_catalog.pg_collation l \
-     WHERE l.oid OPERATOR(pg_catalog.=) a.attcollation), '') \
-     FROM pg_catalog.pg_attribute a WHERE a.attrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1) \
-     AND a.attname OPERATOR(pg_catalog.=) $2 AND NOT a.attisdropped";
-
-const PARTITIONS: &[u8] = b"ddlgate_lookup_partitions";
-
-/// A row per partitioned table: its DEFAULT partition's name (NULL when it
-/// has none), that partition's size (unknown, NULL, while another session
-/// holds or awaits ACCESS EXCLUSIVE on it: see SIZE_SQL), and its key.
-const PARTITIONS_SQL: &str = "SELECT CASE WHEN d.oid IS NOT NULL \
-     THEN pg_catalog.format('%I.%I', n.nspname, d.relname) END, \
-     CASE WHEN d.oid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l \
-     WHERE l.locktype OPERATOR(pg_catalog.=) 'relation' AND l.relation OPERATOR(pg_catalog.=) d.oid \
-     AND l.mode OPERATOR(pg_catalog.=) 'AccessExclusiveLock' \
-     AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()) \
-     THEN pg_catalog.pg_relation_size(d.oid) END, \
-     pg_catalog.pg_get_partkeydef(p.partrelid) \
-     FROM pg_catalog.pg_partitioned_table p \
-     LEFT JOIN pg_catalog.pg_class d ON d.oid OPERATOR(pg_catalog.=) p.partdefid \
-     LEFT JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) d.relnamespace \
-     WHERE p.partrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)";
-
-const INDEX_NOT_NULL: &[u8] = b"ddlgate_lookup_index_not_null";
-/// True when every column of the index is NOT NULL already.
-const INDEX_NOT_NULL_SQL: &str =
-    "SELECT pg_catalog.bool_and(a.attnotnull) FROM pg_catalog.pg_index i \
-     JOIN pg_catalog.pg_attribute a ON a.attrelid OPERATOR(pg_catalog.=) i.indrelid \
-     AND a.attnum OPERATOR(pg_catalog.=) ANY (i.indkey) \
-     WHERE i.indexrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)";
-
-const DEPENDENTS: &[u8] = b"ddlgate_lookup_dependents";
-
-const SESSION: &[u8] = b"ddlgate_lookup_session";
-/// Who the session is now and how it resolves names: what a migration
-/// runs as; and `ddlgate.mode`, a custom setting the server keeps for
-/// ddlgate (so SET, SET LOCAL, RESET, ALTER ROLE ... SET and a pooler's
-/// DISCARD ALL all mean what they mean in PostgreSQL). The parameter is
-/// unused (every fact is read by a name).
-const SESSION_SQL: &str = "SELECT CAST(current_user AS pg_catalog.text), \
-     pg_catalog.current_setting('search_path'), \
-     pg_catalog.current_setting('ddlgate.mode', true), \
-     pg_catalog.current_setting('ddlgate.postpone_cutover', true) WHERE $1::pg_catalog.text IS NOT NULL";
-
 /// What a migration submitted by the session needs to know of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionFacts {
@@ -149,27 +68,6 @@ pub struct SessionFacts {
     /// `ddlgate.postpone_cutover`, if set.
     pub postpone_cutover: Option<String>,
 }
-
-const ACCESS_METHOD: &[u8] = b"ddlgate_lookup_access_method";
-const ACCESS_METHOD_SQL: &str = "SELECT a.amname FROM pg_catalog.pg_class c \
-     JOIN pg_catalog.pg_am a ON a.oid OPERATOR(pg_catalog.=) c.relam \
-     WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)";
-
-/// Heap size of plain tables and materialized views; NULL for partitioned
-/// tables (their data is in the partitions) and anything else. Reading the
-/// size opens the table (ACCESS SHARE), which would queue behind an ACCESS
-/// EXCLUSIVE lock held or awaited by another session: then the size is
-/// NULL (unknown), rather than the lookup waiting.
-const SIZE_SQL: &str = "SELECT CASE WHEN c.relkind OPERATOR(pg_catalog.=) \
-     ANY ('{r,m}'::pg_catalog.\"char\"[]) AND NOT EXISTS (\
-     SELECT 1 FROM pg_catalog.pg_locks l WHERE l.locktype OPERATOR(pg_catalog.=) 'relation' \
-     AND l.relation OPERATOR(pg_catalog.=) c.oid \
-     AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d \
-     WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()) \
-     AND l.mode OPERATOR(pg_catalog.=) 'AccessExclusiveLock' \
-     AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()) \
-     THEN pg_catalog.pg_relation_size(c.oid) END \
-     FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)";
 
 /// One fact to read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -343,11 +241,6 @@ const STATEMENTS: [(&[u8], &str); 10] = [
     (SESSION, SESSION_SQL),
     (DEPENDENTS, dependents::SQL),
 ];
-
-const SAVEPOINT: &[u8] = b"ddlgate_lookup_savepoint";
-const SAVEPOINT_SQL: &str = "SAVEPOINT ddlgate_lookup";
-const RELEASE: &[u8] = b"ddlgate_lookup_release";
-const RELEASE_SQL: &str = "RELEASE SAVEPOINT ddlgate_lookup";
 
 /// After a lookup that failed inside the client's transaction: undoes the
 /// failure, leaving the transaction as the client left it.
