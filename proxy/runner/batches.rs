@@ -198,7 +198,7 @@ impl StepRun<'_> {
         spec: &crate::ddl::plan::Backfill,
     ) -> Result<Position, RunnerError> {
         let db = self.db;
-        db.batch_execute(&format!("BEGIN; {}", sandbox::DISCARD_TEMP))
+        db.batch_execute(&format!("BEGIN; {}", sandbox::CLEAN_SESSION))
             .await?;
         let result = async {
             steps::become_submitter(db, m, true).await?;
@@ -270,7 +270,7 @@ impl StepRun<'_> {
         let limits = &self.limits;
         db.batch_execute(&format!(
             "BEGIN; {}; SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'",
-            sandbox::DISCARD_TEMP,
+            sandbox::CLEAN_SESSION,
             limits.lock_timeout.as_millis(),
             limits.brief_statement_timeout.as_millis()
         ))

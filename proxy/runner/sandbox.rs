@@ -20,13 +20,15 @@
 //! - ending with `SET CONSTRAINTS ALL IMMEDIATE`, so triggers the code
 //!   queued fire inside it. Before COMMIT, as the runner, `CLOSE ALL` drops
 //!   any cursor WITH HOLD the code declared (COMMIT would run its query
-//!   outside the function), and the transaction does not commit while any
+//!   outside the function), `DEALLOCATE ALL` and `UNLISTEN *` what else it
+//!   could leave on the connection, and the transaction does not commit while any
 //!   deferrable trigger of a user's exists (one could be re-deferred and
 //!   run at COMMIT, outside the function).
 //!
-//! Before each step, `DISCARD TEMP` removes whatever an earlier step's code
-//! left in the session's `pg_temp` (a temporary table or type would
-//! otherwise shadow the names of the next migration, another role's).
+//! Before each step, [`CLEAN_SESSION`] removes whatever an earlier step's
+//! code left on the connection: `pg_temp` (a temporary table or type would
+//! otherwise shadow the names of the next migration, another role's),
+//! cursors, prepared statements, LISTENs.
 //! The CONCURRENTLY forms cannot run in a function; PostgreSQL runs what
 //! they evaluate (index expressions and predicates) as the table's owner in
 //! a security-restricted operation, which refuses a role change as well.
@@ -57,8 +59,12 @@ const CREATE_QUERY: &str = "DROP FUNCTION IF EXISTS pg_temp.ddlgate_query(pg_cat
 const DROP: &str = "DROP FUNCTION IF EXISTS pg_temp.ddlgate_exec(pg_catalog.text); \
      DROP FUNCTION IF EXISTS pg_temp.ddlgate_query(pg_catalog.text)";
 
-/// Empties the session's `pg_temp`: run before each step.
-pub const DISCARD_TEMP: &str = "DISCARD TEMP";
+/// Before each step (and batch): what code an earlier one ran could have
+/// left on this connection, which runs other roles' migrations too:
+/// cursors, prepared statements, LISTENs, `pg_temp` (whose objects would
+/// shadow the next migration's names). Not `DISCARD ALL`: it would let go
+/// of the worker's advisory lock on its relation.
+pub const CLEAN_SESSION: &str = "CLOSE ALL; DEALLOCATE ALL; UNLISTEN *; DISCARD TEMP";
 
 /// A user's deferrable trigger (internal ones, of foreign keys and
 /// deferrable unique constraints, run as the table's owner under the
@@ -139,9 +145,12 @@ pub async fn close(db: &Client) -> Result<(), RunnerError> {
 
 /// As the runner, just before COMMIT: drops the cursors the code left,
 /// and refuses to commit while a user's deferrable trigger exists (see
-/// the module doc).
+/// the module doc). Prepared statements and LISTENs the code made go too:
+/// they would outlive the step on this connection, which later runs other
+/// migrations (tokio-postgres closes each statement of its own after use).
 pub async fn check_commit(db: &Client) -> Result<(), RunnerError> {
-    db.batch_execute("CLOSE ALL").await?;
+    db.batch_execute("CLOSE ALL; DEALLOCATE ALL; UNLISTEN *")
+        .await?;
     if let Some(row) = db.query_opt(DEFERRABLE_TRIGGER_SQL, &[]).await? {
         let what: String = row.get(0);
         let mut f = Failure::new(

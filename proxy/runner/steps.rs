@@ -291,7 +291,7 @@ async fn run_in_transaction(
     }
     db.batch_execute(&format!(
         "BEGIN; {}; {}",
-        sandbox::DISCARD_TEMP,
+        sandbox::CLEAN_SESSION,
         set_timeouts(lock, statement, true)
     ))
     .await?;
@@ -327,7 +327,7 @@ async fn run_alone(
     // shadow them.
     db.batch_execute(&format!(
         "{}; {}",
-        sandbox::DISCARD_TEMP,
+        sandbox::CLEAN_SESSION,
         set_timeouts(lock, statement, false)
     ))
     .await?;
@@ -548,7 +548,7 @@ pub async fn undo(
     let (lock, statement) = timeouts(s.kind, limits);
     db.batch_execute(&format!(
         "{}; {}",
-        sandbox::DISCARD_TEMP,
+        sandbox::CLEAN_SESSION,
         set_timeouts(lock, statement, false)
     ))
     .await?;
