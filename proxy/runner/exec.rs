@@ -66,7 +66,7 @@ async fn work_once(
         // Those not started hear who holds it (a running one is the
         // holder's to report on).
         let waiting = store::queued(&db, *key).await?;
-        let why = lock_holder(&db, *key).await?;
+        let why = lock_holder(&db, *key, &runner.connector.user).await?;
         // Written when it changes: SHOW MIGRATIONS shows who holds the lock.
         let now = (why, waiting);
         for id in &now.1 {
@@ -117,7 +117,11 @@ async fn work_once(
 
 /// Who holds the relation's migration lock `key` (and since when), as
 /// the waiting migration's progress line.
-async fn lock_holder(db: &tokio_postgres::Client, key: i64) -> Result<String, RunnerError> {
+async fn lock_holder(
+    db: &tokio_postgres::Client,
+    key: i64,
+    runner_user: &str,
+) -> Result<String, RunnerError> {
     let row = db
         .query_opt(
             "SELECT l.pid, a.usename::pg_catalog.text, a.application_name, \
@@ -145,14 +149,17 @@ async fn lock_holder(db: &tokio_postgres::Client, key: i64) -> Result<String, Ru
     let user = user.unwrap_or_else(|| "unknown".into());
     let app = app.unwrap_or_default();
     let since = since.map(|s| format!(" since {s}")).unwrap_or_default();
-    Ok(if app.starts_with("ddlgate runner") {
-        format!("another ddlgate instance (pid {pid}) is running migrations on this table")
-    } else {
-        format!(
-            "waiting: the table's migration lock is held by pid {pid} (user {user}, \
+    // Any session may call itself a runner: only the runner's role is one.
+    Ok(
+        if app.starts_with("ddlgate runner") && user == runner_user {
+            format!("another ddlgate instance (pid {pid}) is running migrations on this table")
+        } else {
+            format!(
+                "waiting: the table's migration lock is held by pid {pid} (user {user}, \
              application \"{app}\"){since}, not by a ddlgate runner"
-        )
-    })
+            )
+        },
+    )
 }
 
 /// How a run ended.

@@ -131,12 +131,18 @@ pub(super) async fn replaced(db: &Client, m: &Migration) -> Result<Option<String
     .await;
     db.batch_execute(&format!("ROLLBACK; {BECOME_RUNNER}"))
         .await?;
-    Ok(match now? {
-        Some(oid) if oid != expected => Some(format!(
+    Ok(match now {
+        Ok(Some(oid)) if oid != expected => Some(format!(
             "ddlgate: {table} names another relation than when the statement was sent \
              (it was dropped, or renamed and replaced, since); the migration stopped"
         )),
-        _ => None,
+        Ok(_) => None,
+        // The next worker checks again.
+        Err(e @ (RunnerError::Lost(_) | RunnerError::Connect(_))) => return Err(e),
+        // Unchecked is not the same: stop visibly rather than retry forever.
+        Err(e) => Some(format!(
+            "ddlgate could not check that {table} is the relation the statement named: {e}"
+        )),
     })
 }
 
