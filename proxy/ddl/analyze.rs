@@ -218,6 +218,7 @@ impl Analyzer {
     fn clear_facts(&mut self) {
         let f = &mut self.facts;
         f.created_tables.clear();
+        f.created_temp.clear();
         f.not_valid.clear();
         f.renamed_to.clear();
     }
@@ -477,6 +478,7 @@ impl Analyzer {
                 self.facts.created_tables.insert(fold_name(table));
                 self.learned.relations.insert(fold_name(table));
                 if *temporary {
+                    self.facts.created_temp.insert(fold_name(table));
                     self.created(Created::TempTable(fold_name(table)));
                 } else if self.trust_session_objects {
                     self.created(Created::Table(fold_name(table)));

@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
-use super::sandbox;
+use super::sandbox::{self, Sandbox};
 use super::RunnerError;
 use crate::ddl::plan::Backfill;
 
@@ -99,11 +99,11 @@ impl Position {
 /// Runs as the submitter: `table` is the OID its search_path (`path`)
 /// resolved the table to; the table itself is read in the sandbox.
 pub async fn start(
-    db: &Client,
-    path: &str,
+    sandbox: &Sandbox<'_>,
     table_oid: u32,
     b: &Backfill,
 ) -> Result<Position, RunnerError> {
+    let db = sandbox.db;
     let table = &b.table;
     let row = db
         .query_one(
@@ -146,20 +146,19 @@ pub async fn start(
         let desc: Vec<String> = columns.iter().map(|c| format!("{c} DESC")).collect();
         // Reads the table as the submitter: its policies, its key's
         // domain checks are its owner's code.
-        let upper = sandbox::query(
-            db,
-            path,
-            &format!(
-                "SELECT {} FROM {table} ORDER BY {} LIMIT 1",
-                texts.join(", "),
-                desc.join(", ")
-            ),
-            &key_columns(columns.len(), false),
-        )
-        .await?
-        .into_iter()
-        .next()
-        .map(|r| (0..columns.len()).map(|i| r.get::<_, String>(i)).collect());
+        let upper = sandbox
+            .query(
+                &format!(
+                    "SELECT {} FROM {table} ORDER BY {} LIMIT 1",
+                    texts.join(", "),
+                    desc.join(", ")
+                ),
+                &key_columns(columns.len(), false),
+            )
+            .await?
+            .into_iter()
+            .next()
+            .map(|r| (0..columns.len()).map(|i| r.get::<_, String>(i)).collect());
         return Ok(Position {
             oid,
             walk: Walk::Key {
@@ -332,7 +331,7 @@ pub struct BatchResult {
 
 /// Runs `batch` on `db` (inside the caller's transaction, as the
 /// submitter, in its sandbox).
-pub async fn run_batch(db: &Client, path: &str, batch: &Batch) -> Result<BatchResult, RunnerError> {
+pub async fn run_batch(sandbox: &Sandbox<'_>, batch: &Batch) -> Result<BatchResult, RunnerError> {
     match batch {
         Batch::Key {
             find,
@@ -341,7 +340,7 @@ pub async fn run_batch(db: &Client, path: &str, batch: &Batch) -> Result<BatchRe
             types,
         } => {
             let n = types.len();
-            let rows = sandbox::query(db, path, find, &key_columns(n, true)).await?;
+            let rows = sandbox.query(find, &key_columns(n, true)).await?;
             let Some(row) = rows.into_iter().next() else {
                 return Ok(BatchResult {
                     changed: 0,
@@ -352,7 +351,7 @@ pub async fn run_batch(db: &Client, path: &str, batch: &Batch) -> Result<BatchRe
             let hi: Vec<String> = (0..n).map(|i| row.get::<_, String>(i)).collect();
             let covered: i64 = row.get(n);
             let update = format!("{update_head}{}{update_tail}", key_literal(&hi, types));
-            let changed = sandbox::exec(db, path, &update).await? as i64;
+            let changed = sandbox.exec(&update).await? as i64;
             Ok(BatchResult {
                 changed,
                 covered,
@@ -360,7 +359,7 @@ pub async fn run_batch(db: &Client, path: &str, batch: &Batch) -> Result<BatchRe
             })
         }
         Batch::Pages { update, .. } => {
-            let changed = sandbox::exec(db, path, update).await? as i64;
+            let changed = sandbox.exec(update).await? as i64;
             Ok(BatchResult {
                 changed,
                 covered: changed,

@@ -208,7 +208,12 @@ impl StepRun<'_> {
                     format!("relation {} does not exist", spec.table),
                 )));
             };
-            let pos = backfill::start(db, &m.search_path, oid, spec).await?;
+            let sandbox = sandbox::Sandbox {
+                db,
+                path: &m.search_path,
+                local: String::new(),
+            };
+            let pos = backfill::start(&sandbox, oid, spec).await?;
             sandbox::close(db).await?;
             db.batch_execute(steps::BECOME_RUNNER).await?;
             sandbox::check_commit(db).await?;
@@ -277,7 +282,16 @@ impl StepRun<'_> {
         .await?;
         let result = async {
             steps::become_submitter(db, m, true).await?;
-            let r = backfill::run_batch(db, &m.search_path, batch).await?;
+            let sandbox = sandbox::Sandbox {
+                db,
+                path: &m.search_path,
+                local: format!(
+                    "SET LOCAL lock_timeout = '{}ms'; SET LOCAL statement_timeout = '{}ms'",
+                    limits.lock_timeout.as_millis(),
+                    limits.brief_statement_timeout.as_millis()
+                ),
+            };
+            let r = backfill::run_batch(&sandbox, batch).await?;
             sandbox::close(db).await?;
             steps::check_role(db, m).await?;
             db.batch_execute(steps::BECOME_RUNNER).await?;

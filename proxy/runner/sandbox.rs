@@ -12,11 +12,16 @@
 //!   even the submitter's own to alter it), anew right before every call
 //!   (code an earlier call ran, the submitter's, could have replaced it),
 //!   and dropped before the transaction ends;
-//! - with the submitter's search_path as its `SET search_path` clause: the
-//!   statement resolves names as the client's session did, and every
-//!   setting the code changes is undone when the function returns. Outside
-//!   it the runner's session keeps `pg_catalog, pg_temp`, so its own
-//!   queries meet no operator or function of the submitter's;
+//! - with the submitter's search_path as its `SET search_path` clause (set
+//!   from a Bind parameter, never written into SQL text): the statement
+//!   resolves names as the client's session did. A plain `SET` (or
+//!   `set_config(…, false)`) inside it outlives the function, so after
+//!   every call, as the runner, every setting goes back to the
+//!   connection's own (`RESET ALL`) and the step's own are applied again:
+//!   a `client_encoding` or `standard_conforming_strings` of the code's
+//!   would otherwise change how the server reads the runner's next SQL.
+//!   Outside it the runner's session keeps `pg_catalog, pg_temp`, so its
+//!   own queries meet no operator or function of the submitter's;
 //! - ending with `SET CONSTRAINTS ALL IMMEDIATE`, so triggers the code
 //!   queued fire inside it. Before COMMIT, as the runner, `CLOSE ALL` drops
 //!   any cursor WITH HOLD the code declared (COMMIT would run its query
@@ -64,7 +69,25 @@ const DROP: &str = "DROP FUNCTION IF EXISTS pg_temp.ddlgate_exec(pg_catalog.text
 /// cursors, prepared statements, LISTENs, `pg_temp` (whose objects would
 /// shadow the next migration's names). Not `DISCARD ALL`: it would let go
 /// of the worker's advisory lock on its relation.
-pub const CLEAN_SESSION: &str = "CLOSE ALL; DEALLOCATE ALL; UNLISTEN *; DISCARD TEMP";
+pub const CLEAN_SESSION: &str = "CLOSE ALL; DEALLOCATE ALL; UNLISTEN *; DISCARD TEMP; RESET ALL; \
+     SELECT pg_catalog.set_config('client_connection_check_interval', '1s', false) \
+     WHERE pg_catalog.current_setting('server_version_num')::pg_catalog.int4 >= 140000";
+
+/// After a call: the connection's own settings (its startup values: UTF8,
+/// `pg_catalog, pg_temp`), whatever the code set. RESET ALL leaves the
+/// role as it is.
+const RESET_SETTINGS: &str = "RESET ALL; \
+     SELECT pg_catalog.set_config('client_connection_check_interval', '1s', false) \
+     WHERE pg_catalog.current_setting('server_version_num')::pg_catalog.int4 >= 140000";
+
+/// Where a step's sandboxed calls run: its connection (inside the step's
+/// transaction, already the submitter), the submitter's search_path, and
+/// the step's own `SET LOCAL`s, applied again after each call.
+pub struct Sandbox<'a> {
+    pub db: &'a Client,
+    pub path: &'a str,
+    pub local: String,
+}
 
 /// A user's deferrable trigger (internal ones, of foreign keys and
 /// deferrable unique constraints, run as the table's owner under the
@@ -77,63 +100,82 @@ const DEFERRABLE_TRIGGER_SQL: &str = "SELECT pg_catalog.format('%I on %s', t.tgn
 /// caller is inside the step's transaction, already the submitter (`SET
 /// LOCAL ROLE`); the session's search_path is the runner's again after.
 async fn create(db: &Client, path: &str, create: &str) -> Result<(), RunnerError> {
-    // One round trip: the path as a literal (quoted, never interpreted).
-    // Run in the step's transaction, so an error leaves no setting behind.
-    db.batch_execute(&format!(
-        "SELECT pg_catalog.set_config('search_path', {}, true); {create}; \
-         SET LOCAL search_path = {RUNNER_PATH}",
-        literal(path)
-    ))
-    .await
-    .map_err(|e| {
-        let e = RunnerError::from_db(e);
-        match e.failure().sqlstate.as_str() {
-            // No TEMP on the database, or no USAGE on plpgsql.
-            "42501" => {
-                let mut f = e.failure();
-                f.message = format!(
+    // The path as a Bind parameter: text of the submitter's never becomes
+    // SQL on this connection. In the step's transaction, so an error
+    // leaves no setting behind.
+    db.execute(
+        "SELECT pg_catalog.set_config('search_path', $1::pg_catalog.text, true)",
+        &[&path],
+    )
+    .await?;
+    db.batch_execute(&format!("{create}; SET LOCAL search_path = {RUNNER_PATH}"))
+        .await
+        .map_err(|e| {
+            let e = RunnerError::from_db(e);
+            match e.failure().sqlstate.as_str() {
+                // No TEMP on the database, or no USAGE on plpgsql.
+                "42501" => {
+                    let mut f = e.failure();
+                    f.message = format!(
                     "ddlgate runs the submitter's code only inside a function the submitter owns, \
                      in a temporary schema, and could not create it: {}",
                     f.message
                 );
-                f.hint = Some(
-                    "The role needs TEMPORARY on the database and USAGE on plpgsql (both \
+                    f.hint = Some(
+                        "The role needs TEMPORARY on the database and USAGE on plpgsql (both \
                      PUBLIC's by default)."
-                        .into(),
-                );
-                RunnerError::Server(f)
+                            .into(),
+                    );
+                    RunnerError::Server(f)
+                }
+                _ => e,
             }
-            _ => e,
-        }
-    })
+        })
 }
 
-/// Runs `sql` (one or more statements, no parameters) in the sandbox, its
-/// names resolved with `path` (the submitter's search_path): the last
-/// statement's row count.
-pub async fn exec(db: &Client, path: &str, sql: &str) -> Result<u64, RunnerError> {
-    create(db, path, CREATE_EXEC).await?;
-    let row = db
-        .query_one("SELECT pg_temp.ddlgate_exec($1::pg_catalog.text)", &[&sql])
-        .await?;
-    Ok(row.get::<_, Option<i64>>(0).unwrap_or(0).max(0) as u64)
-}
+impl Sandbox<'_> {
+    /// Runs `sql` (one or more statements, no parameters) in the sandbox,
+    /// its names resolved with the submitter's search_path: the last
+    /// statement's row count.
+    pub async fn exec(&self, sql: &str) -> Result<u64, RunnerError> {
+        create(self.db, self.path, CREATE_EXEC).await?;
+        let row = self
+            .db
+            .query_one("SELECT pg_temp.ddlgate_exec($1::pg_catalog.text)", &[&sql])
+            .await?;
+        self.after().await?;
+        Ok(row.get::<_, Option<i64>>(0).unwrap_or(0).max(0) as u64)
+    }
 
-/// Runs the query `sql` in the sandbox; `columns` is its column definition
-/// list (`a pg_catalog.text, n pg_catalog.int8`).
-pub async fn query(
-    db: &Client,
-    path: &str,
-    sql: &str,
-    columns: &str,
-) -> Result<Vec<Row>, RunnerError> {
-    create(db, path, CREATE_QUERY).await?;
-    Ok(db
-        .query(
-            &format!("SELECT * FROM pg_temp.ddlgate_query($1::pg_catalog.text) AS q({columns})"),
-            &[&sql],
-        )
-        .await?)
+    /// Runs the query `sql` in the sandbox; `columns` is its column
+    /// definition list (`a pg_catalog.text, n pg_catalog.int8`).
+    pub async fn query(&self, sql: &str, columns: &str) -> Result<Vec<Row>, RunnerError> {
+        create(self.db, self.path, CREATE_QUERY).await?;
+        let rows = self
+            .db
+            .query(
+                &format!(
+                    "SELECT * FROM pg_temp.ddlgate_query($1::pg_catalog.text) AS q({columns})"
+                ),
+                &[&sql],
+            )
+            .await?;
+        self.after().await?;
+        Ok(rows)
+    }
+
+    /// The connection's settings back, then the step's own.
+    async fn after(&self) -> Result<(), RunnerError> {
+        let local = if self.local.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", self.local)
+        };
+        self.db
+            .batch_execute(&format!("{RESET_SETTINGS}{local}"))
+            .await?;
+        Ok(())
+    }
 }
 
 /// Drops the entry points (still the submitter, their owner): nothing of

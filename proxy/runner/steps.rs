@@ -303,7 +303,13 @@ async fn run_in_transaction(
     .await?;
     let result = async {
         become_submitter(db, m, true).await?;
-        sandbox::exec(db, &m.search_path, &s.sql).await?;
+        sandbox::Sandbox {
+            db,
+            path: &m.search_path,
+            local: set_timeouts(lock, statement, true),
+        }
+        .exec(&s.sql)
+        .await?;
         sandbox::close(db).await?;
         check_role(db, m).await?;
         db.batch_execute(BECOME_RUNNER).await?;

@@ -27,6 +27,8 @@ pub struct TxFacts {
     /// Tables created earlier in this transaction (folded names): invisible
     /// to other sessions, so nothing done to them can stall anyone.
     pub created_tables: HashSet<String>,
+    /// Those of them that are temporary.
+    pub created_temp: HashSet<String>,
     /// Temporary tables the session created (folded names): private to it
     /// for the session's life, so they outlive the transaction.
     pub temp_tables: HashSet<String>,
@@ -235,11 +237,18 @@ pub fn check(op: &Op, ctx: &Context<'_>) -> Vec<Finding> {
 fn harmless(op: &Op, ctx: &Context<'_>) -> bool {
     let tx = ctx.tx;
     if let Some(t) = op.table() {
+        // A name the session trusts as one of its temporary tables must
+        // still be one: a temporary table that went away where the gate
+        // could not follow (DISCARD, a DROP or RENAME built at run time)
+        // leaves the name to a permanent table. The catalog, read for the
+        // statement, says what it resolves to now.
+        let now_permanent =
+            ctx.catalog.relation_oids.contains_key(&fold_name(t)) && !ctx.catalog.is_temp(t);
         let t = fold_name(t);
-        if tx.created_tables.contains(&t)
-            || tx.temp_tables.contains(&t)
-            || tx.session_tables.contains(&t)
-        {
+        let temp = tx.temp_tables.contains(&t) || tx.created_temp.contains(&t);
+        let permanent = (tx.created_tables.contains(&t) && !tx.created_temp.contains(&t))
+            || tx.session_tables.contains(&t);
+        if permanent || (temp && !now_permanent) {
             return true;
         }
     }

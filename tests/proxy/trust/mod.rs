@@ -6,6 +6,7 @@
 //! first fixes found. The fixture is theirs together.
 
 mod adversary;
+mod adversary2;
 mod attacks;
 
 use std::sync::OnceLock;
