@@ -269,6 +269,23 @@ impl Analyzer {
                 unreadable: Some(Unreadable::Unsure),
             }];
         }
+        if catalog.rejected_by_parser {
+            // The server parses the whole string before running any of it:
+            // nothing runs, nothing changes, and its error is the answer.
+            return split(sql, reading.lex)
+                .into_iter()
+                .map(|range| Analyzed {
+                    range,
+                    kind: Kind::Other,
+                    ops: Vec::new(),
+                    read_by: None,
+                    findings: Vec::new(),
+                    in_transaction: self.explicit_block || session_in_tx,
+                    plan: None,
+                    unreadable: None,
+                })
+                .collect();
+        }
         self.explicit_block |= session_in_tx;
         let pieces = split(sql, reading.lex);
         let implicit = mode == Mode::QueryString && pieces.len() > 1;
@@ -346,7 +363,7 @@ impl Analyzer {
     ) -> Option<(Vec<Op>, ReadBy, Vec<Finding>)> {
         if !first_word(text.as_bytes()).eq_ignore_ascii_case(b"DO") {
             let (ops, by) = read(text);
-            let ops = if ops.is_empty() {
+            let ops = if ops.is_empty() || ops.iter().any(Op::incomplete) {
                 vec![Op::Unrecognized {
                     alter_table: first_word(text.as_bytes()).eq_ignore_ascii_case(b"ALTER")
                         && second_word(text.as_bytes()).eq_ignore_ascii_case(b"TABLE"),
@@ -373,7 +390,7 @@ impl Analyzer {
                 Embedded::Dynamic => (vec![Op::Opaque], true),
                 Embedded::Sql { text, templated } => {
                     let (ops, _) = read(&text);
-                    let ops = if ops.is_empty() {
+                    let ops = if ops.is_empty() || ops.iter().any(Op::incomplete) {
                         vec![Op::Unrecognized {
                             alter_table: false,
                             table: None,

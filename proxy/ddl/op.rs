@@ -214,6 +214,38 @@ pub enum Op {
 }
 
 impl Op {
+    /// The front end read less than PostgreSQL's grammar requires (a DROP
+    /// naming nothing, an empty name, IF NOT EXISTS on an unnamed index):
+    /// such a reading must not become a finding about an object that is
+    /// not there. The server rejects these statements.
+    pub fn incomplete(&self) -> bool {
+        let empty_list = match self {
+            Op::DropTable { tables } | Op::Truncate { tables } | Op::LockTable { tables, .. } => {
+                tables.is_empty()
+            }
+            Op::DropIndex { names, .. } | Op::DropObject { names, .. } => names.is_empty(),
+            Op::DropColumn { columns, .. } => columns.is_empty(),
+            Op::CreateIndex {
+                name: None,
+                if_not_exists: true,
+                ..
+            } => true,
+            _ => false,
+        };
+        let empty_name = match self {
+            Op::RenameColumn { from, to, .. } => from.is_empty() || to.is_empty(),
+            Op::RenameTable { to, .. } => to.is_empty(),
+            Op::DropIndex { names, .. } | Op::DropObject { names, .. } => {
+                names.iter().any(String::is_empty)
+            }
+            Op::DropTable { tables } | Op::Truncate { tables } => {
+                tables.iter().any(String::is_empty)
+            }
+            _ => false,
+        };
+        empty_list || empty_name || self.table() == Some("")
+    }
+
     /// The table the operation acts on, when it names one.
     pub fn table(&self) -> Option<&str> {
         match self {

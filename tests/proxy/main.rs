@@ -15,6 +15,7 @@ mod gate_locks;
 mod gate_lookup;
 mod gate_quiet;
 mod gate_rules;
+mod gate_syntax;
 mod lexing;
 mod pacing;
 mod relay;

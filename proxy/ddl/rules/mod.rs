@@ -113,6 +113,10 @@ pub struct Catalog {
     /// The facts cover the whole database (a schema file or catalog): a
     /// relation not in `relations` does not exist.
     pub complete: bool,
+    /// The server's parser rejects a statement of the string (the session
+    /// parsed it without running it): PostgreSQL runs none of the string,
+    /// so it goes as sent and the client gets the server's error.
+    pub rejected_by_parser: bool,
 }
 
 impl Catalog {
@@ -147,6 +151,7 @@ impl Catalog {
         }
         c.relations.extend(other.relations.iter().cloned());
         c.complete |= other.complete;
+        c.rejected_by_parser |= other.rejected_by_parser;
         c
     }
 

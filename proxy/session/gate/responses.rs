@@ -107,9 +107,10 @@ impl Gate {
                             "catalog lookup failed; deciding without its facts"
                         );
                         self.lookup_error = Some(format!("{code}: {message}"));
-                        // The savepoint it ran in undoes the failure.
-                        self.lookup_rollback = state.tx == TxStatus::Failed;
                     }
+                    // The savepoint it ran in undoes a failure (a fact's, or
+                    // a statement the parser rejected).
+                    self.lookup_rollback = state.tx == TxStatus::Failed;
                     self.pop(state);
                     self.release(state);
                     Verdict::Replace(Vec::new())

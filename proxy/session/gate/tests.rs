@@ -386,8 +386,14 @@ fn an_extended_batch_is_guarded_as_a_whole_and_its_sync_carries_the_restore() {
 fn a_statement_waits_for_its_lookup_and_a_failed_lookup_decides_without_facts() {
     let mut s = Script::new();
     let sent = s.client(&query("CREATE INDEX i ON t (a)"));
-    // Only the lookup goes out; the statement itself is held.
-    assert!(!sent.iter().any(|l| l.contains("CREATE INDEX")), "{sent:?}");
+    // Only the lookup goes out (the statement parsed, never run, by the
+    // server's parser); the statement itself is held.
+    assert!(
+        sent.iter()
+            .filter(|l| l.contains("CREATE INDEX"))
+            .all(|l| l.starts_with("P \"ddlgate_lookup_syntax\"")),
+        "{sent:?}"
+    );
     assert_eq!(sent.last().map(String::as_str), Some("S"));
     assert!(s.gate.holding_client());
     let failed = cat(&[&error("XX000", "lookup broke"), &ready(b'I')]);
@@ -407,6 +413,59 @@ fn a_statement_waits_for_its_lookup_and_a_failed_lookup_decides_without_facts() 
     );
     assert_eq!(answer[1], "Z I");
     assert_eq!(s.state.outstanding, 0);
+}
+
+/// A syntax error as the server's parser reports it (with a position).
+fn syntax_error(position: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (f, v) in [
+        (b'S', "ERROR"),
+        (b'C', "42601"),
+        (b'M', "syntax error at or near \";\""),
+        (b'P', position),
+    ] {
+        body.push(f);
+        body.extend_from_slice(v.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut out = Vec::new();
+    put_frame(&mut out, b'E', &body);
+    out
+}
+
+#[test]
+fn a_statement_the_servers_parser_rejects_goes_as_sent() {
+    let mut s = Script::new();
+    let sent = s.client(&query("drop index;"));
+    assert!(
+        sent.iter()
+            .any(|l| l == "P \"ddlgate_lookup_syntax\" drop index"),
+        "{sent:?}"
+    );
+    assert!(s
+        .server(&cat(&[&syntax_error("11"), &ready(b'I')]))
+        .is_empty());
+    // The client's own text, unchanged: the server's error is the answer.
+    assert_eq!(s.sent(), strs(&["Q drop index;"]));
+    let answer = s.server(&cat(&[&syntax_error("11"), &ready(b'I')]));
+    assert_eq!(
+        answer,
+        strs(&["E 42601 syntax error at or near \";\"", "Z I"])
+    );
+    // A 42601 without a position is not the parser's verdict on the
+    // statement (several commands in one Parse): decided without facts.
+    s.client(&query("drop index i;"));
+    let multiple = error(
+        "42601",
+        "cannot insert multiple commands into a prepared statement",
+    );
+    assert!(s.server(&cat(&[&multiple, &ready(b'I')])).is_empty());
+    let sent = s.sent();
+    assert!(
+        sent.iter().any(|l| l.contains("ddlgate:block:")),
+        "{sent:?}"
+    );
 }
 
 /// Backfill traffic: a marked session's request waits, unsent, for its

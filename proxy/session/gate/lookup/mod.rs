@@ -93,6 +93,10 @@ pub enum Want {
     Dependents(String, String),
     /// The session's current role and search_path (for the runner).
     Session,
+    /// Whether the server's parser accepts a statement (its bytes as
+    /// sent): one it rejects is passed on, so the client gets PostgreSQL's
+    /// own error rather than a finding about a statement that cannot run.
+    Syntax(Vec<u8>),
 }
 
 impl Want {
@@ -107,7 +111,7 @@ impl Want {
             | Want::DefaultPartition(n)
             | Want::AccessMethod(n)
             | Want::IndexNotNull(n) => (n, None),
-            Want::Session => ("", None),
+            Want::Session | Want::Syntax(_) => ("", None),
         }
     }
 }
@@ -174,6 +178,13 @@ pub fn wanted(sql: &[u8], reading: Reading, major: u32) -> Vec<Want> {
         }
         let size_matters = s.findings.iter().any(|f| f.rule.size_bound());
         let has_findings = !s.findings.is_empty();
+        // Parsing CREATE TABLE AS (or SELECT INTO) analyses its query, which
+        // opens tables: never probed (the lookup opens no table another
+        // session may hold).
+        let creates = s.ops.iter().any(|op| matches!(op, Op::CreateTable { .. }));
+        if has_findings && !creates {
+            add(Want::Syntax(sql[s.range.clone()].to_vec()));
+        }
         for op in &s.ops {
             if has_findings {
                 // A statement on objects that do not exist harms nobody.
@@ -260,6 +271,7 @@ impl Want {
             Want::IndexNotNull(_) => INDEX_NOT_NULL,
             Want::Session => SESSION,
             Want::Dependents(..) => DEPENDENTS,
+            Want::Syntax(_) => SYNTAX,
         }
     }
 }
@@ -275,15 +287,24 @@ pub fn batch(wants: &[Want], in_transaction: bool, out: &mut Vec<u8>) {
     for (name, _) in STATEMENTS {
         frontend::close_statement(name, out);
     }
+    frontend::close_statement(SYNTAX, out);
     if in_transaction {
         run_once(SAVEPOINT, SAVEPOINT_SQL, out);
+    }
+    // First: a statement the parser rejects skips the rest of the batch,
+    // and its facts are not needed.
+    for w in wants {
+        if let Want::Syntax(text) = w {
+            frontend::parse(SYNTAX, text, out);
+            frontend::close_statement(SYNTAX, out);
+        }
     }
     for (name, sql) in STATEMENTS {
         if wants.iter().any(|w| w.statement() == name) {
             frontend::parse(name, sql.as_bytes(), out);
         }
     }
-    for w in wants {
+    for w in wants.iter().filter(|w| !matches!(w, Want::Syntax(_))) {
         let name = w.statement();
         match w.names() {
             // The column as pg_attribute stores it.
@@ -334,7 +355,9 @@ pub struct Lookup {
 }
 
 impl Lookup {
-    pub fn new(wants: Vec<Want>, small_table_bytes: u64, in_transaction: bool) -> Self {
+    pub fn new(mut wants: Vec<Want>, small_table_bytes: u64, in_transaction: bool) -> Self {
+        // Probes answer with no CommandComplete: not in the Execute order.
+        wants.retain(|w| !matches!(w, Want::Syntax(_)));
         Lookup {
             wants,
             next: 0,
@@ -455,6 +478,8 @@ impl Lookup {
                             });
                         }
                     }
+                    // Never executed: no rows.
+                    Want::Syntax(_) => {}
                     Want::AccessMethod(table) => {
                         if let Some(Some(am)) = cols.first() {
                             catalog
@@ -469,7 +494,15 @@ impl Lookup {
                 let field = |c| {
                     String::from_utf8_lossy(error_field(body, c).unwrap_or_default()).into_owned()
                 };
-                self.error = Some((field(b'C'), field(b'M')));
+                // Only the parser's own errors carry a position with 42601
+                // ("cannot insert multiple commands", a split the server
+                // reads otherwise, has none: that stays a failed lookup).
+                let code = field(b'C');
+                if code == "42601" && error_field(body, b'P').is_some() {
+                    catalog.rejected_by_parser = true;
+                    return;
+                }
+                self.error = Some((code, field(b'M')));
             }
             b'C' => {
                 // No row: the relation or column does not exist.
@@ -496,14 +529,37 @@ impl Lookup {
 mod tests {
     use super::*;
 
+    /// The facts wanted, without the parser probes.
+    fn facts(sql: &[u8]) -> Vec<Want> {
+        wanted(sql, Reading::STANDARD, 15)
+            .into_iter()
+            .filter(|w| !matches!(w, Want::Syntax(_)))
+            .collect()
+    }
+
+    #[test]
+    fn every_statement_with_a_finding_is_parsed_by_the_server_first() {
+        let w = wanted(
+            b"ALTER TABLE t ADD COLUMN x int; DROP TABLE u; CREATE TABLE v AS SELECT 1",
+            Reading::STANDARD,
+            15,
+        );
+        assert!(
+            w.contains(&Want::Syntax(b" DROP TABLE u".to_vec())),
+            "{w:?}"
+        );
+        assert_eq!(w.iter().filter(|w| matches!(w, Want::Syntax(_))).count(), 1);
+        // Bytes as the client sent them, whatever their encoding.
+        assert!(wanted(b"DROP TABLE caf\xe9", Reading::STANDARD, 15)
+            .contains(&Want::Syntax(b"DROP TABLE caf\xe9".to_vec())));
+    }
+
     #[test]
     fn wants_columns_and_sizes_once() {
-        let w = wanted(
+        let w = facts(
             b"ALTER TABLE t ALTER COLUMN \"V\" TYPE text, ALTER COLUMN a SET NOT NULL; \
               ALTER TABLE t ALTER COLUMN a SET NOT NULL; ALTER TABLE t ADD COLUMN x int; \
               ALTER TABLE p ATTACH PARTITION p2 FOR VALUES IN (1)",
-            Reading::STANDARD,
-            15,
         );
         // The first statement may become a migration: the session's facts
         // and what depends on the column too.
@@ -522,20 +578,11 @@ mod tests {
             ]
         );
         // Names that did not decode (a LATIN1 client's bytes) are not looked up.
-        assert!(wanted(b"DROP TABLE caf\xe9", Reading::STANDARD, 15).is_empty());
+        assert!(facts(b"DROP TABLE caf\xe9").is_empty());
         // No finding: nothing to look up. A finding: whether its objects exist.
-        assert!(wanted(
-            b"ALTER TABLE t ADD COLUMN x int; SELECT 1",
-            Reading::STANDARD,
-            15
-        )
-        .is_empty());
+        assert!(facts(b"ALTER TABLE t ADD COLUMN x int; SELECT 1").is_empty());
         assert_eq!(
-            wanted(
-                b"DROP TABLE IF EXISTS t; ALTER TABLE u DROP COLUMN IF EXISTS c",
-                Reading::STANDARD,
-                15
-            ),
+            facts(b"DROP TABLE IF EXISTS t; ALTER TABLE u DROP COLUMN IF EXISTS c"),
             vec![
                 Want::Relation("t".into()),
                 Want::Relation("u".into()),

@@ -116,6 +116,10 @@ pub(super) const SIZE_SQL: &str = "SELECT CASE WHEN c.relkind OPERATOR(pg_catalo
      THEN pg_catalog.pg_relation_size(c.oid) END \
      FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)";
 
+/// A statement the server parses (never runs) to learn whether its parser
+/// accepts it: a schema change is judged only once PostgreSQL would run it.
+pub(super) const SYNTAX: &[u8] = b"ddlgate_lookup_syntax";
+
 pub(super) const SAVEPOINT: &[u8] = b"ddlgate_lookup_savepoint";
 
 pub(super) const SAVEPOINT_SQL: &str = "SAVEPOINT ddlgate_lookup";
