@@ -14,6 +14,7 @@ use super::plan::{self, Plan};
 use super::plpgsql::{self, Embedded};
 use super::read::{read, ReadBy};
 use super::rule::{Finding, Lock};
+use super::rules::constraints::qualify_index;
 use super::rules::{check, Catalog, Context, TxFacts};
 use super::types::SqlType;
 
@@ -124,12 +125,24 @@ pub struct Analyzer {
     findings_only: bool,
 }
 
-/// A session-private object a statement creates.
+/// An object a statement creates, the session's own once the statement
+/// succeeded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Created {
-    Table(String),
+    /// A permanent relation (table, index, view, sequence; an index's name
+    /// qualified with its table's schema) or, with `type_`, a type or
+    /// domain, named as written. A session's gate reads its OID right
+    /// after the statement succeeded and keeps only that (`Oid`); a script
+    /// keeps the name.
+    Named {
+        name: String,
+        type_: bool,
+        /// IF NOT EXISTS: the name may have been an existing object.
+        may_exist: bool,
+    },
     TempTable(String),
-    Index(String),
+    /// The object with this OID (in pg_class or pg_type).
+    Oid(u32),
 }
 
 impl Analyzer {
@@ -173,20 +186,34 @@ impl Analyzer {
         let f = &mut self.facts;
         for c in created {
             match c {
-                Created::Table(t) => {
-                    f.session_tables.insert(t);
+                Created::Named { name, .. } => {
+                    f.session_tables.insert(fold_name(&name));
                 }
                 Created::TempTable(t) => {
                     f.temp_tables.insert(t);
                 }
-                Created::Index(i) => {
-                    f.session_indexes.insert(i);
+                Created::Oid(oid) => {
+                    // Bounded: past it the oldest are forgotten (judged
+                    // like anyone's), never trusted wrongly.
+                    if f.session_oids.len() >= MAX_SESSION_OBJECTS {
+                        f.session_oids.clear();
+                    }
+                    f.session_oids.insert(oid);
                 }
             }
         }
     }
 
+    /// Objects the open transaction created (their statements succeeded):
+    /// invisible to other sessions until it commits.
+    pub fn created_in_transaction(&mut self, oids: impl IntoIterator<Item = u32>) {
+        self.facts.tx_oids.extend(oids);
+    }
+
     fn created(&mut self, c: Created) {
+        if matches!(c, Created::Named { .. }) && !self.trust_session_objects {
+            return;
+        }
         if self.confirm_later {
             self.unconfirmed.push(c);
         } else {
@@ -198,7 +225,7 @@ impl Analyzer {
     /// earlier files ran in earlier deploys).
     pub fn forget_session_objects(&mut self) {
         self.facts.session_tables.clear();
-        self.facts.session_indexes.clear();
+        self.facts.session_oids.clear();
     }
 
     /// The transaction ended (the session saw ReadyForQuery 'I').
@@ -208,6 +235,7 @@ impl Analyzer {
         if !self.facts.created_tables.is_empty()
             || !self.facts.not_valid.is_empty()
             || !self.facts.renamed_to.is_empty()
+            || !self.facts.tx_oids.is_empty()
         {
             self.clear_facts();
         }
@@ -221,6 +249,7 @@ impl Analyzer {
         f.created_temp.clear();
         f.not_valid.clear();
         f.renamed_to.clear();
+        f.tx_oids.clear();
     }
 
     /// Analyzes `sql` read as a fresh session reads it (ddlgate's own SQL,
@@ -484,24 +513,27 @@ impl Analyzer {
                 if_not_exists,
                 columns,
             } => {
-                // IF NOT EXISTS may have found another session's table.
-                if *if_not_exists {
-                    self.learned.relations.insert(fold_name(table));
-                    return;
-                }
-                // Exempt for the rest of this transaction (a failed CREATE
-                // aborts it, so nothing later runs); the session's own only
-                // once confirmed.
-                self.facts.created_tables.insert(fold_name(table));
                 self.learned.relations.insert(fold_name(table));
                 if *temporary {
+                    self.facts.created_tables.insert(fold_name(table));
                     self.facts.created_temp.insert(fold_name(table));
                     self.created(Created::TempTable(fold_name(table)));
-                } else if self.trust_session_objects {
-                    self.created(Created::Table(fold_name(table)));
+                } else {
+                    // IF NOT EXISTS may have found another session's table:
+                    // new in this transaction only if the server says so.
+                    if !*if_not_exists {
+                        self.facts.created_tables.insert(fold_name(table));
+                    }
+                    self.created(Created::Named {
+                        name: table.clone(),
+                        type_: false,
+                        may_exist: *if_not_exists,
+                    });
                 }
-                for (column, ty) in columns {
-                    self.learn(table, column, ty);
+                if !*if_not_exists {
+                    for (column, ty) in columns {
+                        self.learn(table, column, ty);
+                    }
                 }
             }
             Op::CreateIndex {
@@ -511,29 +543,44 @@ impl Analyzer {
                 ..
             } => {
                 self.learned.relations.insert(fold_name(name));
-                if *if_not_exists {
-                    // It may have found another table's index of that name.
-                    return;
-                }
                 let t = fold_name(table);
                 let f = &self.facts;
-                if f.session_tables.contains(&t)
-                    || f.temp_tables.contains(&t)
-                    || f.created_tables.contains(&t)
-                {
-                    self.created(Created::Index(fold_name(name)));
+                // An index on a temporary table is temporary: nothing to keep.
+                if !(f.temp_tables.contains(&t) || f.created_temp.contains(&t)) {
+                    self.created(Created::Named {
+                        name: qualify_index(table, name),
+                        type_: false,
+                        may_exist: *if_not_exists,
+                    });
                 }
             }
+            Op::CreateObject {
+                kind,
+                name,
+                temporary: false,
+                may_exist,
+            } => {
+                let type_ = kind == "type" || kind == "domain";
+                self.created(Created::Named {
+                    name: name.clone(),
+                    type_,
+                    may_exist: *may_exist,
+                });
+            }
             Op::DropTable { tables } => {
+                // A script's names (a session's OIDs die with their objects,
+                // and a DROP that fails forgets nothing).
                 for t in tables {
                     let t = fold_name(t);
                     self.facts.session_tables.remove(&t);
-                    self.facts.temp_tables.remove(&t);
+                    if !self.confirm_later {
+                        self.facts.temp_tables.remove(&t);
+                    }
                 }
             }
             Op::DropIndex { names, .. } => {
                 for n in names {
-                    self.facts.session_indexes.remove(&fold_name(n));
+                    self.facts.session_tables.remove(&fold_name(n));
                 }
             }
             Op::RenameTable { table, to } => {
@@ -541,8 +588,13 @@ impl Analyzer {
                 // The new name is the session's once the rename succeeds
                 // (it fails if another session's table has that name).
                 let to = fold_name(to);
-                if self.facts.session_tables.remove(&fold_name(table)) {
-                    self.created(Created::Table(to.clone()));
+                // A session's objects keep their OIDs; a script's names move.
+                if self.facts.session_tables.remove(&fold_name(table)) && !self.confirm_later {
+                    self.created(Created::Named {
+                        name: to.clone(),
+                        type_: false,
+                        may_exist: false,
+                    });
                 }
                 if self.facts.temp_tables.remove(&fold_name(table)) {
                     self.created(Created::TempTable(to.clone()));
@@ -571,6 +623,10 @@ impl Analyzer {
         }
     }
 }
+
+/// The most objects a session is known to have created (OIDs); a session
+/// that creates more starts over, judged like anyone's.
+const MAX_SESSION_OBJECTS: usize = 10_000;
 
 /// SQL arrives in the client's encoding; keywords and names that matter
 /// here are ASCII, so a lossy decode classifies the same.

@@ -204,6 +204,16 @@ pub enum Op {
         table: Option<String>,
         lock: Lock,
     },
+    /// CREATE VIEW / MATERIALIZED VIEW / SEQUENCE / TYPE / DOMAIN: a new
+    /// object clients may name (nothing of anyone else's is touched).
+    CreateObject {
+        /// In words, as [`Op::DropObject`] names kinds.
+        kind: String,
+        name: String,
+        temporary: bool,
+        /// OR REPLACE or IF NOT EXISTS: it may be an existing object.
+        may_exist: bool,
+    },
     /// Procedural code (DO) whose effect cannot be known.
     Opaque,
     /// A DDL form neither front end understands.
@@ -279,6 +289,7 @@ impl Op {
             Op::RefreshMaterializedView { name, .. } => Some(name),
             Op::DropIndex { .. }
             | Op::EnumAddValue { .. }
+            | Op::CreateObject { .. }
             | Op::Opaque
             | Op::RenameObject { .. }
             | Op::DropObject { .. }
@@ -296,9 +307,11 @@ impl Op {
             }
             Op::DropIndex { names, .. } => names.iter().map(String::as_str).collect(),
             // REINDEX SCHEMA/DATABASE name no relation.
-            Op::CreateTable { .. } | Op::Opaque | Op::EnumAddValue { .. } | Op::Reindex { .. } => {
-                Vec::new()
-            }
+            Op::CreateTable { .. }
+            | Op::CreateObject { .. }
+            | Op::Opaque
+            | Op::EnumAddValue { .. }
+            | Op::Reindex { .. } => Vec::new(),
             Op::DropObject { kind, names, .. } if is_relation_kind(kind) => {
                 names.iter().map(String::as_str).collect()
             }

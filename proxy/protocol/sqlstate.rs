@@ -18,6 +18,10 @@ pub const DDL_NEEDS_REWRITE: &str = "ZD002";
 /// WARNING-level notices ddlgate sends (warned rules, retries).
 pub const WARNING: &str = "01000";
 pub const SYNTAX_ERROR: &str = "42601";
+/// "relation ... already exists, skipping" (a NOTICE under IF NOT EXISTS).
+pub const DUPLICATE_TABLE: &str = "42P07";
+/// "... already exists, skipping" for other objects.
+pub const DUPLICATE_OBJECT: &str = "42710";
 pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
 pub const INVALID_PARAMETER_VALUE: &str = "22023";
 /// A statement over a limit of ddlgate's (`max_held_message_size`).

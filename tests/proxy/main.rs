@@ -13,6 +13,7 @@ mod gate;
 mod gate_input;
 mod gate_locks;
 mod gate_lookup;
+mod gate_own;
 mod gate_quiet;
 mod gate_rules;
 mod gate_syntax;

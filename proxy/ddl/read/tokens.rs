@@ -396,7 +396,7 @@ fn alter_column(table: String, column: String, mut c: Cursor) -> Op {
 }
 
 fn create(mut c: Cursor) -> Vec<Op> {
-    c.eat_all(&["OR", "REPLACE"]);
+    let or_replace = c.eat_all(&["OR", "REPLACE"]);
     let unique = c.eat("UNIQUE");
     if c.eat("INDEX") {
         let concurrently = c.eat("CONCURRENTLY");
@@ -432,6 +432,15 @@ fn create(mut c: Cursor) -> Vec<Op> {
             });
         }
         return ops;
+    }
+    if let Some(kind) = created_kind(&mut c) {
+        let may_exist = c.eat_all(&["IF", "NOT", "EXISTS"]) || or_replace;
+        return vec![Op::CreateObject {
+            kind: kind.to_owned(),
+            name: c.name().unwrap_or_default(),
+            temporary,
+            may_exist,
+        }];
     }
     if c.eat("TRIGGER") || c.eat_all(&["CONSTRAINT", "TRIGGER"]) {
         c.text_until(&["ON"]);
@@ -545,6 +554,20 @@ fn unrecognized_alter(table: Option<String>) -> Op {
 
 /// Object kinds after CREATE/ALTER/DROP that are not tables: schema
 /// changes that hold no lock an application's queries wait for.
+/// The objects a session may create and later change as its own, by the
+/// keywords after CREATE [TEMP].
+fn created_kind(c: &mut Cursor) -> Option<&'static str> {
+    const KINDS: &[(&[&str], &str)] = &[
+        (&["MATERIALIZED", "VIEW"], "materialized view"),
+        (&["RECURSIVE", "VIEW"], "view"),
+        (&["VIEW"], "view"),
+        (&["SEQUENCE"], "sequence"),
+        (&["TYPE"], "type"),
+        (&["DOMAIN"], "domain"),
+    ];
+    KINDS.iter().find(|(kw, _)| c.eat_all(kw)).map(|(_, k)| *k)
+}
+
 fn is_known_object(c: &Cursor) -> bool {
     const KINDS: &[&str] = &[
         "FUNCTION",

@@ -39,12 +39,17 @@ pub struct TxFacts {
     /// name may exist by the time a later statement runs, though the
     /// catalog (read before the string ran) says it does not.
     pub renamed_to: HashSet<String>,
-    /// Tables this session created earlier, in this transaction or a
-    /// committed one, and the named indexes it created on them (folded):
-    /// its own scratch objects. Kept for the session's life; empty when
-    /// `ddl.trust_session_objects` is off.
+    /// A migration script's own objects (relations and types it created,
+    /// folded names): a script's statements are taken to succeed.
     pub session_tables: HashSet<String>,
-    pub session_indexes: HashSet<String>,
+    /// Objects (pg_class or pg_type OIDs) the session created in the open
+    /// transaction, read once their statements succeeded: invisible to
+    /// everyone else until it commits.
+    pub tx_oids: HashSet<u32>,
+    /// Objects the session created in transactions that committed: its
+    /// own, trusted while they can hurt nobody (a table, or an index's
+    /// table, while small). Empty when `ddl.trust_session_objects` is off.
+    pub session_oids: HashSet<u32>,
 }
 
 /// What the catalog says about one column beyond its type.
@@ -86,6 +91,11 @@ pub struct Catalog {
     /// the table's OID (an index's table). A migration's runner must find
     /// the same one.
     pub relation_oids: HashMap<String, u32>,
+    /// Types and domains (folded names as written) that do not exist.
+    pub missing_types: HashSet<String>,
+    /// The object itself a name resolves to (folded name as written): a
+    /// relation's OID and `relkind`, or a type's OID (kind `'T'`).
+    pub objects: HashMap<String, (u32, char)>,
     /// `(table, column)` pairs that do not exist (folded).
     pub absent_columns: HashSet<(String, String)>,
     /// Nullability, constraints, indexes and collation by folded
@@ -138,6 +148,8 @@ impl Catalog {
         c.temp_relations
             .extend(other.temp_relations.iter().cloned());
         c.relation_oids.extend(other.relation_oids.clone());
+        c.objects.extend(other.objects.clone());
+        c.missing_types.extend(other.missing_types.iter().cloned());
         c.columns.extend(other.columns.clone());
         c.default_partitions
             .extend(other.default_partitions.clone());
@@ -235,10 +247,11 @@ pub fn check(op: &Op, ctx: &Context<'_>) -> Vec<Finding> {
 }
 
 /// Whether nobody else can be affected, whatever the statement does: it
-/// acts on a table created in this transaction, a temporary relation (known
-/// from the session's catalog, or created through ddlgate), or one
-/// of the session's own scratch tables or their indexes; or on objects that
-/// do not exist (it fails, or does nothing under IF EXISTS).
+/// acts on objects created in this transaction (invisible to everyone
+/// else), on temporary relations (private to the session), on the
+/// session's own objects while they can hurt nobody (a table while it holds
+/// no data), or on objects that do not exist (it fails, or does nothing
+/// under IF EXISTS).
 fn harmless(op: &Op, ctx: &Context<'_>) -> bool {
     let tx = ctx.tx;
     if let Some(t) = op.table() {
@@ -253,16 +266,7 @@ fn harmless(op: &Op, ctx: &Context<'_>) -> bool {
         let temp = tx.temp_tables.contains(&t) || tx.created_temp.contains(&t);
         let permanent = (tx.created_tables.contains(&t) && !tx.created_temp.contains(&t))
             || tx.session_tables.contains(&t);
-        if permanent || (temp && !now_permanent) {
-            return true;
-        }
-    }
-    if let Op::DropIndex { names, .. } = op {
-        if !names.is_empty()
-            && names
-                .iter()
-                .all(|n| tx.session_indexes.contains(&fold_name(n)))
-        {
+        if permanent || (temp && !now_permanent) || owned(&t, ctx) {
             return true;
         }
     }
@@ -270,13 +274,30 @@ fn harmless(op: &Op, ctx: &Context<'_>) -> bool {
         op,
         Op::DropIndex { .. } | Op::DropObject { .. } | Op::RenameObject { .. }
     );
+    let types = matches!(op,
+        Op::DropObject { kind, .. } | Op::RenameObject { kind, .. } if kind == "type" || kind == "domain");
     let missing = |name: &str| {
+        if types {
+            return ctx.catalog.missing_types.contains(&fold_name(name));
+        }
         ctx.catalog.is_missing(name, tables) && !tx.renamed_to.contains(&fold_name(name))
     };
     // Temporary relations are private to the session: nobody else can
     // queue behind them or lose them.
-    let targets = op.existing_relations();
-    if !targets.is_empty() && targets.iter().all(|t| missing(t) || ctx.catalog.is_temp(t)) {
+    let targets = match op {
+        Op::DropObject { names, .. } => names.iter().map(String::as_str).collect(),
+        Op::RenameObject { name, .. } => vec![name.as_str()],
+        _ => op.existing_relations(),
+    };
+    let script_own = |t: &str| {
+        matches!(op, Op::DropIndex { .. } | Op::DropObject { .. })
+            && tx.session_tables.contains(&fold_name(t))
+    };
+    if !targets.is_empty()
+        && targets
+            .iter()
+            .all(|t| missing(t) || ctx.catalog.is_temp(t) || owned(t, ctx) || script_own(t))
+    {
         return true;
     }
     if op.table().is_some_and(|t| ctx.catalog.is_temp(t)) {
@@ -292,6 +313,28 @@ fn harmless(op: &Op, ctx: &Context<'_>) -> bool {
             });
     }
     false
+}
+
+/// Whether `name` resolves (in the catalog read for the statement) to an
+/// object the session created: in the open transaction, or earlier while
+/// it can hurt nobody (a table, matview or index whose table is under
+/// `small_table_size`; a view, sequence, type or domain).
+fn owned(name: &str, ctx: &Context<'_>) -> bool {
+    let n = fold_name(name);
+    let Some(&(oid, kind)) = ctx.catalog.objects.get(&n) else {
+        return false;
+    };
+    if ctx.tx.tx_oids.contains(&oid) {
+        return true;
+    }
+    if !ctx.tx.session_oids.contains(&oid) {
+        return false;
+    }
+    match kind {
+        // Holds data (its own, or its table's): trusted only while small.
+        'r' | 'm' | 'p' | 'i' | 'I' | 't' => ctx.catalog.small_tables.contains(&n),
+        _ => true,
+    }
 }
 
 /// An identifier without quotes or schema, for building new names.

@@ -289,6 +289,7 @@ impl Gate {
         }
         let mut out = Vec::new();
         put_frame(&mut out, b'S', body);
+        let named = unit.take_named();
         let guard = unit.guard;
         let holding = unit.holding();
         self.push(Group::Unit(unit), state);
@@ -299,6 +300,7 @@ impl Gate {
             sql::restore_batch(self.lock_timeout(), &mut out);
             self.push(Group::Proxy { restore: true }, state);
         }
+        self.record(named, state, &mut out);
         Verdict::Replace(out)
     }
 }

@@ -100,9 +100,13 @@ struct Unit {
     failed: bool,
     /// Warnings for the client, sent before its ReadyForQuery.
     notices: Vec<u8>,
-    /// Scratch objects it creates: the session's own once it succeeds
-    /// (and its transaction commits).
+    /// Objects it creates: the session's own once it succeeds (and its
+    /// transaction commits). Temporary tables stay here; the rest are read
+    /// by the recording lookup sent right behind it.
     creates: Vec<Created>,
+    /// The server said a CREATE ... IF NOT EXISTS of it found an existing
+    /// object (NOTICE 42P07).
+    skipped_create: bool,
     /// The migration it stands for: its statement was replaced, and the
     /// runner applies it once the unit's ReadyForQuery says it ran.
     migration: Option<Box<migrate::Pending>>,
@@ -163,11 +167,21 @@ impl Unit {
             failed: false,
             notices,
             creates: Vec::new(),
+            skipped_create: false,
             migration: None,
             confirming: None,
             part: Part::Whole,
             quiet: Quiet::Not,
         }
+    }
+
+    /// The permanent objects it creates, for the lookup sent behind it.
+    fn take_named(&mut self) -> Vec<Created> {
+        let (named, temp) = std::mem::take(&mut self.creates)
+            .into_iter()
+            .partition(|c| matches!(c, Created::Named { .. }));
+        self.creates = temp;
+        named
     }
 
     /// Its responses are held until its ReadyForQuery.
@@ -471,6 +485,15 @@ impl Gate {
         if let Request::Held(_) = self.request {
             self.request = Request::Boundary;
             self.sync_outstanding(state);
+        }
+    }
+
+    /// Right behind a unit that creates `named` objects: the lookup that
+    /// reads their OIDs (kept once the unit succeeded).
+    fn record(&mut self, named: Vec<Created>, state: &mut SessionState, out: &mut Vec<u8>) {
+        let in_tx = state.tx == crate::protocol::backend::TxStatus::InTransaction;
+        if let Some(l) = lookup::Lookup::recording(named, in_tx, out) {
+            self.push(Group::Lookup(Box::new(l)), state);
         }
     }
 

@@ -203,8 +203,10 @@ impl Gate {
             notices,
         ));
         // A string that ends its own transaction may have rolled it back.
+        // (Taken either way: what is left would be a later unit's.)
+        let creates = self.analyzer.take_unconfirmed();
         if !j.tx_control {
-            unit.creates = self.analyzer.take_unconfirmed();
+            unit.creates = creates;
         }
         self.send_unit(unit, frame, state, &mut out);
         if guard && j.tx_control {
@@ -218,11 +220,12 @@ impl Gate {
     /// Writes a simple-protocol unit with its guard and restore.
     pub(super) fn send_unit(
         &mut self,
-        unit: Box<Unit>,
+        mut unit: Box<Unit>,
         frame: Vec<u8>,
         state: &mut SessionState,
         out: &mut Vec<u8>,
     ) {
+        let named = unit.take_named();
         let guard = unit.guard;
         if guard {
             sql::guard_query(self.lock_timeout(), out);
@@ -238,6 +241,7 @@ impl Gate {
             sql::restore_query(self.lock_timeout(), out);
             self.push(Group::Proxy { restore: true }, state);
         }
+        self.record(named, state, out);
     }
 }
 

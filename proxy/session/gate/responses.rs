@@ -40,7 +40,15 @@ impl Gate {
     }
 
     fn on_server_message(&mut self, tag: u8, body: &[u8], state: &mut SessionState) -> Verdict {
-        if tag == b'Z' && state.tx == TxStatus::Idle {
+        // The end of the client's transaction, if nothing of the client's
+        // was analysed since: a ReadyForQuery of ddlgate's own statements
+        // sent ahead of the client's (a guard, a restore), or of a request
+        // the client pipelined more behind, comes after the later string
+        // was analysed, and must not clear what that analysis learned.
+        let is_clients = |g: &Group| matches!(g, Group::Client(_) | Group::Unit(_));
+        let clients = self.groups.front().is_some_and(is_clients)
+            && !self.groups.iter().skip(1).any(is_clients);
+        if tag == b'Z' && state.tx == TxStatus::Idle && clients {
             self.analyzer.end_transaction();
             self.tx_defaults.clear();
             self.fills.clear();
@@ -95,6 +103,14 @@ impl Gate {
                 }
                 Verdict::Keep
             }
+            Some(Group::Lookup(l)) if l.record.is_some() => match tag {
+                b'Z' => self.recorded(state),
+                b'S' | b'A' | b'N' => Verdict::Keep,
+                _ => {
+                    l.on_record_message(tag, body);
+                    Verdict::Replace(Vec::new())
+                }
+            },
             Some(Group::Lookup(l)) => match tag {
                 b'Z' => {
                     self.session_facts = l.session.take();
@@ -137,6 +153,12 @@ impl Gate {
                 _ => Verdict::Replace(Vec::new()),
             },
             Some(Group::Unit(u)) => {
+                let code = |c: &str| error_field(body, b'C') == Some(c.as_bytes());
+                if tag == b'N'
+                    && (code(sqlstate::DUPLICATE_TABLE) || code(sqlstate::DUPLICATE_OBJECT))
+                {
+                    u.skipped_create = true;
+                }
                 if tag == b'E' {
                     if let Some(m) = &mut u.migration {
                         let msg = error_field(body, b'M').unwrap_or_default();
@@ -328,16 +350,57 @@ impl Gate {
         }
         if !unit.failed {
             let created = std::mem::take(&mut unit.creates);
-            match ready_for_query_status(z_body) {
+            let status = ready_for_query_status(z_body);
+            match status {
                 Some(TxStatus::Idle) => self.analyzer.confirm(created),
                 Some(TxStatus::InTransaction) => self.pending_commit.extend(created),
                 _ => {}
+            }
+            // The lookup behind it keeps what it created.
+            let record = self.groups.iter_mut().find_map(|g| match g {
+                Group::Lookup(l) => l.record.as_mut(),
+                _ => None,
+            });
+            if let Some(r) = record {
+                r.outcome = status;
+                r.skipped = unit.skipped_create;
             }
         }
         let mut out = std::mem::take(&mut unit.held);
         out.extend_from_slice(&unit.notices);
         put_frame(&mut out, b'Z', z_body);
         Verdict::Replace(out)
+    }
+
+    /// The end of a recording lookup: the OIDs of what its unit created
+    /// are the transaction's (invisible to others) and, once it commits,
+    /// the session's.
+    fn recorded(&mut self, state: &mut SessionState) -> Verdict {
+        let Some(Group::Lookup(mut l)) = self.pop(state) else {
+            unreachable!("recorded is called with a lookup at the head");
+        };
+        // The savepoint it ran in undoes a failure of its own.
+        self.lookup_rollback |= state.tx == TxStatus::Failed;
+        let Some(r) = l.record.take() else {
+            return Verdict::Replace(Vec::new());
+        };
+        if l.error.is_some() {
+            return Verdict::Replace(Vec::new());
+        }
+        let made = r.made();
+        match r.outcome {
+            Some(TxStatus::Idle) => self.analyzer.confirm(made),
+            Some(TxStatus::InTransaction) => {
+                let oids = made.iter().filter_map(|c| match c {
+                    crate::ddl::Created::Oid(o) => Some(*o),
+                    _ => None,
+                });
+                self.analyzer.created_in_transaction(oids);
+                self.pending_commit.extend(made);
+            }
+            _ => {}
+        }
+        Verdict::Replace(Vec::new())
     }
 
     fn retried(&self, unit: &Unit) {

@@ -22,7 +22,8 @@ use crate::ddl::op::{fold_name, unquote, ConstraintKind, Op, Volatility};
 use crate::ddl::rules::constraints::qualify_index;
 use crate::ddl::rules::ColumnFacts;
 use crate::ddl::types::SqlType;
-use crate::ddl::{Analyzer, Catalog, Mode};
+use crate::ddl::{Analyzer, Catalog, Created, Mode};
+use crate::protocol::backend::TxStatus;
 use crate::protocol::backend::{data_row, error_field};
 use crate::protocol::frontend;
 
@@ -80,8 +81,10 @@ pub enum Want {
     Function(String),
     /// Whether a type (as written) is a domain with constraints.
     Domain(String),
-    /// Whether a relation (as written) exists.
+    /// Whether a relation (as written) exists, and what it is.
     Relation(String),
+    /// The type or domain a name (as written) resolves to.
+    Type(String),
     /// A partitioned table's DEFAULT partition (table as written).
     DefaultPartition(String),
     /// A table's access method (as written).
@@ -108,6 +111,7 @@ impl Want {
             | Want::Function(n)
             | Want::Domain(n)
             | Want::Relation(n)
+            | Want::Type(n)
             | Want::DefaultPartition(n)
             | Want::AccessMethod(n)
             | Want::IndexNotNull(n) => (n, None),
@@ -191,6 +195,18 @@ pub fn wanted(sql: &[u8], reading: Reading, major: u32) -> Vec<Want> {
                 for r in op.existing_relations() {
                     add(Want::Relation(r.to_owned()));
                 }
+                // Types and domains: whether they are the session's own.
+                match op {
+                    Op::DropObject { kind, names, .. } if kind == "type" || kind == "domain" => {
+                        for n in names {
+                            add(Want::Type(n.clone()));
+                        }
+                    }
+                    Op::RenameObject { kind, name, .. } if kind == "type" || kind == "domain" => {
+                        add(Want::Type(name.clone()));
+                    }
+                    _ => {}
+                }
                 if let Op::DropColumn { table, columns } = op {
                     for c in columns {
                         add(Want::Column(table.clone(), c.clone()));
@@ -240,8 +256,9 @@ pub fn wanted(sql: &[u8], reading: Reading, major: u32) -> Vec<Want> {
 }
 
 /// The statement name each fact is read with, and its SQL.
-const STATEMENTS: [(&[u8], &str); 10] = [
+const STATEMENTS: [(&[u8], &str); 11] = [
     (COLUMN, COLUMN_SQL),
+    (TYPE, TYPE_SQL),
     (SIZE, SIZE_SQL),
     (FUNCTION, FUNCTION_SQL),
     (DOMAIN, DOMAIN_SQL),
@@ -266,6 +283,7 @@ impl Want {
             Want::Function(_) => FUNCTION,
             Want::Domain(_) => DOMAIN,
             Want::Relation(_) => RELATION,
+            Want::Type(_) => TYPE,
             Want::DefaultPartition(_) => PARTITIONS,
             Want::AccessMethod(_) => ACCESS_METHOD,
             Want::IndexNotNull(_) => INDEX_NOT_NULL,
@@ -337,6 +355,71 @@ fn run_once(name: &[u8], sql: &str, out: &mut Vec<u8>) {
     frontend::close_statement(name, out);
 }
 
+/// Objects a unit of the client's created, read right behind it (nothing
+/// else runs on the session in between, so their names resolve as they
+/// did): the session keeps their OIDs, never their names.
+pub struct Record {
+    named: Vec<Created>,
+    catalog: Catalog,
+    /// How the unit ended, once it has: its transaction status when it
+    /// succeeded (`None`: it failed, or has not ended).
+    pub outcome: Option<TxStatus>,
+    /// The server answered a CREATE ... IF NOT EXISTS with "already
+    /// exists, skipping": those objects are not new.
+    pub skipped: bool,
+}
+
+impl Record {
+    /// What to read for `named` (permanent objects as written), if any.
+    pub fn wants(named: &[Created]) -> Vec<Want> {
+        let mut out = Vec::new();
+        for c in named {
+            let w = match c {
+                Created::Named { name, type_, .. }
+                    if !name.contains(char::REPLACEMENT_CHARACTER) =>
+                {
+                    if *type_ {
+                        Want::Type(name.clone())
+                    } else {
+                        Want::Relation(name.clone())
+                    }
+                }
+                _ => continue,
+            };
+            if !out.contains(&w) {
+                out.push(w);
+            }
+        }
+        out
+    }
+
+    /// The OIDs of the objects the unit made: permanent ones its names
+    /// resolve to (a name that resolves to a temporary relation names
+    /// another object than the one created).
+    pub fn made(&self) -> Vec<Created> {
+        let mut out = Vec::new();
+        for c in &self.named {
+            let Created::Named {
+                name, may_exist, ..
+            } = c
+            else {
+                continue;
+            };
+            if *may_exist && self.skipped {
+                continue;
+            }
+            let n = fold_name(name);
+            if self.catalog.temp_relations.contains(&n) {
+                continue;
+            }
+            if let Some(&(oid, _)) = self.catalog.objects.get(&n) {
+                out.push(Created::Oid(oid));
+            }
+        }
+        out
+    }
+}
+
 /// Responses to a lookup batch: each DataRow belongs to the fact whose
 /// Execute is current; each CommandComplete moves to the next.
 pub struct Lookup {
@@ -352,6 +435,8 @@ pub struct Lookup {
     small_table_bytes: u64,
     /// The session's role, search_path and mode, if asked for.
     pub session: Option<SessionFacts>,
+    /// Read for what a unit created, not for a decision.
+    pub record: Option<Box<Record>>,
 }
 
 impl Lookup {
@@ -366,6 +451,33 @@ impl Lookup {
             error: None,
             small_table_bytes,
             session: None,
+            record: None,
+        }
+    }
+
+    /// The lookup behind a unit that creates `named` objects (with its
+    /// batch in `out`), or `None` when there is nothing to read.
+    pub fn recording(named: Vec<Created>, in_transaction: bool, out: &mut Vec<u8>) -> Option<Self> {
+        let wants = Record::wants(&named);
+        if wants.is_empty() {
+            return None;
+        }
+        batch(&wants, in_transaction, out);
+        let mut l = Lookup::new(wants, 0, in_transaction);
+        l.record = Some(Box::new(Record {
+            named,
+            catalog: Catalog::default(),
+            outcome: None,
+            skipped: false,
+        }));
+        Some(l)
+    }
+
+    /// A message of a recording lookup: into its own facts.
+    pub fn on_record_message(&mut self, tag: u8, body: &[u8]) {
+        if let Some(mut r) = self.record.take() {
+            self.on_message(tag, body, &mut r.catalog);
+            self.record = Some(r);
         }
     }
 
@@ -423,16 +535,24 @@ impl Lookup {
                         }
                     }
                     Want::Relation(name) => {
+                        let n = fold_name(name);
                         if cols.first() == Some(&Some(&b"t"[..])) {
-                            catalog.temp_relations.insert(fold_name(name));
+                            catalog.temp_relations.insert(n.clone());
                         }
-                        let oid = cols
-                            .get(1)
-                            .copied()
-                            .flatten()
-                            .and_then(|b| std::str::from_utf8(b).ok()?.parse::<u32>().ok());
-                        if let Some(oid) = oid {
-                            catalog.relation_oids.insert(fold_name(name), oid);
+                        if let Some(oid) = number::<u32>(&cols, 1) {
+                            catalog.relation_oids.insert(n.clone(), oid);
+                        }
+                        let kind = cols.get(3).copied().flatten().and_then(|k| k.first());
+                        if let (Some(oid), Some(&kind)) = (number::<u32>(&cols, 2), kind) {
+                            catalog.objects.insert(n.clone(), (oid, char::from(kind)));
+                        }
+                        if number::<u64>(&cols, 4).is_some_and(|b| b <= self.small_table_bytes) {
+                            catalog.small_tables.insert(n);
+                        }
+                    }
+                    Want::Type(name) => {
+                        if let Some(oid) = number::<u32>(&cols, 0) {
+                            catalog.objects.insert(fold_name(name), (oid, 'T'));
                         }
                     }
                     Want::Dependents(table, column) => dependents::on_row(
@@ -498,7 +618,9 @@ impl Lookup {
                 // ("cannot insert multiple commands", a split the server
                 // reads otherwise, has none: that stays a failed lookup).
                 let code = field(b'C');
-                if code == "42601" && error_field(body, b'P').is_some() {
+                if code == crate::protocol::sqlstate::SYNTAX_ERROR
+                    && error_field(body, b'P').is_some()
+                {
                     catalog.rejected_by_parser = true;
                     return;
                 }
@@ -509,6 +631,9 @@ impl Lookup {
                 match self.wants.get(self.next) {
                     Some(Want::Relation(name)) if !self.got_row => {
                         catalog.missing_relations.insert(fold_name(name));
+                    }
+                    Some(Want::Type(name)) if !self.got_row => {
+                        catalog.missing_types.insert(fold_name(name));
                     }
                     Some(Want::Column(table, column)) if !self.got_row => {
                         catalog
@@ -523,6 +648,14 @@ impl Lookup {
             _ => {}
         }
     }
+}
+
+/// Column `i` of a row, read as a number.
+fn number<T: std::str::FromStr>(cols: &[Option<&[u8]>], i: usize) -> Option<T> {
+    cols.get(i)
+        .copied()
+        .flatten()
+        .and_then(|b| std::str::from_utf8(b).ok()?.parse().ok())
 }
 
 #[cfg(test)]

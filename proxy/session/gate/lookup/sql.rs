@@ -14,11 +14,30 @@ pub(super) const DOMAIN: &[u8] = b"ddlgate_lookup_domain";
 pub(super) const RELATION: &[u8] = b"ddlgate_lookup_relation";
 
 /// A row if the relation exists: whether it is one of the session's temporary
-/// relations, and the OID of its table (an index's table).
+/// relations; the OID of its table (an index's table); its own OID and
+/// relkind; and its table's heap size (NULL unless a plain table or
+/// matview, or while another session holds or awaits ACCESS EXCLUSIVE on
+/// it: see SIZE_SQL).
 pub(super) const RELATION_SQL: &str = "SELECT c.relpersistence OPERATOR(pg_catalog.=) 't', \
-     COALESCE((SELECT i.indrelid FROM pg_catalog.pg_index i \
-       WHERE i.indexrelid OPERATOR(pg_catalog.=) c.oid), c.oid)::pg_catalog.int8 \
-     FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)";
+     t.oid::pg_catalog.int8, c.oid::pg_catalog.int8, c.relkind::pg_catalog.text, \
+     CASE WHEN t.relkind OPERATOR(pg_catalog.=) ANY ('{r,m}'::pg_catalog.\"char\"[]) \
+     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l \
+     WHERE l.locktype OPERATOR(pg_catalog.=) 'relation' AND l.relation OPERATOR(pg_catalog.=) t.oid \
+     AND l.database OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d \
+     WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database()) \
+     AND l.mode OPERATOR(pg_catalog.=) 'AccessExclusiveLock' \
+     AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()) \
+     THEN pg_catalog.pg_relation_size(t.oid) END \
+     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_class t \
+     ON t.oid OPERATOR(pg_catalog.=) COALESCE((SELECT i.indrelid FROM pg_catalog.pg_index i \
+       WHERE i.indexrelid OPERATOR(pg_catalog.=) c.oid), c.oid) \
+     WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass($1)";
+
+pub(super) const TYPE: &[u8] = b"ddlgate_lookup_type";
+
+/// A row if the type (or domain) exists: its OID.
+pub(super) const TYPE_SQL: &str = "SELECT t.oid::pg_catalog.int8 FROM pg_catalog.pg_type t \
+     WHERE t.oid OPERATOR(pg_catalog.=) pg_catalog.to_regtype($1)";
 
 pub(super) const DOMAIN_SQL: &str = "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint c \
      WHERE c.contypid OPERATOR(pg_catalog.=) pg_catalog.to_regtype($1))";
