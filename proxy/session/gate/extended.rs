@@ -90,7 +90,8 @@ impl Gate {
                 sql::raising_statement(&pending.marker).as_bytes(),
                 &mut out,
             );
-            self.statements.insert(name.to_vec(), Arc::new(Vec::new()));
+            self.statements
+                .insert(name.to_vec(), Arc::new(super::Prepared::default()));
             let mut unit = Box::new(Unit::new(Vec::new(), true, false, None, Vec::new()));
             unit.migration = Some(pending.clone());
             self.migrations.insert(name.to_vec(), pending);
@@ -111,29 +112,27 @@ impl Gate {
         if j.stmts.is_empty() {
             return keep_after(out);
         }
-        let events = Arc::new(j.events);
-        self.statements.insert(name.to_vec(), events.clone());
+        // What it creates is the batch's that executes it (Bind).
+        let creates = self.analyzer.take_unconfirmed();
+        let prepared = Arc::new(super::Prepared {
+            events: j.events,
+            creates: if j.tx_control { Vec::new() } else { creates },
+        });
+        let events = &prepared.events;
+        self.statements.insert(name.to_vec(), prepared.clone());
         let notices: Vec<u8> = j
             .notices
             .into_iter()
             .flat_map(|r| encode(r, state))
             .collect();
         if boundary {
-            self.start_batch(j.guard, notices, &events, state, &mut out);
+            self.start_batch(j.guard, notices, events, state, &mut out);
         } else if let Some(b) = self.batch_unit_mut() {
             b.notices.extend_from_slice(&notices);
         } else {
             // Mid-batch with no unit: the warning still goes out, before
             // the batch's ReadyForQuery.
             self.batch_notices.extend_from_slice(&notices);
-        }
-        // What it creates is the batch's to confirm; outside a unit (the
-        // middle of a batch) it is never confirmed.
-        let creates = self.analyzer.take_unconfirmed();
-        if let Some(b) = self.batch_unit_mut() {
-            if !j.tx_control {
-                b.creates.extend(creates);
-            }
         }
         self.copy_into_batch(b'P', body);
         keep_after(out)
@@ -232,9 +231,14 @@ impl Gate {
                 self.copy_into_batch(b'B', body);
                 return keep_after(out);
             }
-            if let Some(events) = self.statements.get(statement).cloned() {
+            if let Some(prepared) = self.statements.get(statement).cloned() {
                 if boundary {
-                    self.start_batch(true, Vec::new(), &events, state, &mut out);
+                    self.start_batch(true, Vec::new(), &prepared.events, state, &mut out);
+                }
+                // Executed by this batch: what it creates is the batch's to
+                // record; outside a unit (the middle of a batch) never.
+                if let Some(b) = self.batch_unit_mut() {
+                    b.creates.extend(prepared.creates.iter().cloned());
                 }
             }
         }

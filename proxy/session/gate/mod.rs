@@ -81,6 +81,15 @@ impl Group {
     }
 }
 
+/// A prepared schema change let through.
+#[derive(Default)]
+struct Prepared {
+    /// The decisions that let it through.
+    events: Vec<event::Event>,
+    /// What it creates each time it is executed.
+    creates: Vec<Created>,
+}
+
 /// A schema change let through, from its Query (or the start of its
 /// extended batch) to its ReadyForQuery.
 struct Unit {
@@ -284,7 +293,7 @@ pub struct Gate {
     request: Request,
     /// Prepared statements that are allowed schema changes, with their
     /// decisions: a batch that starts by binding one is a unit.
-    statements: HashMap<Vec<u8>, Arc<Vec<event::Event>>>,
+    statements: HashMap<Vec<u8>, Arc<Prepared>>,
     /// Prepared statements that stand for migrations: each execution at
     /// the start of a batch is one.
     migrations: HashMap<Vec<u8>, Box<migrate::Pending>>,

@@ -32,7 +32,15 @@ fn python() -> PathBuf {
 
 /// `manage.py migrate shop [target]` against `db` on `port`.
 fn migrate(port: u16, db: &str, target: Option<&str>) -> (bool, String) {
+    migrate_with(port, db, target, false)
+}
+
+/// The same; `fill`: the initial migration fills the tables it creates.
+fn migrate_with(port: u16, db: &str, target: Option<&str>, fill: bool) -> (bool, String) {
     let mut c = Command::new(python());
+    if fill {
+        c.env("SHOP_FILL", "1");
+    }
     c.current_dir(project())
         .args(["manage.py", "migrate", "--no-input", "shop"])
         .args(target)
@@ -141,4 +149,51 @@ async fn django_migrate_through_ddlgate_ends_in_the_direct_schema() {
         ]
     );
     assert!(made.iter().all(|(_, s)| s == "succeeded"), "{made:?}");
+}
+
+/// One `migrate` that creates the tables, fills them (in the initial
+/// migration's transaction) and then, in later transactions, indexes,
+/// retypes and constrains them: the session made them, but they hold data,
+/// so no blocking form runs on them as sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn django_creating_filling_and_altering_in_one_run() {
+    let port = cluster().port;
+    let (want, db) = (database("djfd", ""), database("djfv", ""));
+    let (ok, out) = migrate_with(port, &want, None, true);
+    assert!(ok, "directly: {out}");
+    let proxy = runner_proxy();
+    let (ok, out) = migrate_with(proxy.port(), &db, None, true);
+    assert!(ok, "through ddlgate: {out}");
+    assert_eq!(schema(&db).await, schema(&want).await);
+    let rows = "SELECT count(*)::text || ':' || count(title)::text || ':' || sum(pages)::text \
+                FROM shop_book";
+    let read = |d: String| async move {
+        direct(&d)
+            .await
+            .query_one(rows, &[])
+            .await
+            .unwrap()
+            .get::<_, String>(0)
+    };
+    assert_eq!(read(db.clone()).await, "5000:5000:12502500");
+    assert_eq!(read(db.clone()).await, read(want.clone()).await);
+    let made: Vec<String> = direct(&db)
+        .await
+        .query("SELECT statement FROM ddlgate.migrations ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    // The blocking forms went to the runner, not to the populated tables.
+    assert_eq!(
+        made,
+        [
+            r#"CREATE INDEX "shop_book_author_id_82b8ab51" ON "shop_book" ("author_id")"#,
+            r#"UPDATE "shop_book" SET "title" = '' WHERE "title" IS NULL"#,
+            r#"ALTER TABLE "shop_book" ALTER COLUMN "title" SET NOT NULL"#,
+            r#"ALTER TABLE "shop_book" ALTER COLUMN "pages" TYPE bigint USING "pages"::bigint"#,
+            r#"CREATE INDEX "shop_book_pages_idx" ON "shop_book" ("pages")"#,
+        ]
+    );
 }
